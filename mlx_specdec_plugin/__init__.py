@@ -1,0 +1,39 @@
+"""mlx-specdec: exact speculative decoding for mlx-lm and mlx-vlm.
+
+Switch an mlx-lm script by changing one import::
+
+    from mlx_specdec_plugin import generate, stream_generate
+"""
+
+from .drafting import Draft, DraftContext, Proposer, Strategy, StrategyOptions, Verdict
+from .acceptors import AcceptorSpec, TargetScores
+from .generate import SpecGenerationResponse, generate, prepare, stream_generate
+from .hookspecs import hookimpl
+from .loop import speculative_generate_step
+from .sampling import SamplingParams, make_sampler
+from .stats import RoundStats, SpecStats
+from .target import TargetAdapter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AcceptorSpec",
+    "Draft",
+    "DraftContext",
+    "Proposer",
+    "RoundStats",
+    "SamplingParams",
+    "SpecGenerationResponse",
+    "SpecStats",
+    "Strategy",
+    "StrategyOptions",
+    "TargetAdapter",
+    "TargetScores",
+    "Verdict",
+    "generate",
+    "hookimpl",
+    "make_sampler",
+    "prepare",
+    "speculative_generate_step",
+    "stream_generate",
+]

@@ -1,0 +1,80 @@
+"""Acceptors: turn one verify pass into a :class:`~mlx_specdec_plugin.drafting.Verdict`.
+
+An acceptor is a plain function ``accept(draft, scores) -> Verdict``. Each built-in lives in its
+own module and is registered through the ``register_acceptors`` hook as an :class:`AcceptorSpec`.
+Exactness contract: if ``draft.tokens[i] ~ draft.q[i]``, the emitted tokens are distributed as
+the target's processed distribution would emit them, one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import mlx.core as mx
+
+from ..drafting import Draft, Verdict
+from ..sampling import Sampling
+
+
+@dataclass
+class TargetScores:
+    """The target's verify pass over ``[pending, x1..xg]``.
+
+    ``logprobs``: ``(g+1, V)`` processed (logits processors applied with each row's own history)
+    and normalised; row ``i`` is the target's view of the token after ``x_i`` (row 0: after the
+    pending token). Distributions are computed lazily and cached.
+    """
+
+    logprobs: mx.array
+    sampling: Sampling
+    _probs: Optional[mx.array] = None
+
+    def probs(self) -> mx.array:
+        """``(g+1, V)`` float32 sampling distributions p_i."""
+        if self._probs is None:
+            self._probs = self.sampling.probs(self.logprobs)
+        return self._probs
+
+    def argmax(self) -> mx.array:
+        return mx.argmax(self.logprobs, axis=-1).astype(mx.uint32)
+
+    def sample(self) -> mx.array:
+        """One independent draw per row with the user's own sampler."""
+        return self.sampling.sample(self.logprobs)
+
+
+@dataclass(frozen=True)
+class AcceptorSpec:
+    """An acceptor as registered. ``needs_distribution``: needs p (a known sampler);
+    ``needs_q``: needs the draft's q (or a deterministic draft); ``greedy_only``: exact only at
+    temperature 0."""
+
+    name: str
+    accept: Callable[[Draft, TargetScores], Verdict]
+    description: str = ""
+    needs_distribution: bool = False
+    needs_q: bool = False
+    greedy_only: bool = False
+
+
+def draft_token_probs(draft: Draft, probs_rows: mx.array) -> mx.array:
+    """``probs_rows[i, draft.tokens[i]]`` for i < g, as a float32 ``(g,)`` array."""
+    g = len(draft)
+    return mx.take_along_axis(probs_rows[:g], draft.tokens[:, None].astype(mx.int32), axis=-1)[:, 0]
+
+
+def draft_q_rows(draft: Draft, vocab: int) -> mx.array:
+    """The draft's q as ``(g, V)`` rows (one-hot rows for a deterministic draft)."""
+    if draft.q is not None:
+        return draft.q.astype(mx.float32)
+    if not draft.deterministic:
+        raise ValueError("this acceptor needs the draft distribution q, which the drafter did not report")
+    return (mx.arange(vocab)[None, :] == draft.tokens[:, None]).astype(mx.float32)
+
+
+def first_false(flags) -> int:
+    for i, ok in enumerate(flags):
+        if not ok:
+            return i
+    return len(flags)

@@ -1,0 +1,10 @@
+"""``greedy``: keep drafts while they equal the target's argmax (exact at temperature 0 only)."""
+
+from ..drafting import Draft, Verdict
+from . import TargetScores, first_false
+
+
+def accept(draft: Draft, scores: TargetScores) -> Verdict:
+    best = scores.argmax().tolist()
+    tau = first_false([d == t for d, t in zip(draft.tokens.tolist(), best)])
+    return Verdict(tau, best[tau])

@@ -1,0 +1,45 @@
+"""The built-in strategies and acceptors, registered through our own entry point."""
+
+from .acceptors import AcceptorSpec
+from .acceptors import block, greedy, match, rejection
+from .drafting import Strategy
+from .hookspecs import hookimpl
+from .strategies import draft_model, lookup
+
+
+@hookimpl
+def register_strategies(register):
+    register(
+        Strategy(
+            "draft-model",
+            draft_model.build,
+            "a small mlx-lm model with the target's tokenizer drafts autoregressively",
+            claims=draft_model.is_mlx_lm_model,
+            needs_draft=True,
+        )
+    )
+    register(Strategy("lookup", lookup.build, "prompt lookup: continue an earlier n-gram match (no weights)"))
+
+
+@hookimpl
+def register_acceptors(register):
+    register(AcceptorSpec("greedy", greedy.accept, "keep drafts equal to the target argmax", greedy_only=True))
+    register(
+        AcceptorSpec(
+            "rejection",
+            rejection.accept,
+            "speculative sampling: keep with min(1, p/q), resample the residual",
+            needs_distribution=True,
+            needs_q=True,
+        )
+    )
+    register(
+        AcceptorSpec(
+            "block",
+            block.accept,
+            "block verification (Sun et al. 2025): joint acceptance, never below rejection",
+            needs_distribution=True,
+            needs_q=True,
+        )
+    )
+    register(AcceptorSpec("match", match.accept, "upstream's rule: keep drafts equal to the target's own draws"))

@@ -1,0 +1,116 @@
+"""The contract between the loop, drafters (proposers) and acceptors.
+
+A round of speculative decoding, as the loop sees it::
+
+    draft   = proposer.propose(ctx, n)          # up to n tokens after ctx.pending, with q
+    logits  = target([pending, *draft.tokens])  # one verify forward
+    verdict = acceptor(draft, scores)           # tau accepted + one more token
+    proposer.extend([pending, *accepted], hidden_states_of_those_positions)
+
+*Committed* tokens are the ones whose keys/values are in the target cache. The *pending* token
+has been emitted (or is the prompt's last token) but not yet run through the target; every
+proposal continues after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+
+import mlx.core as mx
+
+from .sampling import Sampling
+
+
+@dataclass
+class Draft:
+    """Proposed tokens and the distribution each was drawn from.
+
+    ``tokens``: uint32 ``(g,)``. ``q``: float32 ``(g, V)`` probabilities with ``tokens[i] ~ q[i]``
+    (given the context and ``tokens[:i]``), or ``None``. ``deterministic``: the tokens are a
+    function of the context (q is a point mass), as for prompt lookup or argmax drafting.
+    Acceptors that need q refuse a draft with ``q is None and not deterministic``.
+    """
+
+    tokens: mx.array
+    q: Optional[mx.array] = None
+    deterministic: bool = False
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @classmethod
+    def empty(cls) -> "Draft":
+        return cls(mx.array([], dtype=mx.uint32), None, True)
+
+
+@dataclass
+class DraftContext:
+    """What a proposer may read when proposing.
+
+    ``history``: every committed token plus the pending one (list of ints; the prompt included).
+    ``sampling``: the user's sampling chain; a proposer that samples must draw from
+    ``sampling.probs(sampling.logprobs(...))`` and report that q, so the acceptor stays exact.
+    """
+
+    history: List[int]
+    sampling: Sampling
+
+    @property
+    def pending(self) -> int:
+        return self.history[-1]
+
+
+@runtime_checkable
+class Proposer(Protocol):
+    """One generation's drafter state. Built per generation by a :class:`Strategy`.
+
+    ``tap_layers``: target decoder layers whose outputs it needs (empty: none). The loop passes
+    their concatenation, ``(1, L, len(tap_layers) * H)``, to :meth:`extend`.
+    """
+
+    tap_layers: Tuple[int, ...]
+
+    def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
+        """``tokens`` were committed to the target cache (prefill chunks, then per round the
+        pending token plus the accepted drafts); ``hidden`` holds their tapped features."""
+
+    def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
+        """Return at most ``max_tokens`` (>= 1) proposals continuing ``ctx.history``."""
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Options every strategy receives (unknown ones are kept in ``extra``)."""
+
+    num_draft_tokens: int = 3
+    prefill_step_size: int = 2048
+    block_size: Optional[int] = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A drafter kind, registered through the ``register_strategies`` hook.
+
+    ``build(target, draft, options)`` makes a fresh :class:`Proposer` for one generation;
+    ``target`` is a :class:`~mlx_specdec_plugin.target.TargetAdapter`, ``draft`` whatever the user
+    passed as ``draft_model`` (an mlx-lm model, a loaded drafter, or ``None``). It may raise
+    ``ValueError`` with one clear message for incompatible input; it runs before any generation.
+    ``claims(draft)`` tells ``auto`` whether this strategy is the natural one for a draft object.
+    ``needs_draft``: the strategy cannot run without a ``draft_model``.
+    """
+
+    name: str
+    build: Callable[[Any, Any, StrategyOptions], Proposer]
+    description: str = ""
+    claims: Optional[Callable[[Any], bool]] = None
+    needs_draft: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An acceptor's decision: the first ``accepted`` drafts are kept, then ``next_token``."""
+
+    accepted: int
+    next_token: int

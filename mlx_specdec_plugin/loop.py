@@ -1,0 +1,112 @@
+"""The speculative decoding loop: propose -> verify -> accept -> commit/rollback -> emit.
+
+:func:`speculative_generate_step` has mlx-lm's generator protocol: it yields
+``(token, logprobs, from_draft)`` one token at a time. It knows nothing about any particular
+drafter or acceptor; those come in as a :class:`~mlx_specdec_plugin.drafting.Proposer` and an
+acceptor function (see :mod:`mlx_specdec_plugin.plugins` for how names are resolved).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Generator, List, Optional, Sequence, Tuple
+
+import mlx.core as mx
+
+from . import caches
+from .acceptors import TargetScores
+from .drafting import Draft, DraftContext, Proposer, Verdict
+from .sampling import Sampling
+from .stats import RoundStats, SpecStats
+from .target import TargetAdapter
+
+Acceptor = Callable[[Draft, TargetScores], Verdict]
+
+
+def prefill(
+    target: TargetAdapter,
+    cache: List[Any],
+    tokens: Sequence[int],
+    proposer: Proposer,
+    step_size: int,
+) -> None:
+    """Run ``tokens`` through the target in chunks, handing each chunk (and its taps) on."""
+    for start in range(0, len(tokens), step_size):
+        chunk = list(tokens[start : start + step_size])
+        _, hidden = target(mx.array([chunk], dtype=mx.uint32), cache, proposer.tap_layers)
+        mx.eval([c.state for c in caches._leaves(cache)], hidden)
+        proposer.extend(chunk, hidden)
+
+
+def speculative_generate_step(
+    prompt: mx.array,
+    target: TargetAdapter,
+    proposer: Proposer,
+    acceptor: Acceptor,
+    *,
+    num_draft_tokens: int = 3,
+    max_tokens: int = 256,
+    sampling: Optional[Sampling] = None,
+    prompt_cache: Optional[List[Any]] = None,
+    prefill_step_size: int = 2048,
+    stats: Optional[SpecStats] = None,
+    draft_length: Optional[Callable[[SpecStats, int], int]] = None,
+) -> Generator[Tuple[int, mx.array, bool], None, None]:
+    """Generate tokens after ``prompt`` (1-D token array), ``max_tokens`` at most (-1: no limit).
+
+    ``prompt_cache`` (owned by the caller if given, updated in place) must hold no more than the
+    context *before* ``prompt``. ``draft_length(stats, cap)``, if given, chooses each round's
+    number of proposals in ``0..cap`` before any of that round's tokens are drawn.
+    """
+    if num_draft_tokens < 1:
+        raise ValueError(f"num_draft_tokens must be >= 1, got {num_draft_tokens}")
+    sampling = sampling or Sampling.create()
+    stats = stats if stats is not None else SpecStats()
+    cache = prompt_cache if prompt_cache is not None else target.make_cache()
+    caches.check_rollback(cache)
+    history = [int(t) for t in prompt.tolist()]
+    if not history:
+        raise ValueError("the prompt must contain at least one token")
+
+    prefill(target, cache, history[:-1], proposer, prefill_step_size)
+    emitted = 0
+    while max_tokens < 0 or emitted < max_tokens:
+        budget = num_draft_tokens if max_tokens < 0 else min(num_draft_tokens, max_tokens - emitted - 1)
+        if draft_length is not None:
+            budget = min(budget, draft_length(stats, budget))
+
+        # propose
+        t0 = time.perf_counter()
+        ctx = DraftContext(history, sampling)
+        draft = proposer.propose(ctx, budget) if budget > 0 else Draft.empty()
+        mx.eval(draft.tokens, draft.q)
+        t1 = time.perf_counter()
+
+        # verify
+        g = len(draft)
+        inputs = mx.concatenate([mx.array([history[-1]], dtype=mx.uint32), draft.tokens])
+        snapshot = caches.begin_round(cache)
+        logits, hidden = target(inputs[None], cache, proposer.tap_layers)
+        drafted = draft.tokens.tolist()
+        scores = TargetScores(sampling.logprobs(logits[0], history + drafted), sampling)
+
+        # accept
+        verdict = acceptor(draft, scores)
+        tau = verdict.accepted
+        t2 = time.perf_counter()
+
+        # commit / rollback
+        caches.end_round(cache, snapshot, appended=g + 1, keep=tau + 1)
+        committed = [history[-1]] + drafted[:tau]
+        proposer.extend(committed, hidden[:, : tau + 1] if hidden is not None else None)
+        history.extend(drafted[:tau])
+        history.append(verdict.next_token)
+
+        # emit
+        out = drafted[:tau] + [verdict.next_token]
+        if max_tokens >= 0:
+            out = out[: max_tokens - emitted]
+        stats.record(RoundStats(g, tau, t1 - t0, t2 - t1, len(out)))
+        for i, token in enumerate(out):
+            emitted += 1
+            yield token, scores.logprobs[i], i < tau

@@ -1,0 +1,189 @@
+"""The processed distributions p (target) and q (draft), computed exactly as mlx-lm samples.
+
+mlx-lm's ``make_sampler`` filters the *untempered* log-probabilities with top-p, then min-p,
+then top-k, and draws from ``softmax(filtered / temp)``; logits processors (repetition penalty,
+logit bias, ...) run first, on the token history. :class:`Sampling` reproduces that chain as a
+distribution, so an acceptor can compute min(1, p/q) and residuals, and a drafter can draw from
+the very q it reports.
+
+A sampler is *known* when its parameters can be read: a :class:`ParamSampler` from our
+:func:`make_sampler`, mlx-lm's ``greedy_sampler``, or a sampler built by mlx-lm's own
+``make_sampler`` (its closure is read, nothing is patched). Any other callable is *opaque*: it is
+still used to draw target tokens (acceptor ``match`` is exact for any sampler), but acceptors that
+need p refuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import mlx.core as mx
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler
+
+Sampler = Callable[[mx.array], mx.array]
+LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """The parameters of mlx-lm's ``make_sampler`` that shape the distribution (XTC excluded)."""
+
+    temp: float = 0.0
+    top_p: float = 0.0
+    min_p: float = 0.0
+    min_tokens_to_keep: int = 1
+    top_k: int = 0
+
+    def __post_init__(self):
+        if self.temp < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temp}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temp == 0
+
+    def filter(self, logprobs: mx.array) -> mx.array:
+        """Apply top-p, min-p, top-k (mlx-lm's order) to log-probabilities ``(..., V)``."""
+        if 0 < self.top_p < 1.0:
+            logprobs = apply_top_p(logprobs, self.top_p)
+        if self.min_p != 0.0:
+            logprobs = apply_min_p(logprobs, self.min_p, self.min_tokens_to_keep)
+        if self.top_k > 0:
+            logprobs = apply_top_k(logprobs, self.top_k)
+        return logprobs
+
+
+@dataclass
+class ParamSampler:
+    """A sampler that is also a description of its distribution (drop-in for mlx-lm's)."""
+
+    params: SamplingParams
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        if self.params.greedy:
+            return mx.argmax(logprobs, axis=-1)
+        filtered = self.params.filter(logprobs)
+        return mx.random.categorical(filtered * (1.0 / self.params.temp))
+
+
+def make_sampler(
+    temp: float = 0.0,
+    top_p: float = 0.0,
+    min_p: float = 0.0,
+    min_tokens_to_keep: int = 1,
+    top_k: int = 0,
+) -> ParamSampler:
+    """Like ``mlx_lm.sample_utils.make_sampler`` (same arguments, same draws), but introspectable."""
+    return ParamSampler(SamplingParams(temp, top_p, min_p, min_tokens_to_keep, top_k))
+
+
+def _closure_vars(fn) -> dict:
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    if code is None:
+        return {}
+    out = {}
+    for name, cell in zip(code.co_freevars, cells):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:  # empty cell
+            pass
+    return out
+
+
+def params_from_sampler(sampler: Optional[Sampler]) -> Optional[SamplingParams]:
+    """Read the distribution a sampler draws from, or ``None`` if the sampler is opaque."""
+    if sampler is None or sampler is greedy_sampler:
+        return SamplingParams()
+    if isinstance(sampler, ParamSampler):
+        return sampler.params
+    outer = _closure_vars(sampler)
+    if "temp" not in outer or "sampling_methods" not in outer:
+        return None
+    values = {"temp": float(outer["temp"])}
+    for method in outer["sampling_methods"]:
+        inner = _closure_vars(method)
+        if "xtc_probability" in inner:
+            return None  # XTC draws its own randomness: not a fixed distribution
+        for key in ("top_p", "min_p", "min_tokens_to_keep", "top_k"):
+            if key in inner:
+                values[key] = inner[key]
+    if set(values) == {"temp"} and outer["sampling_methods"]:
+        return None  # methods we could not read
+    return SamplingParams(**values)
+
+
+@dataclass
+class Sampling:
+    """Turns raw logits rows into processed log-probabilities, distributions and samples.
+
+    ``params`` is ``None`` for an opaque sampler. ``processors`` are mlx-lm logits processors,
+    called as ``proc(history, logits[None])`` with ``history`` the 1-D token array the row
+    conditions on (the prompt plus every token before the row's position).
+    """
+
+    params: Optional[SamplingParams]
+    sampler: Sampler
+    processors: Sequence[LogitsProcessor] = field(default_factory=tuple)
+
+    @classmethod
+    def create(
+        cls, sampler: Optional[Sampler] = None, logits_processors: Optional[Sequence] = None
+    ) -> "Sampling":
+        params = params_from_sampler(sampler)
+        if sampler is None:
+            sampler = greedy_sampler
+        return cls(params, sampler, tuple(logits_processors or ()))
+
+    @property
+    def greedy(self) -> bool:
+        return self.params is not None and self.params.greedy
+
+    @property
+    def known(self) -> bool:
+        return self.params is not None
+
+    def logprobs(self, logits: mx.array, history: Sequence[int]) -> mx.array:
+        """Processed, normalised log-probabilities ``(n, V)`` for ``n`` consecutive rows.
+
+        ``history`` is the token list through the last row's context: row ``i`` sees its first
+        ``len(history) - n + 1 + i`` tokens (for a verify pass over ``[pending, x1..xg]`` that is
+        the committed tokens plus the whole verify input). The dtype of ``logits`` is kept, as
+        mlx-lm keeps it, so greedy argmax ties break the same way.
+        """
+        if self.processors:
+            n = logits.shape[0]
+            hist = mx.array(list(history), dtype=mx.uint32)
+            base = len(history) - n + 1
+            rows = []
+            for i in range(n):
+                row = logits[i : i + 1]
+                h = hist[: base + i]
+                for proc in self.processors:
+                    row = proc(h, row)
+                rows.append(row)
+            logits = mx.concatenate(rows, axis=0)
+        return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+    def probs(self, logprobs: mx.array) -> mx.array:
+        """The distribution ``(n, V)`` the sampler draws from (one-hot argmax at temperature 0)."""
+        if self.params is None:
+            raise ValueError("the sampler is opaque: its distribution is unknown")
+        if self.params.greedy:
+            return _one_hot(mx.argmax(logprobs, axis=-1), logprobs.shape[-1])
+        filtered = self.params.filter(logprobs.astype(mx.float32))
+        return mx.softmax(filtered * (1.0 / self.params.temp), axis=-1)
+
+    def sample(self, logprobs: mx.array) -> mx.array:
+        """Draw one token per row with the user's sampler (uint32 ``(n,)``)."""
+        return self.sampler(logprobs).astype(mx.uint32)
+
+
+def _one_hot(indices: mx.array, size: int) -> mx.array:
+    return (mx.arange(size)[None, :] == indices[:, None]).astype(mx.float32)
+
+
+def sample_from(probs: mx.array) -> mx.array:
+    """Draw one token per row from probability rows ``(n, V)`` (zeros allowed)."""
+    return mx.random.categorical(mx.log(probs)).astype(mx.uint32)

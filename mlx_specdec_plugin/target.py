@@ -1,0 +1,176 @@
+"""The target adapter: an mlx-lm model's forward that also returns tapped hidden states.
+
+Nothing is patched. For a forward with taps the adapter re-runs the model's own public pieces
+(embedding, per-layer masks from mlx-lm's ``create_attention_mask``, each decoder layer, final
+norm, head) in the model's order; a *family* function says how, per ``model_type``. Before it is
+trusted, :meth:`TargetAdapter.check_taps` runs a probe: its logits must reproduce ``model(x)``
+(fresh caches, a prefill and an incremental step), otherwise it refuses with a clear error.
+Tap ``i`` is the output of decoder layer ``i`` (before the final norm), as Hugging Face's
+``hidden_states[i + 1]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.models.base import create_attention_mask
+from mlx_lm.models.cache import make_prompt_cache
+
+# family(model, tokens (B, L), cache list, taps) -> (final hidden after norm, [tapped (B, L, H)])
+FamilyForward = Callable[[nn.Module, mx.array, List[Any], Sequence[int]], Tuple[mx.array, List[mx.array]]]
+FAMILIES: Dict[str, FamilyForward] = {}
+
+
+def family(*model_types: str):
+    """Register a tap forward for mlx-lm ``model_type`` names."""
+
+    def deco(fn: FamilyForward) -> FamilyForward:
+        for t in model_types:
+            FAMILIES[t] = fn
+        return fn
+
+    return deco
+
+
+def _tapped_layers(layers, h, cache, masks, taps, call=None):
+    wanted = set(taps)
+    tapped = {}
+    for i, (layer, c, mask) in enumerate(zip(layers, cache, masks)):
+        h = call(layer, h, mask, c) if call else layer(h, mask, c)
+        if i in wanted:
+            tapped[i] = h
+    return h, [tapped[i] for i in taps]
+
+
+@family("llama", "qwen2", "qwen3", "mistral", "smollm3")
+def _decoder_forward(model, tokens, cache, taps):
+    """llama-style stacks: one full-attention mask, plus a window mask for ``use_sliding`` layers."""
+    inner = model.model
+    h = inner.embed_tokens(tokens)
+    layers = inner.layers
+    sliding = [bool(getattr(l, "use_sliding", False)) for l in layers]
+    masks_by_kind = {}
+    if False in sliding:
+        masks_by_kind[False] = create_attention_mask(h, cache[sliding.index(False)])
+    if True in sliding:
+        masks_by_kind[True] = create_attention_mask(
+            h, cache[sliding.index(True)], window_size=inner.sliding_window
+        )
+    h, tapped = _tapped_layers(layers, h, cache, [masks_by_kind[s] for s in sliding], taps)
+    return inner.norm(h), tapped
+
+
+@family("gemma3_text")
+def _gemma3_forward(model, tokens, cache, taps):
+    inner = model.model
+    h = inner.embed_tokens(tokens)
+    h *= mx.array(inner.args.hidden_size**0.5, mx.bfloat16).astype(h.dtype)
+    pattern = inner.sliding_window_pattern
+    global_mask = create_attention_mask(h, cache[pattern - 1])
+    window_mask = (
+        create_attention_mask(h, cache[0], window_size=inner.window_size) if pattern > 1 else None
+    )
+    masks = [
+        global_mask if i % pattern == pattern - 1 else window_mask for i in range(len(inner.layers))
+    ]
+    h, tapped = _tapped_layers(inner.layers, h, cache, masks, taps)
+    return inner.norm(h), tapped
+
+
+def _head(model: nn.Module, h: mx.array) -> mx.array:
+    args = getattr(model, "args", None)
+    tied = getattr(args, "tie_word_embeddings", None)
+    if tied is None:
+        tied = getattr(model, "tie_word_embeddings", False)
+    if tied or not hasattr(model, "lm_head"):
+        out = model.model.embed_tokens.as_linear(h)
+    else:
+        out = model.lm_head(h)
+    softcap = getattr(model, "final_logit_softcapping", None)
+    if softcap is not None:
+        out = mx.tanh(out / softcap) * softcap
+    return out
+
+
+def model_type_of(model: nn.Module) -> str:
+    return str(getattr(model, "model_type", None) or getattr(getattr(model, "args", None), "model_type", ""))
+
+
+def vocab_size_of(model: nn.Module) -> int:
+    args = getattr(model, "args", None)
+    v = getattr(args, "vocab_size", None)
+    if v:
+        return int(v)
+    inner = getattr(model, "model", model)
+    return int(inner.embed_tokens.weight.shape[0])
+
+
+class TargetAdapter:
+    """Wraps an mlx-lm ``Model`` for the speculative loop.
+
+    ``__call__(tokens (1, L) uint32, cache, taps)`` returns ``(logits (1, L, V), hidden)`` with
+    ``hidden`` = the tapped layer outputs concatenated on the last axis, ``(1, L, len(taps)*H)``,
+    or ``None`` when no taps are asked for (then it is exactly ``model(tokens, cache=cache)``).
+    The caller owns the cache (a list from :meth:`make_cache`).
+    """
+
+    PROBE = (1, 5, 2, 7, 3, 3, 0, 4)
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.model_type = model_type_of(model)
+        self.num_layers = len(model.layers)
+        self.vocab_size = vocab_size_of(model)
+        args = getattr(model, "args", None)
+        self.hidden_size = int(getattr(args, "hidden_size", 0) or 0)
+        self._family = FAMILIES.get(self.model_type)
+        self._probed = False
+
+    def make_cache(self, max_kv_size: Optional[int] = None) -> List[Any]:
+        return make_prompt_cache(self.model, max_kv_size=max_kv_size)
+
+    def check_taps(self, taps: Sequence[int]) -> None:
+        """Raise ``ValueError`` unless hidden states of layers ``taps`` can be produced exactly."""
+        if not taps:
+            return
+        bad = [t for t in taps if not 0 <= t < self.num_layers]
+        if bad:
+            raise ValueError(
+                f"tap layer(s) {bad} outside the target's {self.num_layers} decoder layers "
+                f"(valid ids 0..{self.num_layers - 1})"
+            )
+        if self._family is None:
+            raise ValueError(
+                f"hidden-state taps are not implemented for target model_type '{self.model_type}' "
+                f"(supported: {', '.join(sorted(FAMILIES))})"
+            )
+        if not self._probed:
+            self._probe(taps)
+            self._probed = True
+
+    def _probe(self, taps: Sequence[int]) -> None:
+        vocab = self.vocab_size
+        tokens = mx.array([[t % vocab for t in self.PROBE]], dtype=mx.uint32)
+        ref_cache, our_cache = self.make_cache(), self.make_cache()
+        diffs = []
+        for part in (tokens[:, :5], tokens[:, 5:6], tokens[:, 6:]):
+            ref = self.model(part, cache=ref_cache)
+            ours, hidden = self(part, our_cache, taps)
+            mx.eval(ref, ours, hidden)
+            scale = 1.0 + float(mx.abs(ref).max().item())
+            diffs.append(float(mx.abs(ref.astype(mx.float32) - ours.astype(mx.float32)).max().item()) / scale)
+        if max(diffs) > 1e-4:
+            raise ValueError(
+                f"the tap forward for model_type '{self.model_type}' does not reproduce model(x) "
+                f"(relative max difference {max(diffs):.2e}); refusing to tap hidden states"
+            )
+
+    def __call__(
+        self, tokens: mx.array, cache: List[Any], taps: Sequence[int] = ()
+    ) -> Tuple[mx.array, Optional[mx.array]]:
+        if not taps:
+            return self.model(tokens, cache=cache), None
+        h, tapped = self._family(self.model, tokens, cache, taps)
+        return _head(self.model, h), mx.concatenate(tapped, axis=-1)
