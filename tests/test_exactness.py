@@ -1,0 +1,99 @@
+"""Spec: the speculative loop emits tokens distributed exactly as the target would sample them.
+
+The joint of the first 3 generated tokens over 20,000 seeded generations is compared with the
+target's exact joint (enumerated from mlx-lm's own processors and filters) by a chi-square test,
+for every exact acceptor x sampling configuration. A planted wrong acceptor must fail it.
+"""
+
+import mlx.core as mx
+import pytest
+from mlx_lm.sample_utils import make_logits_processors
+from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
+
+from exactness import CONFIGS, chi_square_pvalue, exact_joint
+from mlx_specdec_plugin.acceptors import AcceptorSpec
+from mlx_specdec_plugin.drafting import Verdict
+from mlx_specdec_plugin.generate import prepare
+from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from tiny_lm import ContextLM, perturbed
+
+VOCAB = 6
+PROMPT = [1, 2, 3]
+SAMPLES = 20_000
+ALPHA = 1e-3  # runs are seeded, so the verdict is deterministic
+
+
+def draw(target_model, draft_model, acceptor, sampler_kw, proc_kw, n, strategy=None, k=2, tokens=3, prompt=PROMPT):
+    """n independent generations of `tokens` tokens through prepare() + the loop."""
+    mx.random.seed(1234)
+    target = None
+    samples = []
+    for _ in range(n):
+        target, proposer, spec, sampling, _, _ = prepare(
+            target_model,
+            draft_model,
+            draft_strategy=strategy,
+            acceptor=acceptor if isinstance(acceptor, str) else "rejection",
+            sampler=mlx_lm_make_sampler(**sampler_kw),
+            logits_processors=make_logits_processors(**proc_kw),
+            num_draft_tokens=k,
+            target=target,
+        )
+        accept = spec.accept if isinstance(acceptor, str) else acceptor
+        gen = speculative_generate_step(
+            mx.array(prompt), target, proposer, accept, num_draft_tokens=k, max_tokens=tokens, sampling=sampling
+        )
+        samples.append(tuple(t for t, _, _ in gen))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def pair():
+    target = ContextLM(VOCAB, 8, seed=1)
+    return target, perturbed(target, seed=2)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("acceptor", ["rejection", "block", "match"])
+def test_loop_is_exact(pair, acceptor, config):
+    target, draft = pair
+    sampler_kw, proc_kw = CONFIGS[config]
+    joint = exact_joint(target, PROMPT, 3, VOCAB, sampler_kw, proc_kw)
+    samples = draw(target, draft, acceptor, sampler_kw, proc_kw, SAMPLES, strategy="draft-model")
+    assert chi_square_pvalue(samples, joint) > ALPHA
+
+
+@pytest.mark.parametrize("acceptor", ["rejection", "block"])
+def test_lookup_point_mass_drafts_are_exact(pair, acceptor):
+    target, _ = pair
+    sampler_kw, proc_kw = CONFIGS["T1"]
+    prompt = [1, 2, 1, 2, 1]  # repetitive, so that lookup proposes on most rounds
+    joint = exact_joint(target, prompt, 3, VOCAB, sampler_kw, proc_kw)
+    samples = draw(target, None, acceptor, sampler_kw, proc_kw, SAMPLES, strategy="lookup", prompt=prompt)
+    assert chi_square_pvalue(samples, joint) > ALPHA
+
+
+def accept_always(draft, scores):
+    """A wrong acceptor: keeps every draft, then samples the bonus from the target."""
+    g = len(draft)
+    return Verdict(g, int(scores.sample()[g].item()))
+
+
+def test_the_test_catches_a_wrong_acceptor(pair):
+    target, draft = pair
+    sampler_kw, proc_kw = CONFIGS["T1"]
+    joint = exact_joint(target, PROMPT, 3, VOCAB, sampler_kw, proc_kw)
+    samples = draw(target, draft, accept_always, sampler_kw, proc_kw, SAMPLES, strategy="draft-model")
+    assert chi_square_pvalue(samples, joint) < 1e-12
+
+
+def test_real_mlx_lm_model_is_exact():
+    """The same check on a real mlx-lm llama (real caches, attention, RoPE), one configuration."""
+    cfg = tiny_config("llama", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1)
+    target = make_tiny_model(cfg, seed=1, sharpness=3)
+    draft = make_tiny_model(cfg, seed=2, sharpness=3)
+    sampler_kw, proc_kw = CONFIGS["repetition_penalty1.3"]
+    joint = exact_joint(target, PROMPT, 3, VOCAB, sampler_kw, proc_kw)
+    samples = draw(target, draft, "rejection", sampler_kw, proc_kw, SAMPLES, strategy="draft-model")
+    assert chi_square_pvalue(samples, joint) > ALPHA
