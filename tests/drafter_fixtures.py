@@ -1,0 +1,233 @@
+"""Tiny random DSpark / DFlash checkpoints in the published on-disk layouts (config.json +
+model.safetensors), for tests. Tensor names and shapes are written out here from the format
+notes (not derived from the package under test).
+
+Layouts reproduced:
+
+* ``dspark`` / ``layout="deepspec"``: DeepSpec-native ``deepseek-ai/dspark_qwen3_*_block7`` -- a
+  copy of the target's config.json plus, at the top level, ``architectures: ["Qwen3DSparkModel"]``,
+  ``num_target_layers``, ``num_hidden_layers`` (draft layers), ``block_size`` (proposals),
+  ``mask_token_id``, ``target_layer_ids``, ``num_anchors``, ``enable_confidence_head``,
+  ``confidence_head_with_markov``, ``markov_rank``, ``markov_head_type``,
+  ``tie_word_embeddings: false``, ``layer_types``; weights include copies of the target's
+  ``embed_tokens`` and ``lm_head``.
+* ``dspark`` / ``layout="dflash_config"``: the same drafter keys nested under ``dflash_config``
+  with ``projector_type: "dspark"`` (the layout mlx-vlm 0.7.10 reads); no embed/head weights.
+* ``dflash`` / ``layout="zlab"``: ``z-lab/Qwen3-*-DFlash-b16`` -- ``architectures:
+  ["DFlashDraftModel"]``, ``model_type: "qwen3"``, top-level ``block_size: 16`` and
+  ``num_target_layers``, ``dflash_config: {mask_token_id, target_layer_ids}``.
+* ``dflash`` / ``layout="zlab_nested"``: z-lab's later revision -- ``block_size`` inside
+  ``dflash_config``, ``rope_parameters: {rope_theta, rope_type}`` instead of ``rope_theta``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+
+def _draft_backbone_config(target_config: dict, num_draft_layers: int) -> dict:
+    H = target_config["hidden_size"]
+    heads = target_config["num_attention_heads"]
+    return {
+        "hidden_size": H,
+        "intermediate_size": target_config.get("intermediate_size", 2 * H),
+        "num_hidden_layers": num_draft_layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": target_config.get("num_key_value_heads", heads),
+        "head_dim": target_config.get("head_dim") or H // heads,
+        "hidden_act": "silu",
+        "rms_norm_eps": target_config.get("rms_norm_eps", 1e-6),
+        "vocab_size": target_config["vocab_size"],
+        "max_position_embeddings": target_config.get("max_position_embeddings", 4096),
+        "rope_theta": target_config.get("rope_theta", 10000.0),
+        "attention_bias": False,
+        "layer_types": ["full_attention"] * num_draft_layers,
+    }
+
+
+def backbone_shapes(cfg: dict, n_taps: int) -> Dict[str, tuple]:
+    """Tensor names -> shapes of the Qwen3-style context-injected backbone (HF names)."""
+    H, I = cfg["hidden_size"], cfg["intermediate_size"]
+    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    shapes = {"fc.weight": (H, n_taps * H), "hidden_norm.weight": (H,), "norm.weight": (H,)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"layers.{i}."
+        shapes.update(
+            {
+                p + "self_attn.q_proj.weight": (nh * hd, H),
+                p + "self_attn.k_proj.weight": (nkv * hd, H),
+                p + "self_attn.v_proj.weight": (nkv * hd, H),
+                p + "self_attn.o_proj.weight": (H, nh * hd),
+                p + "self_attn.q_norm.weight": (hd,),
+                p + "self_attn.k_norm.weight": (hd,),
+                p + "mlp.gate_proj.weight": (I, H),
+                p + "mlp.up_proj.weight": (I, H),
+                p + "mlp.down_proj.weight": (H, I),
+                p + "input_layernorm.weight": (H,),
+                p + "post_attention_layernorm.weight": (H,),
+            }
+        )
+    return shapes
+
+
+def _random(shapes: Dict[str, tuple], seed: int, scale: float) -> Dict[str, mx.array]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in shapes.items():
+        if name.endswith("norm.weight"):
+            out[name] = mx.array(1.0 + 0.1 * rng.standard_normal(shape).astype(np.float32))
+        elif name.endswith("bias"):
+            out[name] = mx.array(0.1 * rng.standard_normal(shape).astype(np.float32))
+        else:
+            fan_in = shape[-1] if len(shape) > 1 else 1
+            std = scale / np.sqrt(fan_in) if not name.startswith("markov_head.markov_w1") else scale
+            out[name] = mx.array((std * rng.standard_normal(shape)).astype(np.float32))
+    return out
+
+
+def _save(path: Path, config: dict, weights: Dict[str, mx.array], prefix_model: bool) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config, indent=1))
+    if prefix_model:  # HF save_pretrained of DeepSpec's *DSparkModel keeps the backbone under model.
+        weights = {
+            (k if k.startswith(("lm_head", "markov_head", "confidence_head")) else "model." + k): v
+            for k, v in weights.items()
+        }
+    mx.save_safetensors(str(path / "model.safetensors"), weights)
+    return path
+
+
+def target_config_of(target_dir: Path) -> dict:
+    return json.loads((Path(target_dir) / "config.json").read_text())
+
+
+def write_dspark(
+    path: Path,
+    target_dir: Path,
+    *,
+    layout: str = "deepspec",
+    target_layer_ids: Sequence[int] = (0, 2),
+    block_size: int = 7,
+    markov_rank: int = 8,
+    num_draft_layers: int = 1,
+    confidence: bool = True,
+    confidence_with_markov: bool = True,
+    mask_token_id: Optional[int] = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    config_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+) -> Path:
+    """Write a tiny DSpark checkpoint for the mlx-lm target folder ``target_dir``."""
+    tcfg = target_config_of(target_dir)
+    V = tcfg["vocab_size"]
+    mask_token_id = V - 3 if mask_token_id is None else mask_token_id
+    backbone = _draft_backbone_config(tcfg, num_draft_layers)
+    keys = {
+        "num_target_layers": tcfg["num_hidden_layers"],
+        "block_size": block_size,
+        "mask_token_id": mask_token_id,
+        "target_layer_ids": list(target_layer_ids),
+        "num_anchors": 512,
+        "enable_confidence_head": confidence,
+        "confidence_head_with_markov": confidence_with_markov,
+        "markov_rank": markov_rank,
+        "markov_head_type": "vanilla",
+    }
+    shapes = backbone_shapes(backbone, len(target_layer_ids))
+    shapes["markov_head.markov_w1.weight"] = (V, markov_rank)
+    shapes["markov_head.markov_w2.weight"] = (V, markov_rank)
+    if confidence:
+        shapes["confidence_head.proj.weight"] = (1, backbone["hidden_size"] + (markov_rank if confidence_with_markov else 0))
+        shapes["confidence_head.proj.bias"] = (1,)
+    weights = _random(shapes, seed, scale)
+    if layout == "deepspec":
+        config = {**tcfg, **backbone, **keys}
+        config["architectures"] = ["Qwen3DSparkModel"]
+        config["tie_word_embeddings"] = False
+        config.pop("eos_token_id", None) if config.get("eos_token_id") is None else None
+        target_w = mx.load(str(Path(target_dir) / "model.safetensors"))
+        weights["embed_tokens.weight"] = target_w["model.embed_tokens.weight"]
+        weights["lm_head.weight"] = target_w.get("lm_head.weight", target_w["model.embed_tokens.weight"])
+    elif layout == "dflash_config":
+        config = {
+            "architectures": ["Qwen3DSparkModel"],
+            "model_type": "qwen3",
+            **backbone,
+            "tie_word_embeddings": False,
+            "dflash_config": {"projector_type": "dspark", **keys},
+        }
+    else:
+        raise ValueError(layout)
+    config.update(config_overrides or {})
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    return _save(path, config, weights, prefix_model=layout == "deepspec")
+
+
+def write_dflash(
+    path: Path,
+    target_dir: Path,
+    *,
+    layout: str = "zlab",
+    target_layer_ids: Sequence[int] = (0, 2),
+    block_size: int = 16,
+    num_draft_layers: int = 1,
+    mask_token_id: Optional[int] = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    config_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+) -> Path:
+    """Write a tiny z-lab DFlash checkpoint for the mlx-lm target folder ``target_dir``."""
+    tcfg = target_config_of(target_dir)
+    V = tcfg["vocab_size"]
+    mask_token_id = V - 3 if mask_token_id is None else mask_token_id
+    backbone = _draft_backbone_config(tcfg, num_draft_layers)
+    config = {
+        "architectures": ["DFlashDraftModel"],
+        "model_type": "qwen3",
+        **backbone,
+        "num_target_layers": tcfg["num_hidden_layers"],
+        "tie_word_embeddings": False,
+        "dtype": "float32",
+    }
+    nested = {"mask_token_id": mask_token_id, "target_layer_ids": list(target_layer_ids)}
+    if layout == "zlab":
+        config["block_size"] = block_size
+    elif layout == "zlab_nested":
+        nested["block_size"] = block_size
+        config["rope_parameters"] = {"rope_theta": config.pop("rope_theta"), "rope_type": "default"}
+    else:
+        raise ValueError(layout)
+    config["dflash_config"] = nested
+    config.update(config_overrides or {})
+    weights = _random(backbone_shapes(backbone, len(target_layer_ids)), seed, scale)
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    return _save(path, config, weights, prefix_model=False)
+
+
+def to_dflash_config_layout(src: Path, dst: Path) -> Path:
+    """Rewrite a DeepSpec-native DSpark checkpoint into the nested layout mlx-vlm reads (drops the
+    embed/head copies, which mlx-vlm binds from the target instead)."""
+    raw = json.loads((Path(src) / "config.json").read_text())
+    keys = ["num_target_layers", "block_size", "mask_token_id", "target_layer_ids", "num_anchors",
+            "enable_confidence_head", "confidence_head_with_markov", "markov_rank", "markov_head_type"]
+    nested = {"projector_type": "dspark", **{k: raw.pop(k) for k in keys if k in raw}}
+    raw["dflash_config"] = nested
+    raw["model_type"] = "qwen3"
+    weights = {k.removeprefix("model."): v for k, v in mx.load(str(Path(src) / "model.safetensors")).items()}
+    weights.pop("embed_tokens.weight", None)
+    weights.pop("lm_head.weight", None)
+    return _save(dst, raw, weights, prefix_model=False)
