@@ -1,24 +1,63 @@
-"""Rolling back the target's cache after a verify pass, through mlx-lm's own cache API.
+"""Rolling back a model's cache after a verify pass, for every cache type mlx-lm's models use.
 
-A round is a small transaction: :func:`begin_round` before the verify forward returns whatever
-is needed to undo it; :func:`end_round` keeps the first ``keep`` of the ``appended`` positions
-the verify forward wrote and drops the rest. :func:`check_rollback` runs before generation and
-names any cache type we cannot roll back, so an unsupported target fails with one clear error
-instead of a silently wrong answer.
+A round is a small transaction::
+
+    rnd = begin_round(cache, replay)          # before the verify forward
+    target(tokens, cache, record=rnd.captured)  # the verify forward appends ``appended`` positions
+    end_round(cache, rnd, appended, keep)     # keep the first ``keep`` of them, drop the rest
+
+How each cache leaf (``CacheList`` is flattened) drops the rejected tail:
+
+* ``KVCache``, ``QuantizedKVCache``, ``ChunkedKVCache`` (append-only): ``trim``.
+* ``ConcatenateKVCache``: slice the rows off (its ``trim`` leaves them in the array).
+* ``RotatingKVCache`` (sliding window): put the ring in temporal order, slice the rejected rows
+  off and reset the write index. mlx-lm's ``trim`` is a no-op once the ring wrapped, and an
+  in-place trim breaks a later width-1 forward. A multi-token forward never overwrites rows a
+  rollback needs (it concatenates, keeping ``max_size - 1`` older rows), so no copy is taken;
+  the rollback checks that enough context survived and raises otherwise.
+* ``ArraysCache`` (conv / SSM / delta-rule states: Qwen3.5, Qwen3-Next, Mamba, LFM2, ...):
+  if the verify forward *captured* per-position states (``rnd.captured[id(leaf)]``, filled by
+  :mod:`~mlx_specdec_plugin.recurrent` for families it knows) the state after the last kept
+  position is selected; otherwise the states saved at :func:`begin_round` are restored, every
+  other leaf is rolled back to the start of the round too, and ``replay(keep)`` re-runs the
+  model on the kept tokens (exact for any recurrent layer; costs one more forward).
+
+:func:`check_rollback` runs before generation and names any cache type we cannot roll back, so
+an unsupported model fails with one clear error instead of a silently wrong answer.
 """
 
 from __future__ import annotations
 
-from typing import Any, List
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
 
-from mlx_lm.models.cache import KVCache, QuantizedKVCache
+import mlx.core as mx
+from mlx_lm.models.cache import (
+    ArraysCache,
+    ChunkedKVCache,
+    ConcatenateKVCache,
+    KVCache,
+    QuantizedKVCache,
+    RotatingKVCache,
+)
 
 # Types whose rejected tail is dropped exactly by ``trim`` (append-only storage).
-TRIMMABLE_TYPES = (KVCache, QuantizedKVCache)
+TRIMMABLE_TYPES = (KVCache, QuantizedKVCache, ChunkedKVCache)
+# Every leaf type end_round handles (exact type match: a subclass may change the update rule).
+SUPPORTED_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache, RotatingKVCache, ArraysCache)
+
+# replay(n): run the model on the first n tokens of the round, updating the cache in place.
+Replay = Callable[[int], Any]
+# captured[id(leaf)](keep) -> the leaf's ``cache`` list after the round's first ``keep`` positions.
+Selector = Callable[[int], List[Optional[mx.array]]]
 
 
 class UnsupportedCacheError(ValueError):
-    """The target uses a cache type whose speculative rollback we do not implement."""
+    """The model uses a cache type whose speculative rollback we do not implement."""
+
+
+class RollbackError(RuntimeError):
+    """A rollback was asked for that the saved round cannot undo exactly (a bug, not user error)."""
 
 
 def _leaves(cache: List[Any]) -> List[Any]:
@@ -31,23 +70,147 @@ def _leaves(cache: List[Any]) -> List[Any]:
 
 def check_rollback(cache: List[Any]) -> None:
     """Raise :class:`UnsupportedCacheError` naming every cache type we cannot roll back."""
-    bad = sorted({type(c).__name__ for c in _leaves(cache) if type(c) not in TRIMMABLE_TYPES})
+    bad = sorted({type(c).__name__ for c in _leaves(cache) if type(c) not in SUPPORTED_TYPES})
     if bad:
         raise UnsupportedCacheError(
             f"speculative decoding cannot roll back cache type(s) {', '.join(bad)} "
-            f"(supported: {', '.join(t.__name__ for t in TRIMMABLE_TYPES)})"
+            f"(supported: {', '.join(t.__name__ for t in SUPPORTED_TYPES)})"
         )
 
 
-def begin_round(cache: List[Any]) -> Any:
-    """Snapshot what :func:`end_round` needs to undo the coming verify forward."""
+def needs_state(cache: List[Any]) -> bool:
+    """True when rolling ``cache`` back needs a :func:`begin_round` snapshot (recurrent leaves)."""
+    return any(type(c) is ArraysCache for c in _leaves(cache))
+
+
+@dataclass
+class Round:
+    """What :func:`end_round` needs to undo one round: saved recurrent / ring states, the replay
+    callback, and per-position states recorded by a capturing forward or :func:`checkpoint`."""
+
+    saved: Dict[int, Any]
+    replay: Optional[Replay]
+    captured: Dict[int, Selector] = field(default_factory=dict)
+    checkpoints: Dict[int, Dict[int, List[Optional[mx.array]]]] = field(default_factory=dict)
+
+
+def _save(c: Any) -> Any:
+    # References suffice for recurrent slots: mlx-lm's layers assign new arrays to them. Ring
+    # arrays may be written in place (width-1 forwards); ``mx.array(x)`` shares x's buffer and
+    # keeps its current value, so the write copies only if it happens while the round is open.
+    if type(c) is ArraysCache:
+        return list(c.cache), c.left_padding, c.lengths
+    if type(c) is RotatingKVCache:
+        if c.keys is None:
+            return None, None, c.offset, c._idx
+        return mx.array(c.keys), mx.array(c.values), c.offset, c._idx
     return None
 
 
-def end_round(cache: List[Any], snapshot: Any, appended: int, keep: int) -> None:
-    """Keep the first ``keep`` of the ``appended`` positions written since :func:`begin_round`."""
+def begin_round(cache: List[Any], replay: Optional[Replay] = None) -> Round:
+    """Start a round: save what :func:`end_round` needs to undo the coming forward.
+
+    ``replay(n)`` must run the model on the round's first ``n`` tokens with this cache; it is
+    called only for recurrent leaves whose per-position states were not captured.
+    """
+    return Round({id(c): _save(c) for c in _leaves(cache)}, replay)
+
+
+def checkpoint(rnd: Round, cache: List[Any], position: int) -> None:
+    """Record the recurrent leaves' current states as those after the round's first ``position``
+    tokens. For forwards fed a token at a time (a draft model): rollback then selects, no replay."""
+    for c in _leaves(cache):
+        if type(c) is ArraysCache:
+            states = rnd.checkpoints.setdefault(id(c), {})
+            states[position] = list(c.cache)
+            rnd.captured[id(c)] = states.__getitem__
+
+
+def _temporal(v: mx.array, idx: int, offset: int, keep: int) -> mx.array:
+    """A ring's rows in temporal order (as ``RotatingKVCache._temporal_order``, for any state)."""
+    if idx == v.shape[2]:
+        return v
+    if idx < offset:
+        return mx.concatenate([v[..., :keep, :], v[..., idx:, :], v[..., keep:idx, :]], axis=2)
+    return v[..., :idx, :]
+
+
+def _rotating_drop(c: RotatingKVCache, saved: Any, drop: int) -> None:
+    """Temporal order, rejected rows off, write index reset. After a multi-token forward (which
+    concatenates, keeping ``max_size - 1`` older rows) slicing suffices; after width-1 forwards
+    overwrote needed rows, the saved ring gets the kept new rows appended instead."""
+    keys = _temporal(c.keys, c._idx, c.offset, c.keep)
+    values = _temporal(c.values, c._idx, c.offset, c.keep)
+    rows, offset = keys.shape[2] - drop, c.offset - drop
+    if rows >= min(offset, c.max_size - 1):
+        c.keys, c.values = keys[..., :rows, :], values[..., :rows, :]
+        c.offset, c._idx = offset, rows
+        return
+    if saved is None:
+        raise RollbackError("RotatingKVCache rollback after in-place writes needs the Round")
+    old_keys, old_values, old_offset, old_idx = saved
+    appended, kept = c.offset - old_offset, offset - old_offset
+    if keys.shape[2] < appended:
+        raise RollbackError(
+            f"RotatingKVCache (window {c.max_size}) lost rows of its own round ({appended} appended)"
+        )
+    new = slice(keys.shape[2] - appended, keys.shape[2] - appended + kept)
+    parts_k, parts_v = [keys[..., new, :]], [values[..., new, :]]
+    if old_keys is not None:
+        parts_k.insert(0, _temporal(old_keys, old_idx, old_offset, c.keep))
+        parts_v.insert(0, _temporal(old_values, old_idx, old_offset, c.keep))
+    c.keys, c.values = mx.concatenate(parts_k, axis=2), mx.concatenate(parts_v, axis=2)
+    c.offset, c._idx = offset, c.keys.shape[2]
+
+
+def _restore(c: Any, saved: Any) -> None:
+    if type(c) is ArraysCache:
+        cache, c.left_padding, c.lengths = saved
+        c.cache = list(cache)
+    else:  # RotatingKVCache
+        c.keys, c.values, c.offset, c._idx = saved
+
+
+def _drop(c: Any, saved: Any, drop: int) -> None:
+    if type(c) is RotatingKVCache:
+        _rotating_drop(c, saved, drop)
+    elif type(c) is ConcatenateKVCache:
+        c.offset -= drop
+        c.keys, c.values = c.keys[..., : c.offset, :], c.values[..., : c.offset, :]
+    elif type(c) in TRIMMABLE_TYPES:
+        c.trim(drop)
+    else:
+        check_rollback([c])
+
+
+def end_round(cache: List[Any], snapshot: Optional[Round], appended: int, keep: int) -> None:
+    """Keep the first ``keep`` of the ``appended`` positions written since :func:`begin_round`.
+
+    ``snapshot`` may be ``None`` only for caches without recurrent leaves.
+    """
     drop = appended - keep
     if drop <= 0:
         return
-    for c in _leaves(cache):
-        c.trim(drop)
+    leaves = _leaves(cache)
+    recurrent = [c for c in leaves if type(c) is ArraysCache]
+    if recurrent and snapshot is None:
+        raise RollbackError("recurrent (ArraysCache) layers need the Round from begin_round")
+    captured = snapshot.captured if snapshot is not None else {}
+    saved = snapshot.saved if snapshot is not None else {}
+    if not recurrent or (keep > 0 and all(id(c) in captured for c in recurrent)):
+        for c in leaves:
+            if type(c) is ArraysCache:
+                c.cache = list(captured[id(c)](keep))
+            else:
+                _drop(c, saved.get(id(c)), drop)
+        return
+    # Replay: undo the whole round everywhere, then run the kept tokens again.
+    for c in leaves:
+        if type(c) in (ArraysCache, RotatingKVCache):
+            _restore(c, snapshot.saved[id(c)])
+        else:
+            _drop(c, None, appended)
+    if keep > 0:
+        if snapshot.replay is None:
+            raise RollbackError("recurrent layers were not captured and no replay was given")
+        snapshot.replay(keep)

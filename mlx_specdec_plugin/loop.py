@@ -85,8 +85,8 @@ def speculative_generate_step(
         # verify
         g = len(draft)
         inputs = mx.concatenate([mx.array([history[-1]], dtype=mx.uint32), draft.tokens])
-        snapshot = caches.begin_round(cache)
-        logits, hidden = target(inputs[None], cache, proposer.tap_layers)
+        rnd = caches.begin_round(cache, replay=lambda n: target(inputs[None, :n], cache))
+        logits, hidden = target(inputs[None], cache, proposer.tap_layers, record=rnd.captured)
         drafted = draft.tokens.tolist()
         scores = TargetScores(sampling.logprobs(logits[0], history + drafted), sampling)
 
@@ -96,7 +96,7 @@ def speculative_generate_step(
         t2 = time.perf_counter()
 
         # commit / rollback
-        caches.end_round(cache, snapshot, appended=g + 1, keep=tau + 1)
+        caches.end_round(cache, rnd, appended=g + 1, keep=tau + 1)
         committed = [history[-1]] + drafted[:tau]
         proposer.extend(committed, hidden[:, : tau + 1] if hidden is not None else None)
         history.extend(drafted[:tau])

@@ -168,8 +168,21 @@ class TargetAdapter:
             )
 
     def __call__(
-        self, tokens: mx.array, cache: List[Any], taps: Sequence[int] = ()
+        self,
+        tokens: mx.array,
+        cache: List[Any],
+        taps: Sequence[int] = (),
+        record: Optional[Dict[int, Any]] = None,
     ) -> Tuple[mx.array, Optional[mx.array]]:
+        """``record``: a round's ``captured`` dict (see :mod:`.caches`); when the model has a proven
+        capture forward (:mod:`.recurrent`), it fills in per-position recurrent states."""
+        if record is not None:
+            from .recurrent import capture_forward
+
+            capture = capture_forward(self)
+            if capture is not None:
+                h, tapped = capture(self.model, tokens, cache, taps, record)
+                return _head(self.model, h), (mx.concatenate(tapped, axis=-1) if taps else None)
         if not taps:
             return self.model(tokens, cache=cache), None
         h, tapped = self._family(self.model, tokens, cache, taps)

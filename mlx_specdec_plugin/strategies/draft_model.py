@@ -43,6 +43,7 @@ class DraftModelProposer:
         self.step_size = options.prefill_step_size
         self.unfed: List[int] = []  # committed tokens not yet in the draft cache
         self.speculative: List[int] = []  # pending + drafts fed during the last propose
+        self.round: Optional[caches.Round] = None  # rollback record of the speculative feeds
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
         tokens = list(tokens)
@@ -50,7 +51,7 @@ class DraftModelProposer:
             k = 0
             while k < min(len(tokens), len(self.speculative)) and tokens[k] == self.speculative[k]:
                 k += 1
-            caches.end_round(self.cache, None, appended=len(self.speculative), keep=k)
+            caches.end_round(self.cache, self.round, appended=len(self.speculative), keep=k)
             tokens, self.speculative = tokens[k:], []
         self.unfed.extend(tokens)
 
@@ -58,7 +59,14 @@ class DraftModelProposer:
         for start in range(0, len(tokens) - 1, self.step_size):
             chunk = tokens[start : min(start + self.step_size, len(tokens) - 1)]
             self.model(mx.array([chunk], dtype=mx.uint32), cache=self.cache)
-        return self.model(mx.array([tokens[-1:]], dtype=mx.uint32), cache=self.cache)[0, -1:]
+        if not self.speculative:  # tokens[-1] is the first speculative feed of this round
+            self.round = caches.begin_round(self.cache, replay=self._replay)
+        logits = self.model(mx.array([tokens[-1:]], dtype=mx.uint32), cache=self.cache)[0, -1:]
+        caches.checkpoint(self.round, self.cache, len(self.speculative) + 1)
+        return logits
+
+    def _replay(self, n: int) -> None:
+        self.model(mx.array([self.speculative[:n]], dtype=mx.uint32), cache=self.cache)
 
     def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
         sampling = ctx.sampling
