@@ -181,8 +181,8 @@ class TargetAdapter:
 
             capture = capture_forward(self)
             if capture is not None:
-                h, tapped = capture(self.model, tokens, cache, taps, record)
-                return _head(self.model, h), (mx.concatenate(tapped, axis=-1) if taps else None)
+                logits, tapped = capture(self.model, tokens, cache, taps, record)
+                return logits, (mx.concatenate(tapped, axis=-1) if taps else None)
         if not taps:
             return self.model(tokens, cache=cache), None
         h, tapped = self._family(self.model, tokens, cache, taps)
