@@ -5,6 +5,7 @@ Switch an mlx-lm script by changing one import::
     from mlx_specdec_plugin import generate, stream_generate
 """
 
+from .drafters import Drafter, load_drafter, save_drafter
 from .drafting import Draft, DraftContext, Proposer, Strategy, StrategyOptions, Verdict
 from .acceptors import AcceptorSpec, TargetScores
 from .generate import SpecGenerationResponse, generate, prepare, stream_generate
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AcceptorSpec",
     "Draft",
+    "Drafter",
     "DraftContext",
     "Proposer",
     "RoundStats",
@@ -32,8 +34,10 @@ __all__ = [
     "Verdict",
     "generate",
     "hookimpl",
+    "load_drafter",
     "make_sampler",
     "prepare",
+    "save_drafter",
     "speculative_generate_step",
     "stream_generate",
 ]

@@ -4,7 +4,7 @@ from .acceptors import AcceptorSpec
 from .acceptors import block, greedy, match, rejection
 from .drafting import Strategy
 from .hookspecs import hookimpl
-from .strategies import draft_model, lookup
+from .strategies import dflash, draft_model, dspark, lookup
 
 
 @hookimpl
@@ -19,6 +19,24 @@ def register_strategies(register):
         )
     )
     register(Strategy("lookup", lookup.build, "prompt lookup: continue an earlier n-gram match (no weights)"))
+    register(
+        Strategy(
+            "dspark",
+            dspark.build,
+            "DSpark (DeepSpec): parallel block drafter on target hidden states + Markov head",
+            claims=dspark.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "dflash",
+            dflash.build,
+            "DFlash (z-lab): block-diffusion drafter on target hidden states, one pass per block",
+            claims=dflash.claims,
+            needs_draft=True,
+        )
+    )
 
 
 @hookimpl

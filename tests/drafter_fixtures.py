@@ -152,7 +152,6 @@ def write_dspark(
         config = {**tcfg, **backbone, **keys}
         config["architectures"] = ["Qwen3DSparkModel"]
         config["tie_word_embeddings"] = False
-        config.pop("eos_token_id", None) if config.get("eos_token_id") is None else None
         target_w = mx.load(str(Path(target_dir) / "model.safetensors"))
         weights["embed_tokens.weight"] = target_w["model.embed_tokens.weight"]
         weights["lm_head.weight"] = target_w.get("lm_head.weight", target_w["model.embed_tokens.weight"])

@@ -1,0 +1,664 @@
+"""Block drafters (DSpark, DFlash): checkpoint reading, config normalisation, validation, modules.
+
+``load_drafter(path, target_model)`` reads a drafter folder (``config.json`` + ``*.safetensors``)
+as users download it today and returns a :class:`Drafter` bound to the target:
+
+* **DSpark, DeepSpec-native** (``deepseek-ai/dspark_qwen3_*_block7``): a copy of the target's
+  config with ``architectures: ["Qwen3DSparkModel"]`` and the drafter keys at the top level
+  (``block_size`` counts *proposals*, the anchor excluded). The checkpoint may ship its own
+  ``embed_tokens`` / ``lm_head`` copies; they are used when present.
+* **DSpark, ``dflash_config`` layout** (what mlx-vlm reads): the same keys nested under
+  ``dflash_config``, marked by ``projector_type: "dspark"`` or ``markov_rank > 0``.
+* **DFlash, z-lab** (``z-lab/Qwen3-8B-DFlash-b16``): ``dflash_config`` with ``target_layer_ids``
+  and ``mask_token_id``; ``block_size`` (top level or nested) is the block width *including* the
+  anchor (16: anchor + 15 masks). Embedding and LM head are the target's.
+* **DFlash, DeepSpec-native** (``dflash_*_block7`` baselines): flat keys, ``block_size`` counts
+  proposals.
+
+Every layout is normalised into one :class:`DrafterConfig`; the config and the weights are checked
+against the target (depth, hidden size, vocabulary, family, shapes) and any problem is one
+``ValueError`` naming the offending key. Checkpoint code (``model_file`` / ``auto_map``) is never
+executed. Backbone: Qwen3-style decoder layers (q/k RMSNorm, SwiGLU) whose attention reads the
+projected target features as extra keys/values (the *context*); the context K/V is cached by the
+proposer and never rolled back, block K/V is never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+from mlx_lm.models.cache import KVCache
+from mlx_lm.models.rope_utils import initialize_rope
+
+from .target import TargetAdapter
+
+PathLike = Union[str, Path]
+KINDS = ("dspark", "dflash")
+_IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DrafterConfig:
+    """A drafter checkpoint's config, layout-independent.
+
+    ``proposal_length``: trained proposals per block (the anchor excluded). ``sample_from_anchor``
+    (DSpark): the anchor slot's output predicts the first proposal, so a block of ``g`` proposals
+    is ``[anchor] + (g - 1) masks``; otherwise (DFlash) it is ``[anchor] + g masks`` and the anchor
+    slot's output is dropped. ``default_proposals``: the runtime default (``runtime_block_size - 1``
+    when the checkpoint names one, else ``proposal_length``).
+    """
+
+    kind: str
+    layout: str  # "deepspec" (flat keys) | "dflash_config" (nested)
+    model_type: str
+    architectures: Tuple[str, ...]
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    rms_norm_eps: float
+    rope_theta: float
+    rope_scaling: Optional[dict]
+    rope_traditional: bool
+    max_position_embeddings: int
+    attention_bias: bool
+    final_logit_softcapping: Optional[float]
+    layer_types: Tuple[str, ...]
+    sliding_window: Optional[int]
+    causal: bool
+    attention_sink_bias: bool
+    mask_token_id: int
+    target_layer_ids: Tuple[int, ...]
+    num_target_layers: Optional[int]
+    proposal_length: int
+    default_proposals: int
+    sample_from_anchor: bool
+    markov_rank: int = 0
+    enable_confidence_head: bool = False
+    confidence_head_with_markov: bool = True
+    quantization: Optional[dict] = None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def detect_kind(raw: dict) -> str:
+    """``"dspark"`` or ``"dflash"`` for a drafter config dict; ``ValueError`` for anything else."""
+    archs = [str(a) for a in raw.get("architectures") or ()]
+    nested = raw.get("dflash_config")
+    if any("DFlash2" in a for a in archs):
+        raise ValueError(f"architectures {archs}: DFlash2 drafters are not supported")
+    if raw.get("speculators_model_type"):
+        raise ValueError(
+            f"speculators_model_type '{raw['speculators_model_type']}': the vLLM speculators format is "
+            "not supported; use the DeepSpec or dflash_config checkpoint"
+        )
+    if any("DSpark" in a for a in archs):
+        return "dspark"
+    markov = raw.get("markov_rank") or (nested or {}).get("markov_rank") or 0
+    if isinstance(nested, dict) and (nested.get("projector_type") == "dspark" or int(markov) > 0):
+        return "dspark"
+    if isinstance(nested, dict):
+        projector = nested.get("projector_type")
+        if projector not in (None, "dflash"):
+            raise ValueError(f"dflash_config.projector_type '{projector}' is not supported (dspark, dflash)")
+        return "dflash"
+    if any("DFlash" in a for a in archs):
+        return "dflash"
+    if int(markov) > 0 and "target_layer_ids" in raw:
+        return "dspark"
+    raise ValueError(
+        "config.json is not a DSpark or DFlash drafter: expected architectures *DSparkModel / "
+        "DFlashDraftModel or a 'dflash_config' object"
+    )
+
+
+def _int(raw: dict, key: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"drafter config: '{key}' must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def normalize_config(raw: dict) -> DrafterConfig:
+    """Normalise a DeepSpec-native or ``dflash_config`` drafter config (see the module docstring)."""
+    kind = detect_kind(raw)
+    archs = tuple(str(a) for a in raw.get("architectures") or ())
+    if "Gemma4DSparkModel" in archs:
+        raise ValueError(
+            "architectures ['Gemma4DSparkModel']: the Gemma-4 DSpark backbone (K=V attention, sandwich "
+            "norms) is not implemented yet; Qwen3-style DSpark/DFlash drafters are"
+        )
+    nested = raw.get("dflash_config")
+    if nested is not None and not isinstance(nested, dict):
+        raise ValueError("drafter config: 'dflash_config' must be an object")
+    layout = "dflash_config" if nested is not None else "deepspec"
+    nested = nested or {}
+
+    def get(key, default=None):
+        return nested[key] if key in nested else raw.get(key, default)
+
+    act = raw.get("hidden_act", raw.get("hidden_activation", "silu"))
+    if act not in ("silu", "swish"):
+        raise ValueError(f"drafter config: 'hidden_act' {act!r} is not supported (the backbone is SwiGLU)")
+    markov_type = get("markov_head_type", "vanilla")
+    if kind == "dspark" and markov_type != "vanilla":
+        raise ValueError(f"drafter config: 'markov_head_type' {markov_type!r} is not supported (vanilla)")
+
+    H = _int(raw, "hidden_size", raw.get("hidden_size"))
+    heads = _int(raw, "num_attention_heads", raw.get("num_attention_heads"))
+    kv_heads = _int(raw, "num_key_value_heads", raw.get("num_key_value_heads", heads))
+    if heads % kv_heads:
+        raise ValueError(f"drafter config: 'num_attention_heads' {heads} is not a multiple of 'num_key_value_heads' {kv_heads}")
+    layers = _int(raw, "num_hidden_layers", raw.get("num_hidden_layers"))
+    vocab = _int(raw, "vocab_size", raw.get("vocab_size"))
+
+    taps = get("target_layer_ids")
+    if not isinstance(taps, (list, tuple)) or not taps or not all(isinstance(t, int) and t >= 0 for t in taps):
+        raise ValueError(f"drafter config: 'target_layer_ids' must be a non-empty list of layer ids, got {taps!r}")
+    if list(taps) != sorted(set(taps)):
+        raise ValueError(f"drafter config: 'target_layer_ids' must be strictly increasing, got {list(taps)}")
+    mask_id = get("mask_token_id")
+    if mask_id is None and str(raw.get("model_type", "")).startswith("gemma4"):
+        mask_id = 4  # z-lab's Gemma-4 DFlash convention
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < vocab:
+        raise ValueError(f"drafter config: 'mask_token_id' {mask_id!r} is outside the vocabulary (0..{vocab - 1})")
+    num_target = get("num_target_layers")
+    if num_target is not None:
+        _int(raw, "num_target_layers", num_target)
+
+    block = get("block_size")
+    if block is None:
+        raise ValueError("drafter config: 'block_size' is missing")
+    block = _int(raw, "block_size", block)
+    if kind == "dspark":
+        proposals = block - 1 if raw.get("dspark_bonus_anchor") else block
+        sample_from_anchor = bool(get("sample_from_anchor", True))
+    else:
+        proposals = block - 1 if layout == "dflash_config" else block  # z-lab counts the anchor
+        sample_from_anchor = False
+    proposals = _int(raw, "block_size", proposals)
+    runtime = get("runtime_block_size")
+    default_proposals = proposals if runtime is None else max(1, min(proposals, int(runtime) - 1))
+
+    layer_types = tuple(raw.get("layer_types") or ("full_attention",) * layers)
+    if len(layer_types) != layers or any(t not in ("full_attention", "sliding_attention") for t in layer_types):
+        raise ValueError(f"drafter config: 'layer_types' must name full_attention/sliding_attention once per layer, got {list(layer_types)}")
+    window = get("swa_window_size", raw.get("sliding_window"))
+    if "sliding_attention" in layer_types and not window:
+        raise ValueError("drafter config: 'sliding_window' is required for sliding_attention layers")
+
+    rope_theta = raw.get("rope_theta", 10000.0)
+    rope_scaling = raw.get("rope_scaling")
+    params = raw.get("rope_parameters")
+    if isinstance(params, dict):
+        params = dict(params)
+        rope_theta = params.pop("rope_theta", rope_theta)
+        rope_scaling = params or rope_scaling
+    if rope_scaling and (rope_scaling.get("rope_type") or rope_scaling.get("type")) in (None, "default"):
+        rope_scaling = None
+    markov_rank = int(get("markov_rank", 256 if kind == "dspark" else 0) or 0)
+    if kind == "dspark":
+        _int(raw, "markov_rank", markov_rank)
+    softcap = raw.get("final_logit_softcapping")
+    return DrafterConfig(
+        kind=kind,
+        layout=layout,
+        model_type=str(raw.get("model_type", "")),
+        architectures=archs,
+        hidden_size=H,
+        intermediate_size=_int(raw, "intermediate_size", raw.get("intermediate_size")),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=_int(raw, "head_dim", raw.get("head_dim") or H // heads),
+        vocab_size=vocab,
+        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(rope_theta),
+        rope_scaling=rope_scaling,
+        rope_traditional=not bool(raw.get("rope_is_neox_style", True)),
+        max_position_embeddings=int(raw.get("max_position_embeddings", 32768)),
+        attention_bias=bool(raw.get("attention_bias", False)),
+        final_logit_softcapping=float(softcap) if softcap else None,
+        layer_types=layer_types,
+        sliding_window=int(window) if window else None,
+        causal=bool(nested.get("causal", raw.get("dflash_query_causal", False))),
+        attention_sink_bias=bool(get("attention_sink_bias", False)),
+        mask_token_id=mask_id,
+        target_layer_ids=tuple(taps),
+        num_target_layers=num_target,
+        proposal_length=proposals,
+        default_proposals=default_proposals,
+        sample_from_anchor=sample_from_anchor,
+        markov_rank=markov_rank if kind == "dspark" else 0,
+        enable_confidence_head=kind == "dspark" and bool(get("enable_confidence_head", False)),
+        confidence_head_with_markov=bool(get("confidence_head_with_markov", True)),
+        quantization=raw.get("quantization"),
+        raw=raw,
+    )
+
+
+def read_config(path: PathLike, trust_remote_code: bool = False) -> dict:
+    """Read ``config.json`` of a drafter folder; refuse ``model_file``/``auto_map`` unless trusted."""
+    path = Path(path)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ValueError(f"drafter checkpoint {path}: no config.json (expected a folder with config.json + *.safetensors)")
+    try:
+        raw = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"drafter checkpoint {path}: config.json is not valid JSON ({e})") from None
+    code_keys = [k for k in ("model_file", "auto_map") if raw.get(k)]
+    if code_keys and not trust_remote_code:
+        raise ValueError(
+            f"drafter config declares checkpoint code ({', '.join(code_keys)}); pass trust_remote_code=True "
+            "to load it anyway (the weights are read by mlx-specdec's built-in implementation; checkpoint "
+            "code is never executed)"
+        )
+    return raw
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class ContextAttention(nn.Module):
+    """Block queries attend to [cached context K/V ; block K/V] (bidirectional unless ``causal``)."""
+
+    def __init__(self, c: DrafterConfig, sliding: bool):
+        super().__init__()
+        H, hd = c.hidden_size, c.head_dim
+        self.n_heads, self.n_kv, self.head_dim = c.num_attention_heads, c.num_key_value_heads, hd
+        self.scale = hd**-0.5
+        self.window = c.sliding_window if sliding else None
+        self.causal = c.causal
+        bias = c.attention_bias
+        self.q_proj = nn.Linear(H, self.n_heads * hd, bias=bias)
+        self.k_proj = nn.Linear(H, self.n_kv * hd, bias=bias)
+        self.v_proj = nn.Linear(H, self.n_kv * hd, bias=bias)
+        self.o_proj = nn.Linear(self.n_heads * hd, H, bias=False)
+        self.q_norm = nn.RMSNorm(hd, eps=c.rms_norm_eps)
+        self.k_norm = nn.RMSNorm(hd, eps=c.rms_norm_eps)
+        if c.attention_sink_bias:
+            self.attention_sink_bias = mx.zeros((self.n_heads,))
+
+    def _kv(self, x: mx.array, offset: int, rope) -> Tuple[mx.array, mx.array]:
+        B, L, _ = x.shape
+        k = self.k_norm(self.k_proj(x).reshape(B, L, self.n_kv, -1)).transpose(0, 2, 1, 3)
+        v = self.v_proj(x).reshape(B, L, self.n_kv, -1).transpose(0, 2, 1, 3)
+        return rope(k, offset=offset), v
+
+    def context_kv(self, h_ctx: mx.array, offset: int, rope) -> Tuple[mx.array, mx.array]:
+        """Keys (roped at target positions ``offset..``) and values of projected context rows."""
+        return self._kv(h_ctx, offset, rope)
+
+    def __call__(self, x: mx.array, ctx_k: Optional[mx.array], ctx_v: Optional[mx.array], offset: int, rope):
+        B, L, _ = x.shape
+        q = self.q_norm(self.q_proj(x).reshape(B, L, self.n_heads, -1)).transpose(0, 2, 1, 3)
+        q = rope(q, offset=offset)
+        k, v = self._kv(x, offset, rope)
+        if ctx_k is not None:
+            if self.window is not None:
+                keep = max(self.window - 1, 0)
+                ctx_k, ctx_v = ctx_k[:, :, ctx_k.shape[2] - min(keep, ctx_k.shape[2]) :], ctx_v[:, :, ctx_v.shape[2] - min(keep, ctx_v.shape[2]) :]
+            k = mx.concatenate([ctx_k, k], axis=2)
+            v = mx.concatenate([ctx_v, v], axis=2)
+        mask = None
+        if self.causal:
+            S = k.shape[2] - L
+            qpos = mx.arange(L)[:, None] + S
+            kpos = mx.arange(k.shape[2])[None, :]
+            mask = kpos <= qpos
+            if self.window is not None:
+                mask = mask & (kpos > qpos - self.window)
+        kwargs = {}
+        if "attention_sink_bias" in self:
+            kwargs["sinks"] = self.attention_sink_bias
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask, **kwargs)
+        return self.o_proj(o.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: DrafterConfig, sliding: bool):
+        super().__init__()
+        self.self_attn = ContextAttention(c, sliding)
+        self.mlp = MLP(c.hidden_size, c.intermediate_size)
+        self.input_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
+        self.post_attention_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
+
+    def __call__(self, x, ctx_k, ctx_v, offset, rope):
+        h = x + self.self_attn(self.input_layernorm(x), ctx_k, ctx_v, offset, rope)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class MarkovHead(nn.Module):
+    """DSpark's rank-r first-order bias: ``bias(prev) = W2 @ W1[prev]``, ``(.., V)``."""
+
+    def __init__(self, vocab: int, rank: int):
+        super().__init__()
+        self.markov_w1 = nn.Embedding(vocab, rank)
+        self.markov_w2 = nn.Linear(rank, vocab, bias=False)
+
+    def __call__(self, prev: mx.array) -> mx.array:
+        return self.markov_w2(self.markov_w1(prev))
+
+
+class ConfidenceHead(nn.Module):
+    """``sigmoid(w . [h_i ; W1[prev]] + b)``: DSpark's estimate that proposal i survives."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, 1, bias=True)
+
+    def __call__(self, features: mx.array) -> mx.array:
+        return mx.sigmoid(self.proj(features)[..., 0].astype(mx.float32))
+
+
+class BlockDrafterModel(nn.Module):
+    """The drafter's weights, named as in the checkpoints (``model.`` prefix stripped).
+
+    ``embed_tokens`` / ``lm_head`` exist only if the checkpoint ships them (DeepSpec-native);
+    otherwise the target's are used (see :class:`Drafter`).
+    """
+
+    def __init__(self, c: DrafterConfig, own_embed: bool = False, own_head: bool = False):
+        super().__init__()
+        H = c.hidden_size
+        self.fc = nn.Linear(len(c.target_layer_ids) * H, H, bias=False)
+        self.hidden_norm = nn.RMSNorm(H, eps=c.rms_norm_eps)
+        self.layers = [DecoderLayer(c, t == "sliding_attention") for t in c.layer_types]
+        self.norm = nn.RMSNorm(H, eps=c.rms_norm_eps)
+        if own_embed:
+            self.embed_tokens = nn.Embedding(c.vocab_size, H)
+        if own_head:
+            self.lm_head = nn.Linear(H, c.vocab_size, bias=False)
+        if c.kind == "dspark":
+            self.markov_head = MarkovHead(c.vocab_size, c.markov_rank)
+            if c.enable_confidence_head:
+                self.confidence_head = ConfidenceHead(H + (c.markov_rank if c.confidence_head_with_markov else 0))
+        self.rope = initialize_rope(
+            c.head_dim, c.rope_theta, c.rope_traditional, c.rope_scaling, c.max_position_embeddings
+        )
+
+    def extend_context(self, caches: List[KVCache], hidden: mx.array) -> None:
+        """Append target features ``(1, S, n_t*H)`` as context K/V to every layer's cache."""
+        h_ctx = self.hidden_norm(self.fc(hidden))
+        offset = caches[0].offset
+        for layer, cache in zip(self.layers, caches):
+            cache.update_and_fetch(*layer.self_attn.context_kv(h_ctx, offset, self.rope))
+
+    def block(self, x: mx.array, caches: List[KVCache]) -> mx.array:
+        """Block embeddings ``(1, L, H)`` -> final-normed hidden ``(1, L, H)``; slot 0 sits at the
+        next target position (the cache's offset). Nothing is cached."""
+        offset = caches[0].offset
+        for layer, cache in zip(self.layers, caches):
+            ctx_k, ctx_v = cache.keys_and_values() if cache.offset else (None, None)
+            x = layer(x, ctx_k, ctx_v, offset, self.rope)
+        return self.norm(x)
+
+
+# --------------------------------------------------------------------------- binding / loading
+
+
+def _family(model_type: str) -> str:
+    t = model_type.lower()
+    for fam in ("gemma", "qwen", "llama", "mistral"):
+        if t.startswith(fam):
+            return "llama" if fam == "mistral" else fam
+    return t
+
+
+@dataclass
+class Drafter:
+    """A loaded DSpark/DFlash drafter bound to one target model.
+
+    ``module`` holds the drafter weights (owned; share it across generations). ``embed(tokens
+    (1, L)) -> (1, L, H)`` and ``head(h) -> logits (.., V)`` are the checkpoint's own embedding/head
+    if it ships them, else the target's (bound, not copied). The per-generation context cache lives
+    in the proposer, not here.
+    """
+
+    config: DrafterConfig
+    module: BlockDrafterModel
+    target_model: nn.Module
+    path: Optional[Path] = None
+    embed_scale: float = 1.0
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def tap_layers(self) -> Tuple[int, ...]:
+        return self.config.target_layer_ids
+
+    def embed(self, tokens: mx.array) -> mx.array:
+        table = self.module.embed_tokens if "embed_tokens" in self.module else self.target_model.model.embed_tokens
+        h = table(tokens)
+        return h * mx.array(self.embed_scale, dtype=h.dtype) if self.embed_scale != 1.0 else h
+
+    def head(self, h: mx.array) -> mx.array:
+        if "lm_head" in self.module:
+            out = self.module.lm_head(h)
+        else:
+            model = self.target_model
+            tied = getattr(getattr(model, "args", None), "tie_word_embeddings", None)
+            if tied is None:
+                tied = not hasattr(model, "lm_head")
+            out = model.model.embed_tokens.as_linear(h) if tied or not hasattr(model, "lm_head") else model.lm_head(h)
+        cap = self.config.final_logit_softcapping
+        return mx.tanh(out / cap) * cap if cap else out
+
+    def make_cache(self) -> List[KVCache]:
+        return [KVCache() for _ in self.module.layers]
+
+    def bind(self, target_model: nn.Module) -> "Drafter":
+        """The same weights bound to another target (validated)."""
+        if isinstance(target_model, TargetAdapter):
+            target_model = target_model.model
+        validate_against_target(self.config, target_model)
+        return replace(self, target_model=target_model, embed_scale=_embed_scale(target_model))
+
+
+def _embed_scale(target_model: nn.Module) -> float:
+    # Gemma targets scale their embedding by sqrt(H) (rounded through bfloat16, as mlx-lm does).
+    t = TargetAdapter(target_model)
+    if t.model_type.startswith("gemma"):
+        return float(mx.array(t.hidden_size**0.5, mx.bfloat16).astype(mx.float32).item())
+    return 1.0
+
+
+def validate_against_target(c: DrafterConfig, target_model: nn.Module) -> None:
+    """Raise one ``ValueError`` naming the config key that does not fit ``target_model``."""
+    t = TargetAdapter(target_model)
+    name = f"{c.kind} drafter"
+    if t.hidden_size and c.hidden_size != t.hidden_size:
+        raise ValueError(f"{name}: 'hidden_size' {c.hidden_size} differs from the target's hidden size {t.hidden_size}")
+    if c.vocab_size != t.vocab_size:
+        raise ValueError(f"{name}: 'vocab_size' {c.vocab_size} differs from the target's vocabulary {t.vocab_size}")
+    bad = [i for i in c.target_layer_ids if i >= t.num_layers]
+    if bad:
+        raise ValueError(
+            f"{name}: 'target_layer_ids' {list(c.target_layer_ids)} reach layer(s) {bad}, but the target has "
+            f"{t.num_layers} decoder layers (ids 0..{t.num_layers - 1})"
+        )
+    if c.num_target_layers is not None and c.num_target_layers != t.num_layers:
+        raise ValueError(
+            f"{name}: 'num_target_layers' {c.num_target_layers} differs from the target's depth {t.num_layers} "
+            "(the drafter was trained for another target)"
+        )
+    # DeepSpec-native configs are copies of the target's config, so model_type names the target
+    # family; nested (z-lab) configs name the drafter backbone, which tells Gemma from the rest.
+    mine, theirs = _family(c.model_type), _family(t.model_type)
+    if any("Gemma" in a for a in c.architectures):
+        mine = "gemma"
+    if c.layout == "deepspec" and c.model_type and mine != theirs:
+        raise ValueError(
+            f"{name}: 'model_type' '{c.model_type}' says it was built for a {mine} target, "
+            f"but the target is '{t.model_type}'"
+        )
+    if (mine == "gemma") != (theirs == "gemma"):
+        raise ValueError(
+            f"{name}: 'model_type' '{c.model_type}' / architectures {list(c.architectures)} belong to another "
+            f"target family than the target '{t.model_type}'"
+        )
+
+
+def read_weights(path: PathLike) -> Dict[str, mx.array]:
+    """All tensors of a checkpoint folder (``*.safetensors``, sharded or not), ``model.`` stripped."""
+    path = Path(path)
+    files = sorted(p for p in path.glob("*.safetensors") if p.name != "consolidated.safetensors")
+    if not files:
+        raise ValueError(f"drafter checkpoint {path}: no *.safetensors file")
+    weights: Dict[str, mx.array] = {}
+    for f in files:
+        for k, v in mx.load(str(f)).items():
+            k = k[len("model.") :] if k.startswith("model.") else k
+            if k.endswith(_IGNORED_WEIGHT_SUFFIXES):
+                continue
+            if k in weights:
+                raise ValueError(f"drafter checkpoint {path}: weight '{k}' appears twice")
+            weights[k] = v
+    return weights
+
+
+def _quant_params(spec) -> Optional[dict]:
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, int):
+        spec = {"bits": spec}
+    spec = {"group_size": 64, **dict(spec)}
+    if spec.get("bits") not in (2, 3, 4, 5, 6, 8):
+        raise ValueError(f"drafter quantization: bits must be one of 2, 3, 4, 5, 6, 8, got {spec.get('bits')!r}")
+    return {"group_size": int(spec["group_size"]), "bits": int(spec["bits"])}
+
+
+def _quantizable(group_size: int):
+    def predicate(path: str, module: nn.Module) -> bool:
+        if not hasattr(module, "to_quantized") or path.startswith("confidence_head"):
+            return False
+        return module.weight.shape[-1] % group_size == 0
+
+    return predicate
+
+
+def build_module(c: DrafterConfig, weights: Dict[str, mx.array]) -> BlockDrafterModel:
+    """Build the module for ``c``, check names and shapes of ``weights`` strictly, load them."""
+    module = BlockDrafterModel(c, "embed_tokens.weight" in weights, "lm_head.weight" in weights)
+    q = c.quantization
+    if q:
+        q = _quant_params(q)
+        nn.quantize(module, q["group_size"], q["bits"], class_predicate=lambda p, m: f"{p}.scales" in weights)
+    expected = dict(tree_flatten(module.parameters()))
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing:
+        raise ValueError(f"{c.kind} drafter checkpoint: missing weight(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if extra:
+        raise ValueError(f"{c.kind} drafter checkpoint: unexpected weight(s) {extra[:8]}{' ...' if len(extra) > 8 else ''} for this config")
+    for k, v in expected.items():
+        if tuple(weights[k].shape) != tuple(v.shape):
+            raise ValueError(
+                f"{c.kind} drafter checkpoint: weight '{k}' has shape {tuple(weights[k].shape)}, "
+                f"expected {tuple(v.shape)} from config.json"
+            )
+    module.load_weights(list(weights.items()), strict=True)
+    mx.eval(module.parameters())
+    return module
+
+
+def load_drafter(
+    path: PathLike,
+    target_model: nn.Module,
+    *,
+    quantize: Union[None, int, dict] = None,
+    dtype: Optional[mx.Dtype] = None,
+    trust_remote_code: bool = False,
+) -> Drafter:
+    """Load a DSpark/DFlash checkpoint folder and bind it to ``target_model`` (an mlx-lm model or
+    a :class:`TargetAdapter`).
+
+    ``quantize``: 4, 8 or ``{"bits": b, "group_size": g}`` quantizes the drafter's linear layers and
+    embeddings at load (mlx's own affine quantization; norms and the confidence head stay in float).
+    ``dtype`` casts float weights (e.g. ``mx.float32`` for checking, ``mx.bfloat16`` for speed).
+    Raises one ``ValueError`` naming the offending key for a config or weights that do not fit.
+    """
+    path = Path(path)
+    raw = read_config(path, trust_remote_code)
+    config = normalize_config(raw)
+    if isinstance(target_model, TargetAdapter):
+        target_model = target_model.model
+    validate_against_target(config, target_model)
+    weights = read_weights(path)
+    if dtype is not None:
+        weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
+    module = build_module(config, weights)
+    if quantize is not None and not config.quantization:
+        q = _quant_params(quantize)
+        nn.quantize(module, q["group_size"], q["bits"], class_predicate=_quantizable(q["group_size"]))
+        config = replace(config, quantization=q, raw={**raw, "quantization": q})
+        mx.eval(module.parameters())
+    return Drafter(config, module, target_model, path, _embed_scale(target_model))
+
+
+def save_drafter(drafter: Drafter, path: PathLike) -> Path:
+    """Write ``drafter`` (e.g. quantized at load) as a checkpoint folder that :func:`load_drafter`
+    reads back: the original config keys plus ``quantization`` when quantized."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    raw = dict(drafter.config.raw)
+    if drafter.config.quantization:
+        raw["quantization"] = drafter.config.quantization
+    (path / "config.json").write_text(json.dumps(raw, indent=1))
+    mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(drafter.module.parameters())))
+    return path
+
+
+def as_drafter(draft: Any, target_model: nn.Module, kind: str, **load_kwargs) -> Drafter:
+    """``draft`` (a :class:`Drafter` or a checkpoint folder path) as a drafter of ``kind`` bound to
+    ``target_model``; ``ValueError`` otherwise."""
+    if isinstance(draft, (str, Path)):
+        draft = load_drafter(draft, target_model, **load_kwargs)
+    if not isinstance(draft, Drafter):
+        raise ValueError(
+            f"draft strategy '{kind}' needs draft_model= a {kind} checkpoint folder or "
+            f"mlx_specdec_plugin.load_drafter(path, model), got {type(draft).__name__}"
+        )
+    if draft.kind != kind:
+        raise ValueError(f"the drafter is a {draft.kind} checkpoint; use draft_strategy='{draft.kind}'")
+    if draft.target_model is not target_model:
+        draft = draft.bind(target_model)
+    return draft
+
+
+def claims(draft: Any, kind: str) -> bool:
+    """True for a :class:`Drafter` of ``kind`` or a folder whose config.json is one."""
+    if isinstance(draft, Drafter):
+        return draft.kind == kind
+    if isinstance(draft, (str, Path)):
+        try:
+            cfg = Path(draft) / "config.json"
+            return cfg.is_file() and detect_kind(json.loads(cfg.read_text())) == kind
+        except (ValueError, OSError):
+            return False
+    return False
