@@ -15,8 +15,8 @@ from typing import Any, Generator, List, Optional, Tuple, Union
 
 import mlx.core as mx
 import mlx.nn as nn
-import mlx_lm.generate as mlx_lm_generate
 from mlx_lm.generate import GenerationResponse, wired_limit
+from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from .acceptors import AcceptorSpec
@@ -141,7 +141,7 @@ def stream_generate(
     spec_kwargs = {k: kwargs.pop(k) for k in spec_keys if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
         kwargs.pop("num_draft_tokens", None)
-        yield from mlx_lm_generate.stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs)
+        yield from mlx_lm_stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs)
         return
     if max_tokens == 0:
         raise ValueError("Maximum number of tokens must be non-zero (use -1 for no limit).")

