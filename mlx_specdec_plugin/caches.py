@@ -12,9 +12,10 @@ How each cache leaf (``CacheList`` is flattened) drops the rejected tail:
 * ``ConcatenateKVCache``: slice the rows off (its ``trim`` leaves them in the array).
 * ``RotatingKVCache`` (sliding window): put the ring in temporal order, slice the rejected rows
   off and reset the write index. mlx-lm's ``trim`` is a no-op once the ring wrapped, and an
-  in-place trim breaks a later width-1 forward. A multi-token forward never overwrites rows a
-  rollback needs (it concatenates, keeping ``max_size - 1`` older rows), so no copy is taken;
-  the rollback checks that enough context survived and raises otherwise.
+  in-place trim breaks a later width-1 forward. A multi-token forward (the verify) never
+  overwrites rows a rollback needs: it concatenates, keeping ``max_size - 1`` older rows. Width-1
+  forwards (a draft model's own cache) write in place; for them :func:`begin_round` keeps the
+  window copy-on-write and the rollback appends the kept rows to it.
 * ``ArraysCache`` (conv / SSM / delta-rule states: Qwen3.5, Qwen3-Next, Mamba, LFM2, ...):
   if the verify forward *captured* per-position states (``rnd.captured[id(leaf)]``, filled by
   :mod:`~mlx_specdec_plugin.recurrent` for families it knows) the state after the last kept
@@ -138,11 +139,12 @@ def _temporal(v: mx.array, idx: int, offset: int, keep: int) -> mx.array:
 def _rotating_drop(c: RotatingKVCache, saved: Any, drop: int) -> None:
     """Temporal order, rejected rows off, write index reset. After a multi-token forward (which
     concatenates, keeping ``max_size - 1`` older rows) slicing suffices; after width-1 forwards
-    overwrote needed rows, the saved ring gets the kept new rows appended instead."""
+    overwrote rows (a full ring of ``max_size`` rows is needed afterwards), the saved ring gets
+    the kept new rows appended instead."""
     keys = _temporal(c.keys, c._idx, c.offset, c.keep)
     values = _temporal(c.values, c._idx, c.offset, c.keep)
     rows, offset = keys.shape[2] - drop, c.offset - drop
-    if rows >= min(offset, c.max_size - 1):
+    if rows >= min(offset, c.max_size):  # fewer rows would break a later width-1 update
         c.keys, c.values = keys[..., :rows, :], values[..., :rows, :]
         c.offset, c._idx = offset, rows
         return

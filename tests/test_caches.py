@@ -158,9 +158,10 @@ def test_all_accepted_costs_nothing():
     assert [list(c.cache) if isinstance(c, ArraysCache) else c.offset for c in cache] == after
 
 
-def test_rotating_cache_written_in_place_restores_the_overwritten_window():
-    """Width-1 speculative feeds (a draft model) overwrite the oldest ring rows; rolling back more
-    than one of them needs the saved window."""
+@pytest.mark.parametrize("keep", [0, 1, 2])
+def test_rotating_cache_written_in_place_restores_the_overwritten_window(keep):
+    """Width-1 speculative feeds (a draft model) overwrite the oldest ring rows; rolling them back
+    needs the saved window, and a later width-1 forward needs a full ring."""
     c, ref = RotatingKVCache(max_size=4), RotatingKVCache(max_size=4)
     row = lambda t: mx.full((1, 1, 1, 2), float(t))
     for t in range(6):
@@ -169,8 +170,9 @@ def test_rotating_cache_written_in_place_restores_the_overwritten_window():
     rnd = caches.begin_round([c])
     for t in (100, 101, 102):
         c.update_and_fetch(row(t), row(t))
-    caches.end_round([c], rnd, appended=3, keep=1)
-    ref.update_and_fetch(row(100), row(100))
+    caches.end_round([c], rnd, appended=3, keep=keep)
+    for t in (100, 101, 102)[:keep]:
+        ref.update_and_fetch(row(t), row(t))
     for t in (6, 7, 8):  # continue both with width-1 and a multi-token forward
         c.update_and_fetch(row(t), row(t))
         ref.update_and_fetch(row(t), row(t))
