@@ -1,0 +1,55 @@
+"""Spec: the console scripts work as installed (run in a subprocess, like a user would)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import mlx_lm
+import pytest
+
+from mlx_specdec_plugin.tiny import save_tiny_model
+
+SCRIPT = shutil.which("mlx-specdec") or os.path.join(os.path.dirname(sys.executable), "mlx-specdec")
+
+
+def run(*args, check=True):
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return str(save_tiny_model(tmp_path_factory.mktemp("cli") / "m", "llama", seed=1, sharpness=6))
+
+
+def test_generate_matches_mlx_lm_and_prints_stats(model_path):
+    prompt = "the cat sat on the mat. the cat sat on the"
+    proc = run(SCRIPT, "generate", "--model", model_path, "--prompt", prompt, "--max-tokens", "24",
+               "--ignore-chat-template", "--draft-strategy", "lookup", "--verbose", "True")
+    model, tok = mlx_lm.load(model_path)
+    expected = mlx_lm.generate(model, tok, tok.encode(prompt, add_special_tokens=False), max_tokens=24)
+    assert expected in proc.stdout
+    assert "Generation: " in proc.stdout and "Speculative: strategy=lookup acceptor=greedy" in proc.stdout
+    assert "[mlx-specdec] strategy: lookup (requested)" in proc.stderr
+
+
+def test_auto_uses_a_draft_model_and_says_why(model_path):
+    proc = run(sys.executable, "-m", "mlx_specdec_plugin", "generate", "--model", model_path, "--draft-model",
+               model_path, "--prompt", "hello", "--max-tokens", "8", "--temp", "0.7", "--seed", "3")
+    assert "strategy: draft-model (--draft-model is an mlx-lm model)" in proc.stderr
+
+
+def test_unknown_strategy_fails_with_one_line(model_path):
+    proc = run(SCRIPT, "generate", "--model", model_path, "--prompt", "hi", "--draft-strategy", "nope", check=False)
+    assert proc.returncode == 2
+    assert "unknown draft strategy 'nope'; installed:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_strategies_lists_plugins_with_their_distribution():
+    proc = run(SCRIPT, "strategies")
+    assert "lookup" in proc.stdout and "mlx-specdec-plugin 0.1.0" in proc.stdout
+    assert "rejection" in proc.stdout and "block" in proc.stdout
