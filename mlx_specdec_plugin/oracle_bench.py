@@ -1,0 +1,158 @@
+"""Loop efficiency with an oracle drafter of controlled acceptance, on random weights of real shapes.
+
+    python -m mlx_specdec_plugin.oracle_bench --shape qwen3-4b --accept 0.5 0.8 0.95 --k 2 4 8 15
+
+The target's own greedy continuation is computed once (plain decoding, which also gives T_step);
+the oracle proposes the next k tokens of it, each replaced by a wrong token with probability
+1 - accept (decided from a seeded stream before the round, independent of the target). It costs
+nothing to draft, so the cost model's ideal speedup is tau * T_step / T_verify(k + 1), with
+T_verify measured in the same process; loop efficiency = measured speedup / ideal.
+This is what runs on the GPU (random weights need no download); results go to stdout and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.generate import generate_step
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+from mlx_lm.utils import _get_classes
+
+from .drafting import Draft, DraftContext
+from .loop import speculative_generate_step
+from .acceptors import greedy
+from .stats import SpecStats
+from .target import TargetAdapter
+
+SHAPES: Dict[str, dict] = {
+    "qwen3-0.6b": dict(hidden_size=1024, num_hidden_layers=28, intermediate_size=3072, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128),
+    "qwen3-4b": dict(hidden_size=2560, num_hidden_layers=36, intermediate_size=9728, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128),
+    "qwen3-8b": dict(hidden_size=4096, num_hidden_layers=36, intermediate_size=12288, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16),
+}
+
+
+def random_model(shape: str, dtype=mx.bfloat16, bits: Optional[int] = None) -> nn.Module:
+    config = dict(model_type="qwen3", vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1e6,
+                  max_position_embeddings=40960, tie_word_embeddings=False, **SHAPES[shape])
+    if shape == "tiny":
+        config["vocab_size"] = 1024
+    model_cls, args_cls = _get_classes(config)
+    model = model_cls(args_cls.from_dict(config))
+    model.set_dtype(dtype)
+    if bits:
+        nn.quantize(model, group_size=64, bits=bits)
+    mx.eval(model.parameters())
+    return model
+
+
+class OracleProposer:
+    """Proposes the reference continuation, each token corrupted with probability 1 - accept."""
+
+    tap_layers = ()
+
+    def __init__(self, reference: Sequence[int], prompt_len: int, accept: float, vocab: int, seed: int = 0):
+        self.reference, self.prompt_len, self.accept, self.vocab = list(reference), prompt_len, accept, vocab
+        self.rng = random.Random(seed)
+
+    def extend(self, tokens, hidden) -> None:
+        pass
+
+    def propose(self, ctx: DraftContext, n: int) -> Draft:
+        pos = len(ctx.history) - self.prompt_len  # index of the next token in the reference
+        out = []
+        for tok in self.reference[pos : pos + n]:
+            out.append(tok if self.rng.random() < self.accept else (tok + 1) % self.vocab)
+        return Draft(mx.array(out, dtype=mx.uint32), None, deterministic=True)
+
+
+def verify_cost_curve(model: nn.Module, prompt: mx.array, widths: Sequence[int], repeats: int = 5) -> Dict[int, float]:
+    """Seconds per forward of w tokens on top of the prompt's cache (median of repeats)."""
+    cache = make_prompt_cache(model)
+    model(prompt[None], cache=cache)
+    mx.eval([c.state for c in cache])
+    curve = {}
+    for w in widths:
+        x = prompt[None, :w] if w <= prompt.size else mx.zeros((1, w), dtype=mx.uint32)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            mx.eval(model(x, cache=cache))
+            times.append(time.perf_counter() - t0)
+            trim_prompt_cache(cache, w)
+        curve[w] = sorted(times[1:])[len(times[1:]) // 2]
+    return curve
+
+
+def run(shape: str, accepts: Sequence[float], ks: Sequence[int], prompt_len: int, tokens: int,
+        bits: Optional[int], dtype: str) -> dict:
+    model = random_model(shape, getattr(mx, dtype), bits)
+    vocab = model.args.vocab_size
+    mx.random.seed(0)
+    prompt = mx.random.randint(0, vocab, (prompt_len,)).astype(mx.uint32)
+    # plain decoding: reference continuation and T_step
+    list(generate_step(prompt, model, max_tokens=8))  # warm-up
+    t0 = time.perf_counter()
+    reference = [t for t, _ in generate_step(prompt, model, max_tokens=tokens + 1)]
+    plain_time = time.perf_counter() - t0
+    t_step = plain_time / len(reference)
+    curve = verify_cost_curve(model, prompt, sorted({1, *[k + 1 for k in ks]}))
+    target = TargetAdapter(model)
+    rows = []
+    for accept in accepts:
+        for k in ks:
+            stats = SpecStats("oracle", "greedy")
+            proposer = OracleProposer(reference, prompt_len, accept, vocab)
+            t0 = time.perf_counter()
+            out = [t for t, _, _ in speculative_generate_step(
+                prompt, target, proposer, greedy.accept, num_draft_tokens=k, max_tokens=tokens, stats=stats)]
+            elapsed = time.perf_counter() - t0
+            assert out == reference[:tokens], "oracle run diverged from plain greedy decoding"
+            speedup = plain_time / len(reference) * len(out) / elapsed
+            tau = stats.mean_accepted_length
+            ideal = tau * t_step / curve[k + 1]
+            rows.append(dict(accept=accept, k=k, tau=tau, tokens_per_s=len(out) / elapsed, speedup=speedup,
+                             ideal=ideal, efficiency=speedup / ideal))
+    return dict(shape=shape, dtype=dtype, bits=bits, prompt_len=prompt_len, tokens=tokens,
+                device=str(mx.default_device()), mlx=mx.__version__, t_step_ms=t_step * 1e3,
+                plain_tokens_per_s=1 / t_step, verify_ms={w: t * 1e3 for w, t in curve.items()}, rows=rows)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+    ap.add_argument("--accept", type=float, nargs="+", default=[0.5, 0.8, 0.95])
+    ap.add_argument("--k", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--prompt-len", type=int, default=512)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--bits", type=int, default=None)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    res = run(args.shape, args.accept, args.k, args.prompt_len, args.tokens, args.bits, args.dtype)
+    print(f"{res['shape']} {res['dtype']} bits={res['bits']} on {res['device']} (mlx {res['mlx']}), "
+          f"context {res['prompt_len']}: plain {res['plain_tokens_per_s']:.1f} tok/s")
+    print("verify ms by width: " + " ".join(f"{w}:{t:.1f}" for w, t in res["verify_ms"].items()))
+    print(f"{'accept':>6} {'k':>3} {'tau':>5} {'tok/s':>7} {'speedup':>7} {'ideal':>6} {'eff':>5}")
+    for r in res["rows"]:
+        print(f"{r['accept']:>6.2f} {r['k']:>3} {r['tau']:>5.2f} {r['tokens_per_s']:>7.1f} "
+              f"{r['speedup']:>7.2f} {r['ideal']:>6.2f} {r['efficiency']:>5.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
