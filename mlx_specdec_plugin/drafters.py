@@ -148,7 +148,7 @@ def normalize_config(raw: dict) -> DrafterConfig:
     def get(key, default=None):
         return nested[key] if key in nested else raw.get(key, default)
 
-    act = raw.get("hidden_act", raw.get("hidden_activation", "silu"))
+    act = raw.get("hidden_act", "silu")  # (Gemma's hidden_activation names the target's MLP, not ours)
     if act not in ("silu", "swish"):
         raise ValueError(f"drafter config: 'hidden_act' {act!r} is not supported (the backbone is SwiGLU)")
     markov_type = get("markov_head_type", "vanilla")
@@ -481,7 +481,11 @@ class Drafter:
 
 
 def _embed_scale(target_model: nn.Module) -> float:
-    # Gemma targets scale their embedding by sqrt(H) (rounded through bfloat16, as mlx-lm does).
+    # Gemma targets scale their embedding by sqrt(H): Gemma-4 keeps it as ``embed_scale``, Gemma-3
+    # rounds it through bfloat16 in its forward; the drafter embeds the way its target does.
+    scale = getattr(getattr(target_model, "model", None), "embed_scale", None)
+    if isinstance(scale, (int, float)):
+        return float(scale)
     t = TargetAdapter(target_model)
     if t.model_type.startswith("gemma"):
         return float(mx.array(t.hidden_size**0.5, mx.bfloat16).astype(mx.float32).item())

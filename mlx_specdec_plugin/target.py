@@ -79,6 +79,31 @@ def _gemma3_forward(model, tokens, cache, taps):
     return inner.norm(h), tapped
 
 
+@family("gemma4_text")
+def _gemma4_forward(model, tokens, cache, taps):
+    """Gemma-4 text: scaled embedding, per-layer inputs, K/V shared by the last layers (the cache
+    list is shorter than the layer list); the same steps as mlx-lm's ``Gemma4TextModel``."""
+    inner = model.model
+    n = len(inner.layers)
+    embedded = inner.embed_tokens(tokens)
+    h = embedded * inner.embed_scale
+    per_layer = [None] * n
+    if inner.hidden_size_per_layer_input:
+        inputs = inner._project_per_layer_inputs(h, inner._get_per_layer_inputs(tokens, embedded))
+        per_layer = [inputs[:, :, i, :] for i in range(n)]
+    cache = list(cache) + [None] * (n - len(cache))
+    masks = inner._make_masks(h, cache)
+    shared = [(None, None)] * n
+    wanted, tapped = set(taps), {}
+    for i, (layer, c, mask, src, pli) in enumerate(zip(inner.layers, cache, masks, inner.previous_kvs, per_layer)):
+        kvs, offset = shared[src]
+        h, kvs, offset = layer(h, mask, c, per_layer_input=pli, shared_kv=kvs, offset=offset)
+        shared[i] = (kvs, offset)
+        if i in wanted:
+            tapped[i] = h
+    return inner.norm(h), [tapped[i] for i in taps]
+
+
 def _head(model: nn.Module, h: mx.array) -> mx.array:
     args = getattr(model, "args", None)
     tied = getattr(args, "tie_word_embeddings", None)

@@ -119,3 +119,21 @@ def test_native_and_nested_dspark_layouts_load_identically(setup):
     assert (a.config.layout, b.config.layout) == ("deepspec", "dflash_config")
     for field in ("target_layer_ids", "proposal_length", "mask_token_id", "markov_rank", "enable_confidence_head"):
         assert getattr(a.config, field) == getattr(b.config, field)
+
+
+def test_gemma4_dflash_matches_mlx_vlm(tmp_path):
+    """z-lab's Gemma-4 DFlash: target embedding scale sqrt(H), drafter softcap, default mask id 4."""
+    save_tiny_model(tmp_path / "g4", "gemma4_text", **GEMMA4_TINY)
+    model, _ = mlx_lm.load(str(tmp_path / "g4"))
+    write_dflash(tmp_path / "df", tmp_path / "g4", target_layer_ids=TAPS, seed=9,
+                 config_overrides={"model_type": "gemma4", "final_logit_softcapping": 30.0,
+                                   "dflash_config": {"target_layer_ids": list(TAPS)}})
+    assert load_drafter(tmp_path / "df", model).config.mask_token_id == 4
+    diff, _ = _compare(tmp_path, model, "df", "df", dflash, g=6)
+    print(f"dflash gemma4: max|q_ours - q_mlx_vlm| = {diff:.2e}")
+    assert diff < 1e-4
+
+
+GEMMA4_TINY = dict(seed=1, sharpness=4, num_hidden_layers=4, head_dim=8, global_head_dim=16, num_kv_shared_layers=1,
+                   hidden_size_per_layer_input=8, vocab_size_per_layer_input=258, sliding_window=8,
+                   sliding_window_pattern=2, final_logit_softcapping=30.0, tie_word_embeddings=True)

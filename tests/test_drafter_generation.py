@@ -161,3 +161,20 @@ def test_sampling_runs_with_rejection_and_opaque_samplers(world, strategy):
         out = [r.token for r in stream_generate(model, tok, PROMPTS[0], max_tokens=32, draft_model=draft,
                                                 sampler=sampler, acceptor=acceptor, num_draft_tokens=4, stats=stats)]
         assert len(out) > 0 and stats.acceptor == acceptor
+
+
+def test_gemma4_target_with_dflash_greedy_exact(tmp_path):
+    """Gemma-4 text targets: taps through KV-shared layers and per-layer inputs, scaled embedding."""
+    from test_drafter_crosscheck import GEMMA4_TINY
+
+    save_tiny_model(tmp_path / "g4", "gemma4_text", **GEMMA4_TINY)
+    model, tok = mlx_lm.load(str(tmp_path / "g4"))
+    path = write_dflash(tmp_path / "df", tmp_path / "g4", target_layer_ids=TAPS, seed=4,
+                        config_overrides={"model_type": "gemma4", "final_logit_softcapping": 30.0})
+    stats = SpecStats()
+    for prompt in PROMPTS:
+        ref = reference(model, tok, prompt)
+        out = [r.token for r in stream_generate(model, tok, prompt, max_tokens=MAX_TOKENS, draft_model=str(path),
+                                                num_draft_tokens=6, stats=stats)]
+        assert out[: len(ref)] == ref
+    assert stats.strategy == "dflash" and stats.proposed > 0
