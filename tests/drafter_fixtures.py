@@ -124,6 +124,7 @@ def write_dspark(
     config_overrides: Optional[dict] = None,
     weight_overrides: Optional[Dict[str, mx.array]] = None,
     drop_weights: Sequence[str] = (),
+    extra_keys: Optional[dict] = None,
 ) -> Path:
     """Write a tiny DSpark checkpoint for the mlx-lm target folder ``target_dir``."""
     tcfg = target_config_of(target_dir)
@@ -140,6 +141,7 @@ def write_dspark(
         "confidence_head_with_markov": confidence_with_markov,
         "markov_rank": markov_rank,
         "markov_head_type": "vanilla",
+        **(extra_keys or {}),  # e.g. sample_from_anchor, causal (placed with the drafter keys)
     }
     shapes = backbone_shapes(backbone, len(target_layer_ids))
     shapes["markov_head.markov_w1.weight"] = (V, markov_rank)

@@ -32,6 +32,8 @@ def setup(tmp_path_factory):
     to_dflash_config_layout(root / "dspark_native", root / "dspark_nested")
     write_dspark(root / "dspark_cfg", root / "target", layout="dflash_config", target_layer_ids=TAPS, seed=6,
                  num_draft_layers=2, markov_rank=16)
+    write_dspark(root / "dspark_noanchor", root / "target", layout="dflash_config", target_layer_ids=TAPS, seed=10,
+                 extra_keys={"sample_from_anchor": False, "causal": True})
     write_dflash(root / "dflash", root / "target", layout="zlab", target_layer_ids=TAPS, seed=7, num_draft_layers=2)
     write_dflash(root / "dflash_nested", root / "target", layout="zlab_nested", target_layer_ids=TAPS, seed=8)
     return root, model
@@ -93,7 +95,8 @@ def _compare(root, model, ours_dir, theirs_dir, strategy, g):
 
 @pytest.mark.parametrize(
     "ours_dir, theirs_dir",
-    [("dspark_native", "dspark_nested"), ("dspark_nested", "dspark_nested"), ("dspark_cfg", "dspark_cfg")],
+    [("dspark_native", "dspark_nested"), ("dspark_nested", "dspark_nested"), ("dspark_cfg", "dspark_cfg"),
+     ("dspark_noanchor", "dspark_noanchor")],
 )
 def test_dspark_matches_mlx_vlm_markov_corrected(setup, ours_dir, theirs_dir):
     root, model = setup

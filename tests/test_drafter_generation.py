@@ -92,8 +92,11 @@ def world(request, tmp_path_factory):
     return model, tok, refs, ck
 
 
-@pytest.mark.parametrize("drafter", ["good", "random", "rejected"])
-@pytest.mark.parametrize("strategy, k", [("dspark", 7), ("dflash", 15), ("dflash", 3)])
+@pytest.mark.parametrize(
+    "strategy, k, drafter",
+    [(s, k, d) for s, k in (("dspark", 7), ("dflash", 15)) for d in ("good", "random", "rejected")]
+    + [("dspark", 2, "good"), ("dflash", 3, "random")],
+)
 def test_greedy_equals_plain_decoding(world, strategy, k, drafter):
     model, tok, refs, ck = world
     stats = SpecStats()
@@ -178,3 +181,12 @@ def test_gemma4_target_with_dflash_greedy_exact(tmp_path):
                                                 num_draft_tokens=6, stats=stats)]
         assert out[: len(ref)] == ref
     assert stats.strategy == "dflash" and stats.proposed > 0
+
+
+@pytest.mark.parametrize("strategy", ["dspark", "dflash"])
+def test_one_token_prompt_drafts_without_context(world, strategy):
+    model, tok, _, ck = world
+    ids = [65]
+    ref = [t for t, _ in generate_step(mx.array(ids), model, max_tokens=16)]
+    out = [r.token for r in stream_generate(model, tok, ids, max_tokens=16, draft_model=str(ck[f"{strategy}/random"]))]
+    assert out == ref[: len(out)] and len(out) == 16
