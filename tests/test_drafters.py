@@ -14,7 +14,6 @@ import pytest
 
 from drafter_fixtures import write_dflash, write_dspark
 from mlx_specdec_plugin import load_drafter, save_drafter, stream_generate
-from mlx_specdec_plugin.drafters import Drafter
 from mlx_specdec_plugin.drafting import DraftContext, StrategyOptions
 from mlx_specdec_plugin.generate import prepare, resolve_strategy
 from mlx_specdec_plugin.sampling import Sampling, make_sampler

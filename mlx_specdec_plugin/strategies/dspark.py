@@ -18,8 +18,6 @@ proposed and break exactness (DSpark paper, appendix A). The threshold is 0 (off
 
 from __future__ import annotations
 
-from typing import Optional
-
 import mlx.core as mx
 
 from ..drafters import Drafter, as_drafter, claims as _claims
