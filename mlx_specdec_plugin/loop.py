@@ -21,6 +21,8 @@ from .stats import RoundStats, SpecStats
 from .target import TargetAdapter
 
 Acceptor = Callable[[Draft, TargetScores], Verdict]
+# prefill(target, cache, tokens, proposer, step_size): put ``tokens`` in ``cache``, hand them on.
+Prefill = Callable[[TargetAdapter, List[Any], Sequence[int], Proposer, int], None]
 
 
 def prefill(
@@ -51,12 +53,15 @@ def speculative_generate_step(
     prefill_step_size: int = 2048,
     stats: Optional[SpecStats] = None,
     draft_length: Optional[Callable[[SpecStats, int], int]] = None,
+    prefill_fn: Optional[Prefill] = None,
 ) -> Generator[Tuple[int, mx.array, bool], None, None]:
     """Generate tokens after ``prompt`` (1-D token array), ``max_tokens`` at most (-1: no limit).
 
     ``prompt_cache`` (owned by the caller if given, updated in place) must hold no more than the
     context *before* ``prompt``. ``draft_length(stats, cap)``, if given, chooses each round's
     number of proposals in ``0..cap`` before any of that round's tokens are drawn.
+    ``prefill_fn``, if given, replaces :func:`prefill` for ``prompt[:-1]`` (e.g. mlx-vlm prompt
+    embeddings with an image in them, :mod:`.vlm`); it must leave the same state behind.
     """
     if num_draft_tokens < 1:
         raise ValueError(f"num_draft_tokens must be >= 1, got {num_draft_tokens}")
@@ -68,7 +73,7 @@ def speculative_generate_step(
     if not history:
         raise ValueError("the prompt must contain at least one token")
 
-    prefill(target, cache, history[:-1], proposer, prefill_step_size)
+    (prefill_fn or prefill)(target, cache, history[:-1], proposer, prefill_step_size)
     emitted = 0
     while max_tokens < 0 or emitted < max_tokens:
         budget = num_draft_tokens if max_tokens < 0 else min(num_draft_tokens, max_tokens - emitted - 1)
