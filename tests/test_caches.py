@@ -222,3 +222,27 @@ def test_unknown_cache_type_is_refused_before_generating():
     )
     with pytest.raises(caches.UnsupportedCacheError, match="MysteryCache"):
         next(gen)
+
+
+def test_capture_is_proven_at_load_time_or_replay_is_used():
+    from mlx_specdec_plugin import recurrent
+
+    hybrid = make_tiny_model(MODELS["arrays-capture-qwen3_5"][0], seed=3)
+    assert recurrent.capture_forward(TargetAdapter(hybrid)) is recurrent.CAPTURES["qwen3_5"]
+    mamba = make_tiny_model(MODELS["cachelist-mamba2-falcon_h1"][0], seed=3)
+    assert recurrent.capture_forward(TargetAdapter(mamba)) is None  # no capture: replay
+
+    saved = recurrent.CAPTURES["qwen3_5"]
+
+    def off_by_one(model, tokens, cache, taps, record):  # selects the wrong position
+        logits, tapped = saved(model, tokens, cache, taps, record)
+        for key, select in list(record.items()):
+            record[key] = lambda keep, select=select: select(max(1, keep - 1))
+        return logits, tapped
+
+    recurrent.CAPTURES["qwen3_5"] = off_by_one
+    try:
+        with pytest.warns(UserWarning, match="rolling back by replay"):
+            assert recurrent.capture_forward(TargetAdapter(hybrid)) is None
+    finally:
+        recurrent.CAPTURES["qwen3_5"] = saved
