@@ -32,7 +32,8 @@ PROBE = (1, 5, 2, 7, 3, 3, 0, 4)
 PROBE_PREFIX = 5
 TOLERANCE = 1e-4
 
-_proven: "weakref.WeakKeyDictionary[Any, Optional[CaptureForward]]" = weakref.WeakKeyDictionary()
+# id(model) -> (weak reference to the model, its proven capture forward or None): probed once per model
+_proven: Dict[int, Tuple[Any, Optional[CaptureForward]]] = {}
 
 
 def _gdn_inputs(attn: nn.Module, x: mx.array) -> Tuple[mx.array, mx.array, mx.array, mx.array]:
@@ -162,9 +163,10 @@ def probe_capture(model: nn.Module, make_cache: Callable[[], List[Any]], fwd: Ca
 
 def capture_forward(adapter: Any) -> Optional[CaptureForward]:
     """The proven capture forward for ``adapter``'s model, or ``None`` (rollback replays)."""
-    if adapter in _proven:
-        return _proven[adapter]
     fwd = CAPTURES.get(adapter.model_type)
+    ref, proven = _proven.get(id(adapter.model), (None, None))
+    if ref is not None and ref() is adapter.model and (proven is None or proven is fwd):
+        return proven
     if fwd is not None:
         diff = probe_capture(adapter.model, adapter.make_cache, fwd, adapter.vocab_size)
         if not diff <= TOLERANCE:
@@ -173,5 +175,5 @@ def capture_forward(adapter: Any) -> Optional[CaptureForward]:
                 f"the model (relative difference {diff:.2e}); rolling back by replay instead"
             )
             fwd = None
-    _proven[adapter] = fwd
+    _proven[id(adapter.model)] = (weakref.ref(adapter.model), fwd)
     return fwd
