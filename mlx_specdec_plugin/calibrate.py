@@ -1,0 +1,361 @@
+"""``mlx-specdec calibrate``: measure this machine's cost curve for a model (and drafter).
+
+``T_verify(w)``: one target forward of ``w`` new tokens over a ``context``-token cache, for
+``w = 1..W``, rolled back after each measurement (median of ``repeats``). The drafter's cost
+``T_draft(k)``: the strategy's own ``propose`` timed inside real rounds of our loop with ``k``
+drafts (median per length). One code path for every device: Apple Silicon's curve rises with
+``w``, a datacenter GPU's is almost flat, a small CPU's is steep - the scheduler reads whichever
+was measured.
+
+The curve is cached as JSON under :func:`cache_dir` (``$MLX_SPECDEC_CACHE``, else the platform's
+user cache directory), keyed by model, quantization, mlx version, device and drafter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .scheduler import CostCurve
+
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("MLX_SPECDEC_CACHE")
+    if env:
+        return Path(env)
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "mlx-specdec"
+
+
+# ---- identity ------------------------------------------------------------------------------
+def device_name() -> str:
+    dev = mx.default_device()
+    info: Dict[str, Any] = {}
+    try:
+        info = dict(mx.device_info())
+    except Exception:  # older mlx
+        try:
+            info = dict(mx.metal.device_info())
+        except Exception:
+            info = {}
+    name = info.get("device_name") or info.get("architecture") or platform.processor() or platform.machine()
+    return f"{dev.type.name if hasattr(dev.type, 'name') else dev}:{name}:{platform.machine()}:{os.cpu_count()}cpu"
+
+
+def quantization_of(model: nn.Module) -> str:
+    bits = set()
+    for _, m in model.named_modules():
+        b = getattr(m, "bits", None)
+        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) and b:
+            bits.add(f"{b}bit/g{getattr(m, 'group_size', '?')}")
+    if bits:
+        return ",".join(sorted(bits))
+    dtypes = set()
+    for _, v in _flat_params(model):
+        dtypes.add(str(v.dtype).replace("mlx.core.", ""))
+    return ",".join(sorted(dtypes)) or "unknown"
+
+
+def _flat_params(model: nn.Module):
+    from mlx.utils import tree_flatten
+
+    return tree_flatten(model.parameters())
+
+
+def model_id(model: nn.Module, name: Optional[str] = None) -> str:
+    """``name`` (a path or hub id) when given, else a hash of the architecture (config + shapes)."""
+    if name:
+        return str(name)
+    args = getattr(model, "args", None)
+    cfg = {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (int, float, str, bool))} if args else {}
+    shapes = sorted((k, tuple(v.shape)) for k, v in _flat_params(model))
+    digest = hashlib.sha1(json.dumps([cfg, shapes], default=str).encode()).hexdigest()[:12]
+    return f"{cfg.get('model_type', type(model).__name__)}-{digest}"
+
+
+def cache_key(model: nn.Module, name: Optional[str] = None, drafter: str = "none", context: int = 0) -> dict:
+    return {
+        "version": CACHE_VERSION,
+        "model": model_id(model, name),
+        "quantization": quantization_of(model),
+        "mlx": mx.__version__,
+        "device": device_name(),
+        "drafter": drafter,
+        "context": int(context),
+    }
+
+
+def cache_path(key: dict) -> Path:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(str(key["model"])).name)[:40]
+    return cache_dir() / "calibration" / f"{safe}-{digest}.json"
+
+
+# ---- progress ------------------------------------------------------------------------------
+class Progress:
+    """tqdm when it is installed, else a one-line stderr bar; silent when ``enabled`` is False."""
+
+    def __init__(self, total: int, desc: str = "", enabled: bool = True):
+        self.total, self.desc, self.enabled, self.n = max(total, 1), desc, enabled, 0
+        self._bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+            except Exception:
+                self._bar = None
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        self.n += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(n)
+            return
+        width = 30
+        filled = int(width * self.n / self.total)
+        sys.stderr.write(f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} {note[:40]:<40}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# ---- measurement ---------------------------------------------------------------------------
+def _ctx_tokens(vocab: int, n: int, seed: int = 0) -> List[int]:
+    import random
+
+    rng = random.Random(seed)
+    return [rng.randrange(min(vocab, 32000)) for _ in range(n)]
+
+
+def measure_verify_curve(
+    model: nn.Module,
+    width: int = 16,
+    context: int = 256,
+    repeats: int = 5,
+    warmup: int = 2,
+    progress: Optional[Progress] = None,
+) -> List[float]:
+    """Median seconds of one forward of ``w`` tokens on a ``context``-token cache, ``w = 1..width``."""
+    from . import caches
+    from .target import TargetAdapter
+
+    target = TargetAdapter(model)
+    cache = target.make_cache()
+    ctx = _ctx_tokens(target.vocab_size, max(context, 1))
+    for start in range(0, len(ctx), 512):
+        target.model(mx.array([ctx[start : start + 512]], dtype=mx.uint32), cache=cache)
+        mx.eval([c.state for c in caches._leaves(cache)])
+    out = []
+    for w in range(1, width + 1):
+        tokens = mx.array([_ctx_tokens(target.vocab_size, w, seed=w)], dtype=mx.uint32)
+        times = []
+        for i in range(warmup + repeats):
+            rnd = caches.begin_round(cache, replay=lambda n: target(tokens[:, :n], cache))
+            t0 = time.perf_counter()
+            logits, _ = target(tokens, cache, (), record=rnd.captured)
+            mx.eval(logits)
+            dt = time.perf_counter() - t0
+            caches.end_round(cache, rnd, appended=w, keep=0)
+            if i >= warmup:
+                times.append(dt)
+        out.append(statistics.median(times))
+        if progress:
+            progress.update(1, f"verify w={w}: {out[-1] * 1e3:.2f} ms")
+    return out
+
+
+def measure_draft_curve(
+    model: nn.Module,
+    draft_model: Any,
+    strategy: str,
+    width: int = 8,
+    tokens: int = 24,
+    prompt: Optional[List[int]] = None,
+    strategy_options: Optional[dict] = None,
+    progress: Optional[Progress] = None,
+) -> List[float]:
+    """Median seconds of ``propose(ctx, k)`` inside real rounds of the loop, ``k = 0..width``
+    (greedy sampling; lengths a strategy never reaches are filled from a linear fit)."""
+    from .generate import prepare
+    from .loop import speculative_generate_step
+    from .sampling import Sampling
+    from .stats import SpecStats
+
+    prompt = prompt or _ctx_tokens(10**9, 64, seed=7)
+    prompt = [t % _vocab(model) for t in prompt]
+    by_k: Dict[int, List[float]] = {}
+    target = None
+    for k in range(1, width + 1):
+        target, proposer, spec, sampling, _, _ = prepare(
+            model, draft_model, draft_strategy=strategy, acceptor="greedy", num_draft_tokens=k,
+            strategy_options=strategy_options, target=target,
+        )
+        stats = SpecStats()
+        for _ in speculative_generate_step(mx.array(prompt), target, proposer, spec.accept, num_draft_tokens=k,
+                                           max_tokens=tokens, sampling=sampling, stats=stats):
+            pass
+        for r in stats.rounds[1:]:  # the first round pays for the drafter's prefill
+            by_k.setdefault(r.proposed, []).append(r.draft_time)
+        if progress:
+            progress.update(1, f"draft k={k}")
+    med = {k: statistics.median(v) for k, v in by_k.items() if v}
+    med.setdefault(0, 0.0)
+    known = sorted(k for k in med if k > 0)
+    if len(known) >= 2:
+        (k1, k2) = known[0], known[-1]
+        slope = (med[k2] - med[k1]) / (k2 - k1)
+        icpt = med[k1] - slope * k1
+    elif known:
+        slope, icpt = med[known[0]] / known[0], 0.0
+    else:
+        slope, icpt = 0.0, 0.0
+    return [med.get(k, max(icpt + slope * k, 0.0)) if k > 0 else 0.0 for k in range(width + 1)]
+
+
+def _vocab(model) -> int:
+    from .target import vocab_size_of
+
+    return vocab_size_of(model)
+
+
+@dataclass
+class Calibration:
+    key: dict
+    curve: CostCurve
+    measured_at: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "measured_at": self.measured_at, "seconds": self.seconds, **self.curve.as_dict()}
+
+
+def calibrate(
+    model: nn.Module,
+    *,
+    name: Optional[str] = None,
+    draft_model: Any = None,
+    strategy: Optional[str] = None,
+    width: int = 16,
+    draft_width: int = 8,
+    context: int = 256,
+    repeats: int = 5,
+    use_cache: bool = True,
+    progress: bool = True,
+    strategy_options: Optional[dict] = None,
+) -> Calibration:
+    """Measure (or load from the cache) the verify curve and the drafter's cost."""
+    drafter = strategy or "none"
+    if draft_model is not None and not isinstance(draft_model, str):
+        drafter = f"{drafter}:{model_id(draft_model)}:{quantization_of(draft_model)}"
+    elif isinstance(draft_model, str):
+        drafter = f"{drafter}:{draft_model}"
+    key = cache_key(model, name, drafter, context)
+    key["width"], key["draft_width"] = width, (draft_width if strategy else 0)
+    path = cache_path(key)
+    if use_cache and path.is_file():
+        try:
+            d = json.loads(path.read_text())
+            if d.get("key") == key:
+                return Calibration(key, CostCurve.from_dict(d), d.get("measured_at", 0.0), d.get("seconds", 0.0))
+        except (ValueError, KeyError):
+            pass
+    t0 = time.perf_counter()
+    bar = Progress(width + (draft_width if strategy else 0), "calibrate", enabled=progress)
+    try:
+        verify = measure_verify_curve(model, width, context, repeats, progress=bar)
+        draft = [0.0]
+        if strategy:
+            draft = measure_draft_curve(model, draft_model, strategy, draft_width, progress=bar,
+                                        strategy_options=strategy_options)
+    finally:
+        bar.close()
+    cal = Calibration(key, CostCurve(verify, draft), seconds=time.perf_counter() - t0)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cal.as_dict(), indent=1))
+        tmp.replace(path)
+    return cal
+
+
+def cached_or_quick_curve(model, draft_model=None, strategy=None, width: int = 8) -> CostCurve:
+    """For ``--num-draft-tokens auto`` without an explicit curve: the cached calibration, or a
+    quick one (3 repeats, 128-token context) measured now and cached."""
+    return calibrate(model, draft_model=draft_model, strategy=strategy, width=width + 1, draft_width=width,
+                     context=128, repeats=3, progress=False).curve
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+def format_curve(cal: Calibration) -> str:
+    v = cal.curve.verify
+    lines = [f"model={cal.key['model']} quantization={cal.key['quantization']} mlx={cal.key['mlx']} "
+             f"device={cal.key['device']} drafter={cal.key['drafter']} context={cal.key['context']}",
+             f"{'w':>3} {'T_verify(w) ms':>15} {'/ T(1)':>7}"]
+    for w, t in enumerate(v, 1):
+        lines.append(f"{w:>3} {t * 1e3:>15.3f} {t / v[0]:>7.2f}")
+    if len(cal.curve.draft) > 1:
+        lines.append(f"{'k':>3} {'T_draft(k) ms':>15}")
+        for k, t in enumerate(cal.curve.draft):
+            lines.append(f"{k:>3} {t * 1e3:>15.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .bench import add_model_args, load_models
+
+    parser = argparse.ArgumentParser(prog="mlx-specdec calibrate",
+                                     description="Measure and cache T_verify(w) and the drafter's cost on this machine")
+    add_model_args(parser)
+    parser.add_argument("--width", type=int, default=16, help="measure verify widths w = 1..WIDTH (default 16)")
+    parser.add_argument("--draft-width", type=int, default=8, help="drafter lengths k = 1..K (default 8)")
+    parser.add_argument("--context", type=int, default=256, help="tokens in the cache while measuring (default 256)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--force", action="store_true", help="re-measure even if a cached curve exists")
+    parser.add_argument("--json", action="store_true", help="print the curve as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    models = load_models(args)
+    strategy = args.draft_strategy if args.draft_strategy not in (None, "none") else None
+    cal = calibrate(models.model, name=models.name, draft_model=models.draft, strategy=strategy,
+                    width=args.width, draft_width=args.draft_width, context=args.context, repeats=args.repeats,
+                    use_cache=not args.force, progress=not args.no_progress)
+    cal_path = cache_path(cal.key)
+    if args.force:  # re-measured: store it
+        cal_path.parent.mkdir(parents=True, exist_ok=True)
+        cal_path.write_text(json.dumps(cal.as_dict(), indent=1))
+    if args.json:
+        print(json.dumps({**cal.as_dict(), "path": str(cal_path)}, indent=1))
+    else:
+        print(format_curve(cal))
+        print(f"cached at {cal_path}")
+    return 0
