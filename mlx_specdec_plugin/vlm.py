@@ -599,3 +599,202 @@ def generate(
         peak_memory=last.peak_memory,
         finish_reason=last.finish_reason,
     )
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def speculative_arg_parser() -> argparse.ArgumentParser:
+    """Our flags for ``mlx-specdec vlm`` (parsed before mlx-vlm's own parser sees the rest)."""
+    from .cli import ACCEPTOR_CHOICES_HELP
+
+    parser = argparse.ArgumentParser(prog="mlx-specdec vlm", add_help=False, allow_abbrev=False)
+    group = parser.add_argument_group("speculative decoding (mlx-specdec)")
+    group.add_argument(
+        "--draft",
+        default="auto",
+        help="dflash, dspark, lookup, none, draft-model or an installed plugin (`mlx-specdec strategies`). "
+        "auto (default): from --draft-model's config, else lookup. none: plain mlx-vlm decoding.",
+    )
+    group.add_argument("--acceptor", default="auto", help=ACCEPTOR_CHOICES_HELP)
+    group.add_argument(
+        "--num-draft-tokens", type=int, default=None,
+        help="proposals per round (default 3; DSpark/DFlash: the checkpoint's block unless set)",
+    )
+    group.add_argument(
+        "--block-size", type=int, default=None,
+        help="DFlash/DSpark verify width per round, anchor included (short for chat, 16 for code/math); "
+        "mlx-vlm's --draft-block-size is read as this when it is not given",
+    )
+    group.add_argument("--lookup-max-ngram", type=int, default=3, help="lookup: longest suffix n-gram to match (default 3)")
+    return parser
+
+
+def _without_option(argv: List[str], name: str) -> List[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
+
+
+def _upstream(argv: List[str], call):
+    """Run mlx-vlm's own ``parse_arguments`` / ``main`` on ``argv`` (it reads ``sys.argv``)."""
+    saved = sys.argv
+    sys.argv = ["mlx-specdec vlm"] + list(argv)
+    try:
+        return call()
+    finally:
+        sys.argv = saved
+
+
+def parse_vlm_args(argv: List[str]) -> Tuple[argparse.Namespace, argparse.Namespace, List[str]]:
+    """``(upstream args, our args, argv left for upstream)``. ``--help`` prints both parts."""
+    from mlx_vlm.generate.dispatch import parse_arguments
+
+    ours = speculative_arg_parser()
+    spec, rest = ours.parse_known_args(argv)
+    try:
+        args = _upstream(rest, parse_arguments)
+    except SystemExit:
+        if any(a in ("-h", "--help") for a in rest):
+            print()
+            print(ours.format_help())
+        raise
+    return args, spec, rest
+
+
+def vlm_main(argv: Optional[List[str]] = None) -> int:
+    """``mlx-specdec vlm``: ``mlx_vlm generate`` (every flag, its defaults) plus ``--draft``,
+    ``--acceptor``, ``--num-draft-tokens``, ``--block-size``, ``--lookup-max-ngram``."""
+    from .cli import _draft_config, _say, load_draft, resolve_cli_strategy
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, spec, rest = parse_vlm_args(argv)
+    modality = getattr(args, "output_modality", "text")
+
+    if spec.draft == "none" or (spec.draft == "auto" and modality != "text"):
+        why = "--draft none" if spec.draft == "none" else f"--output-modality {modality}"
+        _say(f"strategy: none ({why}: mlx-vlm's own generation)")
+        if spec.draft == "none":
+            rest = _without_option(rest, "--draft-model")
+        from mlx_vlm.generate.dispatch import main as upstream_main
+
+        _upstream(rest, upstream_main)
+        return 0
+    if modality != "text":
+        _say(f"error: speculative decoding generates text; --output-modality {modality} needs --draft none")
+        return 2
+    if args.chat:
+        _say("error: --chat is not supported with speculative decoding yet (use --draft none)")
+        return 2
+    if args.thinking_budget is not None or args.kv_bits is not None:
+        _say("error: --thinking-budget / --kv-bits are not supported with speculative decoding (use --draft none)")
+        return 2
+    if args.draft_kind is not None and args.draft_kind not in ("dflash",):
+        _say(f"error: --draft-kind {args.draft_kind} is mlx-vlm's own drafter; ours: --draft dflash/dspark/lookup")
+        return 2
+    return _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_strategy)
+
+
+def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_strategy) -> int:
+    from mlx_vlm.generate.common import resolve_sampling_defaults
+    from mlx_vlm.generate.dispatch import _video_sampling_kwargs
+    from mlx_vlm.prompt_utils import apply_chat_template
+    from mlx_vlm.utils import load
+
+    if args.seed is not None:
+        mx.random.seed(args.seed)
+    for name in ("image", "audio", "video"):
+        if isinstance(getattr(args, name), str):
+            setattr(args, name, [getattr(args, name)])
+    model, processor = load(
+        args.model, args.adapter_path, revision=args.revision, trust_remote_code=args.trust_remote_code,
+        quantize_activations=args.quantize_activations, expert_cache_gb=args.expert_cache_gb,
+        max_kv_size=args.max_kv_size,
+    )
+    config = model.config
+    args.temperature, args.top_p, args.top_k = resolve_sampling_defaults(
+        config, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k
+    )
+
+    draft, dconfig = None, _draft_config(args.draft_model) if args.draft_model else None
+    if args.draft_model:
+        draft = load_draft(args.draft_model, args.trust_remote_code)
+    strategy, why = resolve_cli_strategy(spec.draft, draft, dconfig)
+    if strategy in (None, "none", "lookup"):
+        draft = None
+    _say(f"strategy: {strategy or 'none'} ({why})")
+
+    prompt = args.prompt
+    if args.system:
+        prompt = [{"role": "system", "content": args.system}] + (prompt if isinstance(prompt, list) else [prompt])
+    template_kwargs = {"enable_thinking": args.enable_thinking}
+    if args.thinking_mode is not None:
+        template_kwargs["thinking_mode"] = args.thinking_mode
+    if args.video:
+        template_kwargs["video"] = args.video
+        template_kwargs["fps"] = args.fps
+    prompt = apply_chat_template(
+        processor, config, prompt, num_images=len(args.image or []), num_audios=len(args.audio or []),
+        **template_kwargs,
+    )
+
+    kwargs: Dict[str, Any] = {}
+    if args.eos_tokens is not None:
+        eos = []
+        for token in args.eos_tokens:
+            try:
+                eos.append(codecs.decode(token, "unicode_escape"))
+            except (UnicodeDecodeError, UnicodeError):
+                eos.append(token)
+        kwargs["eos_tokens"] = eos
+    if args.skip_special_tokens:
+        kwargs["skip_special_tokens"] = True
+    kwargs.update(args.processor_kwargs or {})
+    kwargs.update(args.gen_kwargs or {})
+    if args.video:
+        kwargs.update(_video_sampling_kwargs(args))
+    if args.resize_shape is not None:
+        kwargs["resize_shape"] = args.resize_shape
+    block_size = spec.block_size if spec.block_size is not None else args.draft_block_size
+    try:
+        result = generate(
+            model,
+            processor,
+            prompt,
+            image=args.image,
+            audio=args.audio,
+            video=args.video,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            min_p=args.min_p,
+            max_tokens=args.max_tokens,
+            repetition_penalty=args.repetition_penalty,
+            repetition_context_size=args.repetition_context_size,
+            presence_penalty=args.presence_penalty,
+            presence_context_size=args.presence_context_size,
+            frequency_penalty=args.frequency_penalty,
+            frequency_context_size=args.frequency_context_size,
+            verbose=args.verbose,
+            max_kv_size=args.max_kv_size,
+            prefill_step_size=args.prefill_step_size,
+            draft_model=draft,
+            draft_strategy=strategy or "none",
+            acceptor=spec.acceptor,
+            num_draft_tokens=spec.num_draft_tokens,
+            block_size=block_size,
+            strategy_options={"max_ngram": spec.lookup_max_ngram},
+            **kwargs,
+        )
+    except ValueError as e:
+        _say(f"error: {e}")
+        return 2
+    if not args.verbose:
+        print(result.text)
+    return 0
