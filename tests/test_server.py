@@ -1,0 +1,406 @@
+"""Spec: ``mlx-specdec server`` survives real clients (the server runs in a subprocess on 127.0.0.1).
+
+Every network call has a timeout and the server subprocess is killed in teardown, so the module
+is bounded in time even when something hangs.
+"""
+
+import http.client
+import json
+import random
+import socket
+import time
+
+import mlx_lm
+import pytest
+
+from mlx_specdec_plugin import generate
+from mlx_specdec_plugin.server import StopMatcher
+from mlx_specdec_plugin.server_load import ServerProcess, request_json, run_load, stream_events
+from mlx_specdec_plugin.tiny import EOS_ID, save_tiny_model
+
+openai = pytest.importorskip("openai")
+
+MAX = 24
+CHAT = [{"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "the cat sat on the mat. the cat sat on the"}]
+TEXT = "one two three one two three one two"
+NO_EOS = {str(EOS_ID): -100}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return str(save_tiny_model(tmp_path_factory.mktemp("server") / "tiny", "llama", seed=1, sharpness=6))
+
+
+@pytest.fixture(scope="module")
+def server(model_path):
+    with ServerProcess(model_path, "--draft-strategy", "lookup", "--max-tokens", "16",
+                       "--max-body-bytes", str(1 << 16), "--max-queue", "16") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def reference(model_path):
+    """The library's own greedy output for a chat (through the chat template) or a text prompt."""
+    model, tok = mlx_lm.load(model_path)
+
+    def ref(messages=None, prompt=None, max_tokens=MAX):
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True) if messages else tok.encode(prompt)
+        return generate(model, tok, ids, max_tokens=max_tokens, draft_strategy="lookup"), len(ids)
+
+    return ref
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def health(server):
+    status, body = request_json(server.url, "GET", "/health", timeout=10)
+    assert status == 200 and body["status"] == "ok", body
+    return body
+
+
+def post_raw(server, path, data: bytes, timeout=60, headers=None):
+    """POST raw bytes; returns (status, content type, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=data, headers=headers or {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("content-type") or "", resp.read()
+    finally:
+        conn.close()
+
+
+def assert_json_error(status, ctype, raw, expected=None):
+    assert 400 <= status < 500, (status, raw[:300])
+    if expected is not None:
+        assert status == expected, (status, raw[:300])
+    assert ctype.startswith("application/json"), ctype
+    err = json.loads(raw)["error"]
+    assert isinstance(err["message"], str) and err["message"]
+    return err
+
+
+def assert_still_correct(client, reference):
+    expected, _ = reference(CHAT)
+    r = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX)
+    assert r.choices[0].message.content == expected
+
+
+# ------------------------------------------------------------------------------------------------
+# the official client
+
+
+def test_openai_chat_non_streaming_and_streaming_equal_library_generate(client, reference):
+    expected, n_prompt = reference(CHAT)
+    model_id = client.models.list().data[0].id
+    r = client.chat.completions.create(model=model_id, messages=CHAT, max_tokens=MAX)
+    assert r.choices[0].message.content == expected
+    assert r.choices[0].message.role == "assistant"
+    assert r.usage.prompt_tokens == n_prompt
+    assert r.usage.total_tokens == n_prompt + r.usage.completion_tokens
+    spec = r.model_extra["speculative"]
+    assert spec["strategy"] == "lookup" and spec["acceptor"] == "greedy"
+    assert spec["rounds"] >= 1 and spec["mean_accepted_length"] >= 1.0 and spec["num_draft_tokens"] == 3
+    assert 0 <= spec["accepted"] <= spec["proposed"]
+
+    chunks = list(client.chat.completions.create(model=model_id, messages=CHAT, max_tokens=MAX, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].choices[0].finish_reason in ("length", "stop")
+    assert finals[0].usage.completion_tokens == r.usage.completion_tokens
+    assert finals[0].model_extra["speculative"]["rounds"] == spec["rounds"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == n_prompt
+
+
+def test_openai_text_completion_equals_library_generate(client, reference):
+    expected, n_prompt = reference(prompt=TEXT)
+    r = client.completions.create(model="default_model", prompt=TEXT, max_tokens=MAX)
+    assert r.choices[0].text == expected and r.usage.prompt_tokens == n_prompt
+    assert r.model_extra["speculative"]["strategy"] == "lookup"
+    streamed = list(client.completions.create(model="default_model", prompt=TEXT, max_tokens=MAX, stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == expected
+    assert streamed[-1].usage.completion_tokens == r.usage.completion_tokens
+
+
+def test_models_and_health(server, client):
+    models = client.models.list().data
+    assert len(models) == 1
+    info = models[0].model_extra["speculative"]
+    assert info["strategy"] == "lookup" and "none" in info["strategies"] and info["max_draft_tokens"] == 16
+    status, body = request_json(server.url, "GET", f"/v1/models/{models[0].id}")
+    assert status == 200 and body["id"] == models[0].id
+    assert health(server)["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------------------------
+# per-request settings
+
+
+def test_per_request_draft_length_strategy_and_acceptor(client, reference):
+    expected, _ = reference(CHAT)
+
+    def chat(**extra):
+        r = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, extra_body=extra)
+        return r.choices[0].message.content, r.model_extra["speculative"]
+
+    text, spec = chat(num_draft_tokens=1)
+    assert text == expected and spec["num_draft_tokens"] == 1
+    assert spec["proposed"] <= spec["rounds"]  # at most one proposal per round
+    text, spec = chat(draft_strategy="none")
+    assert text == expected and spec["strategy"] == "none" and spec["rounds"] == 0
+    a = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, temperature=0.7,
+                                       top_p=0.9, seed=5, extra_body={"acceptor": "block", "num_draft_tokens": 5})
+    b = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, temperature=0.7,
+                                       top_p=0.9, seed=5, extra_body={"acceptor": "block", "num_draft_tokens": 5})
+    assert a.choices[0].message.content == b.choices[0].message.content
+    assert a.model_extra["speculative"]["acceptor"] == "block"
+    r = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, temperature=0.5,
+                                       frequency_penalty=0.5, presence_penalty=0.2, logit_bias={"97": 5},
+                                       extra_body={"repetition_penalty": 1.3, "top_k": 20, "min_p": 0.05})
+    assert r.choices[0].finish_reason in ("length", "stop")
+
+
+def test_stop_sequences_cut_the_text(client, reference):
+    expected, _ = reference(CHAT)
+    assert len(expected) >= 8
+    stop = expected[len(expected) // 2: len(expected) // 2 + 2]
+    cut = expected[: expected.find(stop)]
+    r = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, stop=[stop, "\x00\x01"])
+    assert r.choices[0].message.content == cut and r.choices[0].finish_reason == "stop"
+    chunks = list(client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, stop=stop,
+                                                 stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == cut
+
+
+def test_stop_matcher_holds_back_partial_matches():
+    m = StopMatcher(["END", "xy"])
+    out = []
+    for piece in ["abcE", "N", "x", "Q", "zzEN", "D tail"]:
+        text, stopped = m.feed(piece)
+        out.append(text)
+        if stopped:
+            break
+    assert "".join(out) == "abcENxQzz" and stopped
+    m = StopMatcher(["END"])
+    assert m.feed("abE") == ("ab", False) and m.flush() == "E"
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input
+
+
+BAD = [
+    ("/v1/chat/completions", b'{"messages": [', 400),
+    ("/v1/chat/completions", b"", 400),
+    ("/v1/chat/completions", b"[1, 2]", 400),
+    ("/v1/chat/completions", b"\xff\xfe", 400),
+    ("/v1/completions", b'{"prompt": "x", "temperature": NaN}', 400),
+    ("/v1/completions", b'{"prompt": "x", "max_tokens": 1e999}', 400),
+    ("/v1/completions", b'{"prompt": "\\ud800"}', 400),
+    ("/v1/completions", b"[" * 50000, 400),
+    ("/v1/chat/completions", {"messages": "hi"}, 400),
+    ("/v1/chat/completions", {"messages": []}, 400),
+    ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, 400),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, 400),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": "10"}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": True}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": -5}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 0}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 10**9}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "temperature": -0.5}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "temperature": "hot"}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "top_p": 2}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "stream": "yes"}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "stop": 5}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "stop": [""]}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "logit_bias": {"x": 1}}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "logit_bias": {"999999": 1}}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "seed": 2**70}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "n": 2}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "chat_template_kwargs": {"tokenize": False}}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "num_draft_tokens": 99}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "num_draft_tokens": 0}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "draft_strategy": "draft-model"}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "draft_strategy": "nope"}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "acceptor": "nope"}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "acceptor": "greedy", "temperature": 0.7}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "model": "gpt-4"}, 404),
+    ("/v1/completions", {"prompt": ""}, 400),
+    ("/v1/completions", {"prompt": [1, -1]}, 400),
+    ("/v1/completions", {"prompt": "a" * 5000}, 400),  # oversize prompt: the tiny model's context is 4096
+    ("/v1/completions", {"prompt": "a" * 70000}, 413),  # oversize body: --max-body-bytes 65536
+    ("/v1/nothing", {"prompt": "x"}, 404),
+]
+
+
+def test_bad_input_gets_a_json_4xx_and_the_next_request_still_works(server, client, reference):
+    for path, body, expected in BAD:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        status, ctype, raw = post_raw(server, path, data)
+        err = assert_json_error(status, ctype, raw, expected)
+        if expected == 404 and path != "/v1/nothing":
+            assert err["code"] == "model_not_found"
+    status, body = request_json(server.url, "GET", "/v1/chat/completions")
+    assert status == 405 and "error" in body
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4", messages=CHAT)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="default_model", messages=CHAT, temperature=-1)
+    with pytest.raises(openai.BadRequestError, match="4500 tokens.*at most 4095"):
+        client.completions.create(model="default_model", prompt="b" * 4500, max_tokens=4)
+    assert health(server)["status"] == "ok"
+    assert_still_correct(client, reference)
+
+
+FUZZ_VALUES = [None, True, False, -1, 0, 1, 2.5, -3.25, "", "x", "\ud800", [], {}, [1, "a"], {"a": 1},
+               {"role": "user"}, 10**30, -(10**30), 1e308, 2**63, [[]], "default_model", "lookup", "none"]
+FUZZ_KEYS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+             "min_p", "stop", "seed", "stream", "stream_options", "logit_bias", "repetition_penalty",
+             "repetition_context_size", "presence_penalty", "frequency_penalty", "n", "logprobs", "top_logprobs",
+             "num_draft_tokens", "draft_strategy", "acceptor", "block_size", "tools", "chat_template_kwargs",
+             "response_format", "echo", "suffix", "user", "zzz"]
+
+
+def fuzz_body(rng: random.Random) -> bytes:
+    chat = rng.random() < 0.6
+    base = {"model": "default_model", "max_tokens": rng.choice([1, 2, 3])}
+    base.update({"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": "hello"})
+    roll = rng.random()
+    if roll < 0.1:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64)))
+    if roll < 0.2:
+        raw = json.dumps(base).encode()
+        return raw[: rng.randrange(len(raw))]
+    for _ in range(rng.randint(1, 4)):
+        op = rng.random()
+        key = rng.choice(FUZZ_KEYS)
+        if op < 0.15:
+            base.pop(key, None)
+        elif op < 0.3 and chat:
+            base["messages"] = [rng.choice([{"role": "user", "content": rng.choice(FUZZ_VALUES)},
+                                            {"role": rng.choice(FUZZ_VALUES), "content": "x"},
+                                            rng.choice(FUZZ_VALUES)])]
+        else:
+            base[key] = rng.choice(FUZZ_VALUES)
+    if rng.random() < 0.1:
+        return json.dumps(rng.choice([base, [base], "x", 1, None])).encode()
+    return json.dumps(base).encode()
+
+
+def test_fuzzed_bodies_never_get_a_5xx(server, client, reference):
+    rng = random.Random(20241129)
+    counts = {}
+    for i in range(1000):
+        path = "/v1/chat/completions" if rng.random() < 0.6 else "/v1/completions"
+        data = fuzz_body(rng)
+        status, ctype, raw = post_raw(server, path, data)
+        counts[status] = counts.get(status, 0) + 1
+        assert status < 500, (i, data[:300], raw[:300])
+        if status >= 400:
+            assert_json_error(status, ctype, raw)
+        elif ctype.startswith("text/event-stream"):
+            assert raw.rstrip().endswith(b"data: [DONE]"), raw[-200:]
+        else:
+            assert "usage" in json.loads(raw)
+    assert counts.get(200, 0) > 20 and sum(v for k, v in counts.items() if k >= 400) > 500, counts
+    assert health(server)["status"] == "ok"
+    assert_still_correct(client, reference)
+
+
+# ------------------------------------------------------------------------------------------------
+# misbehaving clients
+
+
+def open_stream(server, body: dict, rcvbuf: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", server.port))
+    data = json.dumps(body).encode()
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    return sock
+
+
+def read_events(sock: socket.socket, n: int) -> bytes:
+    got = b""
+    while got.count(b"data: ") < n:
+        chunk = sock.recv(4096)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def wait_health(server, predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        h = health(server)
+        if predicate(h):
+            return h
+        assert time.monotonic() < deadline, h
+        time.sleep(0.05)
+
+
+def test_disconnect_mid_stream_cancels_and_the_next_output_is_unchanged(server, client, reference):
+    before = wait_health(server, lambda h: not h["busy"] and h["queue"] == 0)
+    sock = open_stream(server, {"prompt": TEXT, "max_tokens": 3000, "stream": True, "logit_bias": NO_EOS})
+    head = read_events(sock, 3)
+    assert head.startswith(b"HTTP/1.1 200")
+    sock.close()
+    after = wait_health(server, lambda h: h["cancelled"] > before["cancelled"] and not h["busy"])
+    assert after["served"] == before["served"]
+    assert_still_correct(client, reference)
+    expected, _ = reference(prompt=TEXT)
+    assert client.completions.create(model="default_model", prompt=TEXT, max_tokens=MAX).choices[0].text == expected
+
+
+def test_a_client_that_stops_reading_does_not_block_the_next_request(server, client, reference):
+    slow = open_stream(server, {"prompt": TEXT, "max_tokens": 1500, "stream": True, "logit_bias": NO_EOS},
+                       rcvbuf=4096)
+    try:
+        read_events(slow, 1)  # then never read again: the server's writes back up
+        t0 = time.monotonic()
+        assert_still_correct(client, reference)
+        assert time.monotonic() - t0 < 60
+        h = health(server)
+        assert h["status"] == "ok"
+    finally:
+        slow.close()
+    assert_still_correct(client, reference)
+
+
+# ------------------------------------------------------------------------------------------------
+# a draft model, and a small bounded load test
+
+
+def test_draft_model_server_is_exact_and_accepts(model_path, reference):
+    expected, _ = reference(CHAT)
+    with ServerProcess(model_path, "--draft-model", model_path, "--num-draft-tokens", "4") as s:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        r = c.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX)
+        assert r.choices[0].message.content == expected
+        spec = r.model_extra["speculative"]
+        assert spec["strategy"] == "draft-model" and spec["num_draft_tokens"] == 4
+        assert spec["accepted"] > 0 and spec["mean_accepted_length"] > 1.5  # the draft is the target itself
+        r = c.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX,
+                                      extra_body={"draft_strategy": "lookup"})
+        assert r.choices[0].message.content == expected and r.model_extra["speculative"]["strategy"] == "lookup"
+        status, events = stream_events(s.url, "/v1/chat/completions",
+                                       {"messages": CHAT, "max_tokens": MAX, "stream": True})
+        assert status == 200 and events[-1] == "[DONE]"
+
+
+def test_small_load_has_no_failures_and_bounded_memory(server):
+    out = run_load(server.url, clients=4, requests=5, max_tokens=16, pid=server.pid, warmup=2)
+    assert out["failed"] == 0, out["errors"]
+    assert out["requests"] == 20 and out["completion_tokens"] > 0
+    if out["rss_growth_bytes"] is not None:
+        assert out["rss_growth_bytes"] < 64 * 2**20, out
