@@ -534,13 +534,15 @@ class Worker(threading.Thread):
         if job.cancelled.is_set():
             self.counters["cancelled"] += 1
             return
-        emitted = False
+        emitted, outcome = False, "served"
         try:
             prompt = self._tokenize(job.req)
             for event in self._generate(job.req, prompt, job.cancelled.is_set):
                 emitted = emitted or event[0] == "delta"
+                if event[0] == "done" and event[1] == "cancelled":
+                    outcome = "cancelled"
                 job.post(event)
-            self.counters["cancelled" if job.cancelled.is_set() else "served"] += 1
+            self.counters[outcome] += 1
         except ApiError as e:
             self.counters["failed"] += 1
             job.post(("error", e))

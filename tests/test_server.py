@@ -7,6 +7,7 @@ is bounded in time even when something hangs.
 import http.client
 import json
 import random
+import signal
 import socket
 import time
 
@@ -362,8 +363,18 @@ def test_disconnect_mid_stream_cancels_and_the_next_output_is_unchanged(server, 
     assert client.completions.create(model="default_model", prompt=TEXT, max_tokens=MAX).choices[0].text == expected
 
 
+def test_a_non_streaming_client_that_disconnects_is_cancelled(server, client, reference):
+    before = wait_health(server, lambda h: not h["busy"] and h["queue"] == 0)
+    sock = open_stream(server, {"prompt": TEXT, "max_tokens": 3000, "logit_bias": NO_EOS})
+    wait_health(server, lambda h: h["busy"])
+    sock.close()
+    after = wait_health(server, lambda h: h["cancelled"] > before["cancelled"] and not h["busy"])
+    assert after["served"] == before["served"]
+    assert_still_correct(client, reference)
+
+
 def test_a_client_that_stops_reading_does_not_block_the_next_request(server, client, reference):
-    slow = open_stream(server, {"prompt": TEXT, "max_tokens": 1500, "stream": True, "logit_bias": NO_EOS},
+    slow = open_stream(server, {"prompt": TEXT, "max_tokens": 600, "stream": True, "logit_bias": NO_EOS},
                        rcvbuf=4096)
     try:
         read_events(slow, 1)  # then never read again: the server's writes back up
@@ -396,6 +407,7 @@ def test_draft_model_server_is_exact_and_accepts(model_path, reference):
         status, events = stream_events(s.url, "/v1/chat/completions",
                                        {"messages": CHAT, "max_tokens": MAX, "stream": True})
         assert status == 200 and events[-1] == "[DONE]"
+    assert s.proc.returncode in (0, -signal.SIGTERM)  # uvicorn's graceful shutdown, not our SIGKILL
 
 
 def test_small_load_has_no_failures_and_bounded_memory(server):
