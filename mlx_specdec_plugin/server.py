@@ -10,7 +10,7 @@ Request fields, as mlx-lm's server reads them: ``max_tokens`` / ``max_completion
 ``seed``, ``stream``, ``stream_options.include_usage``, ``chat_template_kwargs``, ``tools``,
 ``num_draft_tokens``. Ours, per request, within what was loaded: ``draft_strategy`` (the loaded
 one, ``lookup`` or any strategy that needs no weights, ``none``), ``acceptor``, ``num_draft_tokens``
-(1 .. ``--max-draft-tokens``) and ``block_size``. Every response carries ``usage`` and a top-level
+(1 .. ``--max-draft-tokens``, or ``"auto"``) and ``block_size``. Every response carries ``usage`` and a top-level
 ``speculative`` object (strategy, acceptor, rounds, accepted, mean accepted length, ...); a stream
 carries both on its final chunk (and, with ``include_usage``, on the usual usage-only chunk).
 
@@ -254,6 +254,13 @@ def _logit_bias(body: dict, vocab_size: int) -> Optional[Dict[int, float]]:
     return out or None
 
 
+def _draft_tokens(body: dict, default: Any, cap: int) -> Any:
+    """``num_draft_tokens``: an integer in 1..cap, or ``"auto"`` (the adaptive per-round scheduler)."""
+    if _field(body, "num_draft_tokens", None) == "auto":
+        return "auto"
+    return _int(body, "num_draft_tokens", default, 1, cap)
+
+
 @dataclass
 class GenRequest:
     """A validated completion request (chat or text)."""
@@ -278,7 +285,7 @@ class GenRequest:
     seed: Optional[int]
     draft_strategy: str
     acceptor: str
-    num_draft_tokens: int
+    num_draft_tokens: Any  # int or "auto"
     block_size: Optional[int]
     messages: Optional[List[dict]] = None
     tools: Optional[List[dict]] = None
@@ -367,7 +374,7 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
         seed=seed,
         draft_strategy=strategy,
         acceptor=acceptor,
-        num_draft_tokens=_int(body, "num_draft_tokens", d["num_draft_tokens"], 1, state.max_draft_tokens),
+        num_draft_tokens=_draft_tokens(body, d["num_draft_tokens"], state.max_draft_tokens),
         block_size=_int(body, "block_size", d["block_size"], 2, 1024),
     )
     if kind == "chat":
@@ -715,7 +722,7 @@ class ServerState:
                 allowed.add(name)
         if strategy != "none" and strategy not in allowed:
             raise ValueError(f"draft strategy '{strategy}' needs --draft-model")
-        max_draft = max(a.max_draft_tokens, a.num_draft_tokens)
+        max_draft = max(a.max_draft_tokens, a.num_draft_tokens if isinstance(a.num_draft_tokens, int) else 1)
         return cls(
             model_id=model_id,
             model_aliases=frozenset(aliases),
@@ -999,7 +1006,7 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import add_speculative_args
+    from .cli import add_speculative_args, draft_tokens_type
 
     p = argparse.ArgumentParser(prog="mlx-specdec server",
                                 description="OpenAI-compatible server (mlx_lm.server's flags) with exact "
@@ -1008,7 +1015,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-path", default=None)
     p.add_argument("--draft-model", default=None, help="an mlx-lm model with the target's tokenizer, or a "
                    "DSpark/DFlash checkpoint folder")
-    p.add_argument("--num-draft-tokens", type=int, default=3, help="default draft length per round")
+    p.add_argument("--num-draft-tokens", type=draft_tokens_type, default=3,
+                   help="default draft length per round, or 'auto' (adaptive, from this machine's calibrated costs)")
     p.add_argument("--max-draft-tokens", type=int, default=16, help="largest num_draft_tokens a request may ask for")
     add_speculative_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -1041,7 +1049,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(message)s")
-    if args.num_draft_tokens < 1:
+    if isinstance(args.num_draft_tokens, int) and args.num_draft_tokens < 1:
         print("[mlx-specdec] error: --num-draft-tokens must be >= 1", file=sys.stderr)
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -41,13 +41,14 @@ class ServerProcess:
     """``mlx-specdec server`` in a subprocess on 127.0.0.1 and a free port; a context manager that
     always kills it. ``url``, ``port``, ``pid``; ``log()`` returns what the server wrote to stderr."""
 
-    def __init__(self, model: str, *args: str, startup_timeout: float = 180.0):
+    def __init__(self, model: str, *args: str, startup_timeout: float = 180.0, env: Optional[dict] = None):
         self._dir = tempfile.TemporaryDirectory(prefix="mlx-specdec-server-")
         self._log_path = Path(self._dir.name) / "server.log"
         self._log = open(self._log_path, "wb")
         cmd = [sys.executable, "-m", "mlx_specdec_plugin.server", "--model", str(model), "--host", "127.0.0.1",
                "--port", "0", "--log-level", "WARNING", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})})
         self.port: Optional[int] = None
         found = threading.Event()
 

@@ -34,9 +34,10 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model_path):
+def server(model_path, tmp_path_factory):
+    cache = str(tmp_path_factory.mktemp("calibration"))  # for num_draft_tokens="auto"
     with ServerProcess(model_path, "--draft-strategy", "lookup", "--max-tokens", "16",
-                       "--max-body-bytes", str(1 << 16), "--max-queue", "16") as s:
+                       "--max-body-bytes", str(1 << 16), "--max-queue", "16", env={"MLX_SPECDEC_CACHE": cache}) as s:
         yield s
 
 
@@ -153,6 +154,8 @@ def test_per_request_draft_length_strategy_and_acceptor(client, reference):
     text, spec = chat(num_draft_tokens=1)
     assert text == expected and spec["num_draft_tokens"] == 1
     assert spec["proposed"] <= spec["rounds"]  # at most one proposal per round
+    text, spec = chat(num_draft_tokens="auto")
+    assert text == expected and spec["num_draft_tokens"] == "auto"
     text, spec = chat(draft_strategy="none")
     assert text == expected and spec["strategy"] == "none" and spec["rounds"] == 0
     a = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, temperature=0.7,
@@ -228,6 +231,7 @@ BAD = [
     ("/v1/chat/completions", {"messages": CHAT, "chat_template_kwargs": {"tokenize": False}}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "num_draft_tokens": 99}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "num_draft_tokens": 0}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "num_draft_tokens": "many"}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "draft_strategy": "draft-model"}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "draft_strategy": "nope"}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "acceptor": "nope"}, 400),
