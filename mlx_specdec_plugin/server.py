@@ -270,6 +270,7 @@ class GenRequest:
     stream: bool
     include_usage: bool
     max_tokens: int
+    max_tokens_explicit: bool
     temperature: float
     top_p: float
     top_k: int
@@ -330,8 +331,11 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
 
     max_tokens = _int(body, "max_completion_tokens", None, 1)
     if max_tokens is None:
-        max_tokens = _int(body, "max_tokens", d["max_tokens"], 1)
-    if state.context_length is not None and max_tokens > state.context_length:
+        max_tokens = _int(body, "max_tokens", None, 1)
+    explicit = max_tokens is not None
+    if not explicit:
+        max_tokens = d["max_tokens"]
+    if explicit and state.context_length is not None and max_tokens > state.context_length:
         raise ApiError(400, f"'max_tokens' ({max_tokens}) exceeds the context length ({state.context_length})",
                        "max_tokens", "context_length_exceeded")
     top_k = _int(body, "top_k", d["top_k"], 0)
@@ -359,6 +363,7 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
+        max_tokens_explicit=explicit,
         temperature=_float(body, "temperature", d["temperature"], 0.0),
         top_p=_float(body, "top_p", d["top_p"], 0.0, 1.0),
         top_k=top_k,
@@ -601,6 +606,8 @@ class Worker(threading.Thread):
             raise ApiError(400, f"the prompt has {len(ids)} tokens; this server accepts at most "
                            f"{st.max_prompt_tokens}", "messages" if req.kind == "chat" else "prompt",
                            "context_length_exceeded")
+        if st.context_length is not None and not req.max_tokens_explicit:
+            req.max_tokens = max(1, min(req.max_tokens, st.context_length - len(ids)))  # the server's default
         if st.context_length is not None and len(ids) + req.max_tokens > st.context_length:
             raise ApiError(400, f"prompt ({len(ids)} tokens) + max_tokens ({req.max_tokens}) exceeds the context "
                            f"length ({st.context_length})", "max_tokens", "context_length_exceeded")

@@ -182,6 +182,11 @@ def test_stop_sequences_cut_the_text(client, reference):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == cut
 
 
+def test_default_max_tokens_shrinks_to_the_context_left(client):
+    r = client.completions.create(model="default_model", prompt="a" * 4090, extra_body={"logit_bias": NO_EOS})
+    assert r.usage.prompt_tokens == 4090 and r.usage.completion_tokens == 6 and r.choices[0].finish_reason == "length"
+
+
 def test_stop_matcher_holds_back_partial_matches():
     m = StopMatcher(["END", "xy"])
     out = []
