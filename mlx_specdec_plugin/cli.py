@@ -51,8 +51,10 @@ def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if "--num-draft-tokens" in action.option_strings:
             action.type = draft_tokens_type
-            action.help = (action.help or "") + " 'auto': choose per round from this machine's calibrated " \
-                "cost curve and the running acceptance (mlx-specdec)."
+            action.default = None  # resolved per strategy: 3 (upstream's) unless the drafter has a block
+            action.help = (action.help or "") + " Default: 3 (upstream's), or a DSpark/DFlash drafter's " \
+                "trained block (--block-size caps it). 'auto': choose per round from this machine's " \
+                "calibrated cost curve and the running acceptance (mlx-specdec)."
 
 
 def _draft_config(path: str) -> Optional[dict]:

@@ -66,7 +66,9 @@ class Proposer(Protocol):
     """One generation's drafter state. Built per generation by a :class:`Strategy`.
 
     ``tap_layers``: target decoder layers whose outputs it needs (empty: none). The loop passes
-    their concatenation, ``(1, L, len(tap_layers) * H)``, to :meth:`extend`.
+    their concatenation, ``(1, L, len(tap_layers) * H)``, to :meth:`extend`. An optional ``cap``
+    attribute (int) is the natural number of proposals per round, used when the caller does not
+    set ``num_draft_tokens``.
     """
 
     tap_layers: Tuple[int, ...]

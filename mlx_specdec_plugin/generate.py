@@ -101,12 +101,13 @@ def prepare(
 ):
     """Resolve and validate everything before generation: returns
     ``(target, proposer, acceptor_spec, sampling, strategy, num_draft_tokens)``; raises
-    ``ValueError`` with one clear message on bad input. ``strategy`` is ``None`` for plain decoding."""
+    ``ValueError`` with one clear message on bad input. ``strategy`` is ``None`` for plain decoding.
+    ``num_draft_tokens=None``: the proposer's ``cap`` (its natural block) if it has one, else 3."""
     strategy = resolve_strategy(draft_model, draft_strategy)
-    if num_draft_tokens is None:
-        num_draft_tokens = DEFAULT_NUM_DRAFT_TOKENS
-    if int(num_draft_tokens) < 1:
+    requested = num_draft_tokens
+    if requested is not None and int(requested) < 1:
         raise ValueError(f"num_draft_tokens must be >= 1, got {num_draft_tokens}")
+    num_draft_tokens = int(requested or DEFAULT_NUM_DRAFT_TOKENS)
     sampling = Sampling.create(sampler, logits_processors)
     spec = resolve_acceptor(acceptor, sampling)
     if strategy is None:
@@ -120,7 +121,9 @@ def prepare(
     )
     proposer = strategy.build(target, draft_model, options)
     target.check_taps(proposer.tap_layers)
-    return target, proposer, spec, sampling, strategy, int(num_draft_tokens)
+    if requested is None:  # the drafter's natural block (DFlash 15, DSpark its trained size), else 3
+        num_draft_tokens = int(getattr(proposer, "cap", None) or DEFAULT_NUM_DRAFT_TOKENS)
+    return target, proposer, spec, sampling, strategy, num_draft_tokens
 
 
 def _encode(tokenizer: TokenizerWrapper, prompt) -> mx.array:
