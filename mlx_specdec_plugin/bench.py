@@ -298,6 +298,7 @@ class Run:
     times: List[float]
     from_draft: List[bool]
     stats: Any = None
+    slot: int = 0
 
 
 def _timed(gen) -> Run:
@@ -343,6 +344,7 @@ def run_bench(
     calib_width: Optional[int] = None,
     progress: bool = True,
     repeats: int = 3,
+    passes: int = 1,
 ) -> dict:
     from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
     from mlx_lm.sample_utils import make_sampler
@@ -357,7 +359,8 @@ def run_bench(
     width = calib_width or (max(ks + [8]) + 1)
     if any(m.strategy == "oracle" for m in methods):
         _register_oracle()
-    bar = Progress(sum(m.kind != "mlx-vlm" for m in methods) * len(encoded) + width, "bench", enabled=progress)
+    bar = Progress((sum(m.kind != "mlx-vlm" for m in methods) + 1) * len(encoded) * passes + width, "bench",
+                   enabled=progress)
 
     # warm-up (compilation, allocator) so that the first method is not penalised
     for _ in mlx_lm_stream_generate(models.model, tokenizer, encoded[0], max_tokens=4, sampler=make_sampler(temp)):
@@ -366,57 +369,71 @@ def run_bench(
     verify = measure_verify_curve(models.model, width, context, repeats=repeats, progress=bar)
     curve = CostCurve(verify)
 
-    # Prompts outer, methods inner: every method sees the same machine load, side by side.
+    # Slots = (prompt, pass). In each slot plain decoding runs first and last (its mean is the
+    # slot's baseline) and the other methods run in between, in an order rotated per slot, so
+    # that every ratio compares runs made side by side under the same machine load.
     runnable = [m for m in methods if m.kind != "mlx-vlm"]
+    others = [m for m in runnable if m.kind != "plain"]
     runs: Dict[str, List[Run]] = {m.name: [] for m in runnable}
     schedulers: Dict[str, list] = {m.name: [] for m in runnable}
+    references: Dict[int, List[int]] = {}
     auto_cap = width - 1
-    for i, prompt in enumerate(encoded):
-        reference: List[int] = []
-        for m in runnable:
-            sampler = make_sampler(temp, top_p)
-            mx.random.seed(seed + i)
-            if m.kind == "plain":
-                gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler)
-            elif m.kind == "mlx-lm-spec":
-                gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler,
-                                             draft_model=models.draft, num_draft_tokens=m.k)
-            else:
-                kw: Dict[str, Any] = {}
-                draft = None
-                if m.strategy == "oracle":
-                    if temp != 0:
-                        raise SystemExit("oracle drafters need --temp 0 (they replay the greedy continuation)")
-                    kw["strategy_options"] = {"reference": reference, "prompt_len": len(prompt),
-                                              "accept": m.accept, "seed": seed + i}
-                elif m.strategy != "lookup":
-                    draft = models.draft
-                    if draft is None:
-                        raise SystemExit(f"strategy '{m.strategy}' needs --draft-model or --random-draft")
-                k = m.k
-                if k == "auto":
-                    sched = AdaptiveScheduler(curve, online=True)
-                    schedulers[m.name].append(sched)
-                    kw["draft_length"] = sched
-                    k = auto_cap
-                gen = stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, draft_model=draft,
-                                      draft_strategy=m.strategy, acceptor=m.acceptor, num_draft_tokens=k,
-                                      sampler=sampler, stats=SpecStats(), **kw)
-            run = _timed(gen)
-            runs[m.name].append(run)
-            if m.kind == "plain":
-                reference = run.tokens
-            bar.update(1, m.name)
+    plain = next(m for m in runnable if m.kind == "plain")
+    slot = 0
+    for p in range(passes):
+        for i, prompt in enumerate(encoded):
+            order = others[slot % len(others):] + others[: slot % len(others)] if others else []
+            for m in [plain] + order + [plain]:
+                sampler = make_sampler(temp, top_p)
+                mx.random.seed(seed + i)
+                if m.kind == "plain":
+                    gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens,
+                                                 sampler=sampler)
+                elif m.kind == "mlx-lm-spec":
+                    gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens,
+                                                 sampler=sampler, draft_model=models.draft, num_draft_tokens=m.k)
+                else:
+                    kw: Dict[str, Any] = {}
+                    draft = None
+                    if m.strategy == "oracle":
+                        if temp != 0:
+                            raise SystemExit("oracle drafters need --temp 0 (they replay the greedy continuation)")
+                        kw["strategy_options"] = {"reference": references[i], "prompt_len": len(prompt),
+                                                  "accept": m.accept, "seed": seed + i + 1000 * p}
+                    elif m.strategy != "lookup":
+                        draft = models.draft
+                        if draft is None:
+                            raise SystemExit(f"strategy '{m.strategy}' needs --draft-model or --random-draft")
+                    k = m.k
+                    if k == "auto":
+                        sched = AdaptiveScheduler(curve, online=True)
+                        schedulers[m.name].append(sched)
+                        kw["draft_length"] = sched
+                        k = auto_cap
+                    gen = stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, draft_model=draft,
+                                          draft_strategy=m.strategy, acceptor=m.acceptor, num_draft_tokens=k,
+                                          sampler=sampler, stats=SpecStats(), **kw)
+                run = _timed(gen)
+                run.slot = slot
+                runs[m.name].append(run)
+                if m.kind == "plain":
+                    references.setdefault(i, run.tokens)
+                bar.update(1, m.name)
+            slot += 1
 
+    baseline: Dict[int, float] = {}
+    for s_id in range(slot):
+        rates = [_decode_rate(r)[0] / _decode_rate(r)[1] for r in runs[plain.name] if r.slot == s_id]
+        baseline[s_id] = statistics.mean(rates)
     results = []
     plain_tps = None
     for m in methods:
         if m.kind == "mlx-vlm":
             results.append({"method": m.name, "kind": m.kind, "status": mlx_vlm_support(models)})
             continue
+        results.append(summarise(m, runs[m.name], curve, baseline, schedulers[m.name]))
         if m.kind == "plain":
-            plain_tps = summarise(m, runs[m.name], curve, None, [])["tokens_per_s"]
-        results.append(summarise(m, runs[m.name], curve, plain_tps, schedulers[m.name]))
+            plain_tps = results[-1]["tokens_per_s"]
     bar.close()
     return {
         "machine": {"device": device_name(), "mlx": mx.__version__},
@@ -430,21 +447,44 @@ def run_bench(
         "prompts": [{"set": s, "tokens": len(e)} for (s, _), e in zip(prompts, encoded)],
         "verify_curve_s": verify,
         "calibration_context": context,
+        "passes": passes,
+        "slots": slot,
         "t_step_s": 1.0 / plain_tps if plain_tps else None,
         "methods": results,
     }
 
 
-def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, plain_tps: Optional[float], schedulers) -> dict:
+def _decode_rate(run: Run) -> Tuple[float, float]:
+    """(tokens, seconds) after the first round's last token."""
+    start = _first_round_end(run)
+    return len(run.tokens) - 1 - start, run.times[-1] - run.times[start]
+
+
+def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, baseline: Dict[int, float], schedulers) -> dict:
+    """Pooled tokens/s; speedup, ideal and efficiency are medians over slots of paired ratios."""
+    from .stats import SpecStats
+
     toks = secs = 0.0
+    speedups, ideals, effs = [], [], []
     for run in runs:
-        start = _first_round_end(run)
-        toks += len(run.tokens) - 1 - start
-        secs += run.times[-1] - run.times[start]
+        t, dt = _decode_rate(run)
+        toks, secs = toks + t, secs + dt
+        base = baseline[run.slot]
+        speedups.append(t / dt / base)
+        if run.stats is not None and len(run.stats.rounds) > 1:
+            # ideal: tau * T_step / (T_draft + T_step * T_verify(w) / T_verify(1)), T_step from this slot
+            t_step = 1.0 / base
+            later = run.stats.rounds[1:]
+            tau = sum(r.accepted + 1 for r in later)
+            cost = sum(r.draft_time + t_step * curve.verify_time(r.proposed + 1) / curve.verify_time(1) for r in later)
+            ideals.append(tau * t_step / cost)
+            effs.append(speedups[-1] / ideals[-1])
     tps = toks / secs if secs > 0 else 0.0
     row: Dict[str, Any] = {"method": m.name, "kind": m.kind, "strategy": m.strategy, "acceptor": m.acceptor,
-                           "num_draft_tokens": m.k, "tokens": int(sum(len(r.tokens) for r in runs)),
-                           "tokens_per_s": tps, "speedup": tps * (1.0 / plain_tps) if plain_tps else None}
+                           "num_draft_tokens": m.k, "tokens": int(sum(len(r.tokens) for r in runs)) // (
+                               2 if m.kind == "plain" else 1),
+                           "tokens_per_s": tps, "speedup": statistics.median(speedups),
+                           "speedup_min": min(speedups), "speedup_max": max(speedups)}
     if m.kind == "plain":
         return row
     if m.kind == "mlx-lm-spec":
@@ -456,8 +496,6 @@ def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, plain_tps: Optio
             by_pos.append(sum(a >= j for a in reached) / len(reached) if reached else 0.0)
         row["acceptance_by_position"] = by_pos  # rounds cut by the budget count as full-length
         return row
-    from .stats import SpecStats
-
     merged = SpecStats(runs[0].stats.strategy, runs[0].stats.acceptor)
     later = SpecStats()
     for run in runs:
@@ -467,14 +505,9 @@ def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, plain_tps: Optio
     row.update({k: d[k] for k in ("rounds", "mean_accepted_length", "acceptance_rate", "acceptance_by_position")})
     row["draft_s"], row["verify_s"] = later.draft_time, later.verify_time
     row["draft_share"] = later.draft_time / max(later.draft_time + later.verify_time, 1e-12)
-    if plain_tps and later.rounds:
-        t_step = 1.0 / plain_tps
-        tau_sum = sum(r.accepted + 1 for r in later.rounds)
-        ideal_cost = sum(r.draft_time + curve.verify_time(r.proposed + 1) for r in later.rounds)
-        row["ideal_speedup"] = tau_sum * t_step / ideal_cost
-        row["loop_efficiency"] = row["speedup"] / row["ideal_speedup"]
-        row["loop_time_s"] = secs
-        row["ideal_time_s"] = ideal_cost
+    if ideals:
+        row["ideal_speedup"] = statistics.median(ideals)
+        row["loop_efficiency"] = statistics.median(effs)
     if schedulers:
         lengths = [k for s in schedulers for k in s.history]
         row["auto_lengths"] = {str(k): lengths.count(k) for k in sorted(set(lengths))}
@@ -588,6 +621,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--raw-prompt", action="store_true", help="do not apply the chat template")
     parser.add_argument("--calib-width", type=int, default=None, help="verify widths to calibrate (default max k + 1)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per calibrated width")
+    parser.add_argument("--passes", type=int, default=1, help="run every prompt this many times (more slots)")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
     parser.add_argument("--plot-dir", help="write PNG plots here (needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true")
@@ -608,7 +642,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     prompts = load_prompts(args.prompts, args.num_prompts)
     result = run_bench(models, prompts, methods, max_tokens=args.max_tokens, temp=args.temp, top_p=args.top_p,
                        seed=args.seed, chat=not args.raw_prompt, calib_width=args.calib_width,
-                       progress=not args.no_progress, repeats=args.repeats)
+                       progress=not args.no_progress, repeats=args.repeats, passes=args.passes)
     result["command"] = "mlx-specdec bench " + " ".join(sys.argv[1:] if argv is None else argv)
     print(format_table(result))
     if args.json_path:
