@@ -464,6 +464,7 @@ class Worker(threading.Thread):
         self.load_error: Optional[BaseException] = None
         self.state: Optional[ServerState] = None
         self.stopping = threading.Event()
+        self.stopped = threading.Event()
         self.counters = {"served": 0, "cancelled": 0, "failed": 0}
         self.memory: Dict[str, int] = {}
         self.busy = False
@@ -475,10 +476,8 @@ class Worker(threading.Thread):
             self._load()
         except BaseException as e:  # reported by main(), which exits
             self.load_error = e
-            self.ready.set()
-            return
         self.ready.set()
-        while not self.stopping.is_set():
+        while self.load_error is None and not self.stopping.is_set():
             try:
                 job = self.jobs.get(timeout=0.2)
             except queue.Empty:
@@ -488,6 +487,11 @@ class Worker(threading.Thread):
                 self._serve(job)
             finally:
                 self.busy = False
+        self.stopped.set()
+        # Park instead of returning: with mlx 0.32 (cpu), a thread that used MLX and ends before the
+        # interpreter exits makes the process abort at exit about half the time ("terminate called
+        # without an active exception"). This thread is a daemon, so parking costs nothing.
+        threading.Event().wait()
 
     def _load(self) -> None:
         import mlx.core as mx
@@ -531,8 +535,12 @@ class Worker(threading.Thread):
 
     # -- serving
 
+    @property
+    def healthy(self) -> bool:
+        return self.is_alive() and self.load_error is None and not self.stopped.is_set()
+
     def submit(self, job: Job) -> None:
-        if not self.is_alive():
+        if not self.healthy:
             raise ApiError(503, "the generation worker is not running", type="server_error")
         try:
             self.jobs.put_nowait(job)
@@ -727,6 +735,10 @@ class ServerState:
                 allowed.add(name)
             elif draft is not None and (name == strategy or (s.claims is not None and s.claims(draft))):
                 allowed.add(name)
+        if strategy != "none":
+            reg.strategy(strategy)  # unknown names: one clear error listing the installed ones
+        if a.acceptor != "auto":
+            reg.acceptor(a.acceptor)
         if strategy != "none" and strategy not in allowed:
             raise ValueError(f"draft strategy '{strategy}' needs --draft-model")
         max_draft = max(a.max_draft_tokens, a.num_draft_tokens if isinstance(a.num_draft_tokens, int) else 1)
@@ -974,7 +986,7 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
         return json_response(state.describe())
 
     async def health(request: Request) -> Response:
-        ok = worker.is_alive()
+        ok = worker.healthy
         return json_response(
             {
                 "status": "ok" if ok else "unavailable",
@@ -1062,6 +1074,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: the server has no authentication", args.host)
 
+    # Import MLX-side modules here, in the main thread: mlx-lm creates its thread-local generation
+    # stream at import, and one created on a thread that later exits aborts the interpreter at exit.
+    import mlx_lm.generate  # noqa: F401
+
+    from . import generate  # noqa: F401
+    from .plugins import registry
+
+    registry()
     worker = Worker(args)
     worker.start()
     worker.ready.wait()
@@ -1089,7 +1109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         server.run(sockets=[sock])
     finally:
         worker.stopping.set()
-        worker.join(timeout=5)
+        worker.stopped.wait(timeout=5)
     return 0
 
 

@@ -9,6 +9,8 @@ import json
 import random
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import mlx_lm
@@ -417,6 +419,17 @@ def test_draft_model_server_is_exact_and_accepts(model_path, reference):
                                        {"messages": CHAT, "max_tokens": MAX, "stream": True})
         assert status == 200 and events[-1] == "[DONE]"
     assert s.proc.returncode in (0, -signal.SIGTERM)  # uvicorn's graceful shutdown, not our SIGKILL
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--draft-strategy", "dflash"], "draft strategy 'dflash' needs --draft-model"),
+    (["--acceptor", "nope"], "unknown acceptor 'nope'"),
+])
+def test_a_bad_configuration_exits_with_one_line(model_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "mlx_specdec_plugin.server", "--model", model_path, "--port", "0",
+                           *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_small_load_has_no_failures_and_bounded_memory(server):
