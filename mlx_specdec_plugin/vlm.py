@@ -41,6 +41,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models import cache as lm_cache
 from mlx_lm.sample_utils import make_logits_processors
+from mlx_vlm.generate.common import GenerationResult
 
 from . import caches
 from .drafting import Proposer
@@ -311,27 +312,12 @@ def prepare_prompt(model, processor, prompt, image=None, audio=None, video=None,
 # --------------------------------------------------------------------------- generation
 
 
-def _generation_result_cls():
-    from mlx_vlm.generate.common import GenerationResult
+@dataclass
+class SpecGenerationResult(GenerationResult):
+    """mlx-vlm's result plus ``from_draft`` and the running speculative statistics."""
 
-    @dataclass
-    class SpecGenerationResult(GenerationResult):
-        """mlx-vlm's result plus ``from_draft`` and the running speculative statistics."""
-
-        from_draft: bool = False
-        spec: Optional[SpecStats] = None
-
-    return SpecGenerationResult
-
-
-_RESULT_CLS = None
-
-
-def SpecGenerationResult(**kwargs):  # noqa: N802 - a dataclass built lazily (mlx-vlm import)
-    global _RESULT_CLS
-    if _RESULT_CLS is None:
-        _RESULT_CLS = _generation_result_cls()
-    return _RESULT_CLS(**kwargs)
+    from_draft: bool = False
+    spec: Optional[SpecStats] = None
 
 
 def make_vlm_sampling(model, kwargs: dict):
@@ -533,7 +519,6 @@ def generate(
     """``mlx_vlm.generate`` over our :func:`stream_generate` (same arguments plus the speculative
     ones); returns mlx-vlm's ``GenerationResult``. With ``verbose`` the speculative statistics
     follow mlx-vlm's lines."""
-    from mlx_vlm.generate.common import GenerationResult
     from mlx_vlm.utils import StoppingCriteria
 
     speculative = kwargs.get("draft_model") is not None or kwargs.get("draft_strategy") not in (None, "none")
