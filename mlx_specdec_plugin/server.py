@@ -286,7 +286,7 @@ class GenRequest:
     seed: Optional[int]
     draft_strategy: str
     acceptor: str
-    num_draft_tokens: Any  # int or "auto"
+    num_draft_tokens: Any  # int, "auto", or None (the strategy's default)
     block_size: Optional[int]
     messages: Optional[List[dict]] = None
     tools: Optional[List[dict]] = None
@@ -687,7 +687,7 @@ class Worker(threading.Thread):
         usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
                  "total_tokens": len(prompt) + completion}
         spec = stats.as_dict()
-        spec["num_draft_tokens"] = req.num_draft_tokens if req.draft_strategy != "none" else 0
+        spec["num_draft_tokens"] = req.num_draft_tokens if req.draft_strategy != "none" else 0  # null: default
         spec["tokens_per_second"] = float(getattr(last, "generation_tps", 0.0) or 0.0)
         yield ("done", finish or "length", usage, spec)
 
@@ -1034,8 +1034,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-path", default=None)
     p.add_argument("--draft-model", default=None, help="an mlx-lm model with the target's tokenizer, or a "
                    "DSpark/DFlash checkpoint folder")
-    p.add_argument("--num-draft-tokens", type=draft_tokens_type, default=3,
-                   help="default draft length per round, or 'auto' (adaptive, from this machine's calibrated costs)")
+    p.add_argument("--num-draft-tokens", type=draft_tokens_type, default=None,
+                   help="default draft length per round (default: a DSpark/DFlash drafter's trained block, else 3), "
+                   "or 'auto' (adaptive, from this machine's calibrated costs)")
     p.add_argument("--max-draft-tokens", type=int, default=16, help="largest num_draft_tokens a request may ask for")
     add_speculative_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
