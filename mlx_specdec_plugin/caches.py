@@ -42,8 +42,10 @@ from mlx_lm.models.cache import (
     RotatingKVCache,
 )
 
+from .bucketed import BucketedKVCache
+
 # Types whose rejected tail is dropped exactly by ``trim`` (append-only storage).
-TRIMMABLE_TYPES = (KVCache, QuantizedKVCache, ChunkedKVCache)
+TRIMMABLE_TYPES = (KVCache, QuantizedKVCache, ChunkedKVCache, BucketedKVCache)
 # Every leaf type end_round handles (exact type match: a subclass may change the update rule).
 SUPPORTED_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache, RotatingKVCache, ArraysCache)
 

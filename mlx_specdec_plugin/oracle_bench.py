@@ -21,6 +21,7 @@ many leading tokens equal plain decoding (tau, and so the ideal, are measured ei
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -36,6 +37,7 @@ from mlx_lm.utils import _get_classes
 from .drafting import Draft, DraftContext
 from .loop import speculative_generate_step
 from .acceptors import greedy
+from .bucketed import bucketed
 from .stats import SpecStats
 from .target import TargetAdapter
 
@@ -104,7 +106,7 @@ def verify_cost_curve(model: nn.Module, prompt: mx.array, widths: Sequence[int],
 
 
 def run(shape: str, accepts: Sequence[float], ks: Sequence[int], prompt_len: int, tokens: int,
-        bits: Optional[int], dtype: str) -> dict:
+        bits: Optional[int], dtype: str, cache_kinds: Sequence[str] = ("plain",)) -> dict:
     model = random_model(shape, getattr(mx, dtype), bits)
     vocab = model.args.vocab_size
     mx.random.seed(0)
@@ -118,21 +120,23 @@ def run(shape: str, accepts: Sequence[float], ks: Sequence[int], prompt_len: int
     curve = verify_cost_curve(model, prompt, sorted({1, *[k + 1 for k in ks]}))
     target = TargetAdapter(model)
     rows = []
-    for accept in accepts:
-        for k in ks:
+    for kind, accept, k in itertools.product(cache_kinds, accepts, ks):
             elapsed = []
             for _ in range(2):  # cold, then warm (same shapes: the oracle's stream is seeded)
                 stats = SpecStats("oracle", "greedy")
                 proposer = OracleProposer(reference, prompt_len, accept, vocab)
+                cache = make_prompt_cache(model)  # mlx-lm's own, whatever the backend default
+                cache = bucketed(cache) if kind == "bucketed" else cache
                 t0 = time.perf_counter()
                 out = [t for t, _, _ in speculative_generate_step(
-                    prompt, target, proposer, greedy.accept, num_draft_tokens=k, max_tokens=tokens, stats=stats)]
+                    prompt, target, proposer, greedy.accept, num_draft_tokens=k, max_tokens=tokens, stats=stats,
+                    prompt_cache=cache)]
                 elapsed.append(time.perf_counter() - t0)
             same = next((i for i, (a, b) in enumerate(zip(out, reference)) if a != b), len(out))
             speedup = t_step * len(out) / elapsed[1]
             tau = stats.mean_accepted_length
             ideal = tau * t_step / curve[k + 1]
-            rows.append(dict(accept=accept, k=k, tau=tau, tokens_per_s=len(out) / elapsed[1], speedup=speedup,
+            rows.append(dict(cache=kind, accept=accept, k=k, tau=tau, tokens_per_s=len(out) / elapsed[1], speedup=speedup,
                              cold_speedup=t_step * len(out) / elapsed[0], ideal=ideal,
                              efficiency=speedup / ideal, same=same))
     return dict(shape=shape, dtype=dtype, bits=bits, prompt_len=prompt_len, tokens=tokens,
@@ -149,15 +153,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--bits", type=int, default=None)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--cache", nargs="+", default=["plain"], choices=["plain", "bucketed"],
+                    help="target KV cache: mlx-lm's (plain) and/or BucketedKVCache (whole buffer + mask)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
-    res = run(args.shape, args.accept, args.k, args.prompt_len, args.tokens, args.bits, args.dtype)
+    res = run(args.shape, args.accept, args.k, args.prompt_len, args.tokens, args.bits, args.dtype, args.cache)
     print(f"{res['shape']} {res['dtype']} bits={res['bits']} on {res['device']} (mlx {res['mlx']}), "
           f"context {res['prompt_len']}: plain {res['plain_tokens_per_s']:.1f} tok/s")
     print("verify ms by width: " + " ".join(f"{w}:{t:.1f}" for w, t in res["verify_ms"].items()))
-    print(f"{'accept':>6} {'k':>3} {'tau':>5} {'tok/s':>7} {'speedup':>7} {'cold':>5} {'ideal':>6} {'eff':>5} {'same':>4}")
+    print(f"{'cache':>8} {'accept':>6} {'k':>3} {'tau':>5} {'tok/s':>7} {'speedup':>7} {'cold':>5} {'ideal':>6} {'eff':>5} {'same':>4}")
     for r in res["rows"]:
-        print(f"{r['accept']:>6.2f} {r['k']:>3} {r['tau']:>5.2f} {r['tokens_per_s']:>7.1f} "
+        print(f"{r['cache']:>8} {r['accept']:>6.2f} {r['k']:>3} {r['tau']:>5.2f} {r['tokens_per_s']:>7.1f} "
               f"{r['speedup']:>7.2f} {r['cold_speedup']:>5.2f} {r['ideal']:>6.2f} {r['efficiency']:>5.2f} "
               f"{r['same']:>4}")
     if args.json:

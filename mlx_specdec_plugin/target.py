@@ -18,6 +18,8 @@ import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import make_prompt_cache
 
+from .bucketed import bucketed, bucketing_default
+
 # family(model, tokens (B, L), cache list, taps) -> (final hidden after norm, [tapped (B, L, H)])
 FamilyForward = Callable[[nn.Module, mx.array, List[Any], Sequence[int]], Tuple[mx.array, List[mx.array]]]
 FAMILIES: Dict[str, FamilyForward] = {}
@@ -154,7 +156,10 @@ class TargetAdapter:
         self._probed = False
 
     def make_cache(self, max_kv_size: Optional[int] = None) -> List[Any]:
-        return make_prompt_cache(self.model, max_kv_size=max_kv_size)
+        """mlx-lm's prompt cache for the model; plain ``KVCache`` layers become
+        :class:`~mlx_specdec_plugin.bucketed.BucketedKVCache` where that is the default (mlx-cuda)."""
+        cache = make_prompt_cache(self.model, max_kv_size=max_kv_size)
+        return bucketed(cache) if bucketing_default() else cache
 
     def check_taps(self, taps: Sequence[int]) -> None:
         """Raise ``ValueError`` unless hidden states of layers ``taps`` can be produced exactly."""
