@@ -57,6 +57,19 @@ def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
                 "calibrated cost curve and the running acceptance (mlx-specdec)."
 
 
+def local_path(path: str) -> str:
+    """A local folder as is; a Hugging Face repo id is fetched (configs and safetensors only — never
+    Python files) into the hub cache and its folder returned. Offline, the id is returned as is."""
+    if Path(path).exists() or path.count("/") != 1:
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except Exception:  # offline or not a repo: let the loader report the path
+        return path
+
+
 def _draft_config(path: str) -> Optional[dict]:
     config = Path(path) / "config.json"
     if config.is_file():
@@ -165,6 +178,8 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     prompt = tokenizer.encode(prompt, add_special_tokens=not use_chat_template)
 
     draft = None
+    if args.draft_model:
+        args.draft_model = local_path(args.draft_model)
     config = _draft_config(args.draft_model) if args.draft_model else None
     if args.draft_model and args.draft_strategy != "none":
         draft = load_draft(args.draft_model, args.trust_remote_code)
