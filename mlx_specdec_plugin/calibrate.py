@@ -175,23 +175,24 @@ def measure_verify_curve(
     for start in range(0, len(ctx), 512):
         target.model(mx.array([ctx[start : start + 512]], dtype=mx.uint32), cache=cache)
         mx.eval([c.state for c in caches._leaves(cache)])
-    out = []
-    for w in range(1, width + 1):
-        tokens = mx.array([_ctx_tokens(target.vocab_size, w, seed=w)], dtype=mx.uint32)
-        times = []
-        for i in range(warmup + repeats):
-            rnd = caches.begin_round(cache, replay=lambda n: target(tokens[:, :n], cache))
+    # Widths are measured round-robin (w = 1..W, then again), so that a burst of load from other
+    # processes lands on every width alike and the curve's *shape* stays right on a busy machine.
+    inputs = {w: mx.array([_ctx_tokens(target.vocab_size, w, seed=w)], dtype=mx.uint32) for w in range(1, width + 1)}
+    times: Dict[int, List[float]] = {w: [] for w in inputs}
+    for i in range(warmup + repeats):
+        for w, tokens in inputs.items():
+            rnd = caches.begin_round(cache, replay=lambda n, t=tokens: target(t[:, :n], cache))
             t0 = time.perf_counter()
             logits, _ = target(tokens, cache, (), record=rnd.captured)
             mx.eval(logits)
             dt = time.perf_counter() - t0
             caches.end_round(cache, rnd, appended=w, keep=0)
             if i >= warmup:
-                times.append(dt)
-        out.append(statistics.median(times))
-        if progress:
-            progress.update(1, f"verify w={w}: {out[-1] * 1e3:.2f} ms")
-    return out
+                times[w].append(dt)
+        if progress and i >= warmup:
+            progress.update(width // repeats + (1 if i - warmup < width % repeats else 0),
+                            f"pass {i - warmup + 1}/{repeats}: T(1)={times[1][-1] * 1e3:.2f} ms")
+    return [statistics.median(times[w]) for w in range(1, width + 1)]
 
 
 def measure_draft_curve(
