@@ -19,7 +19,7 @@ from typing import Any, Callable, List, Optional, Protocol, Sequence, Tuple, run
 
 import mlx.core as mx
 
-from .sampling import Sampling
+from .sampling import Sampling, sample_from
 
 
 @dataclass
@@ -42,6 +42,30 @@ class Draft:
     @classmethod
     def empty(cls) -> "Draft":
         return cls(mx.array([], dtype=mx.uint32), None, True)
+
+    @classmethod
+    def concat(cls, parts: Sequence["Draft"]) -> "Draft":
+        """Join per-position drafts (all drawn the same way) into one."""
+        if not parts:
+            return cls.empty()
+        qs = [p.q for p in parts if p.q is not None]
+        return cls(
+            mx.concatenate([p.tokens for p in parts]),
+            mx.concatenate(qs) if len(qs) == len(parts) else None,
+            all(p.deterministic for p in parts),
+        )
+
+
+def draw(sampling: Sampling, logprobs: mx.array) -> Draft:
+    """Draw one token per row of processed log-probabilities ``(n, V)`` the way every drafter must:
+    the argmax at temperature 0 (deterministic), else a draw from ``q = sampling.probs(...)``
+    reported with it, or the user's own draw for an opaque sampler (q unknown)."""
+    if sampling.greedy:
+        return Draft(mx.argmax(logprobs, axis=-1).astype(mx.uint32), None, True)
+    if sampling.known:
+        q = sampling.probs(logprobs)
+        return Draft(sample_from(q), q, False)
+    return Draft(sampling.sample(logprobs), None, False)
 
 
 @dataclass

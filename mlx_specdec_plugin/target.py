@@ -134,6 +134,16 @@ def vocab_size_of(model: nn.Module) -> int:
     return int(inner.embed_tokens.weight.shape[0])
 
 
+def check_tap_range(taps: Sequence[int], num_layers: int) -> None:
+    """Raise ``ValueError`` naming any tap layer id outside ``0..num_layers-1``."""
+    bad = [t for t in taps if not 0 <= t < num_layers]
+    if bad:
+        raise ValueError(
+            f"tap layer(s) {bad} outside the target's {num_layers} decoder layers "
+            f"(valid ids 0..{num_layers - 1})"
+        )
+
+
 class TargetAdapter:
     """Wraps an mlx-lm ``Model`` for the speculative loop.
 
@@ -165,12 +175,7 @@ class TargetAdapter:
         """Raise ``ValueError`` unless hidden states of layers ``taps`` can be produced exactly."""
         if not taps:
             return
-        bad = [t for t in taps if not 0 <= t < self.num_layers]
-        if bad:
-            raise ValueError(
-                f"tap layer(s) {bad} outside the target's {self.num_layers} decoder layers "
-                f"(valid ids 0..{self.num_layers - 1})"
-            )
+        check_tap_range(taps, self.num_layers)
         if self._family is None:
             raise ValueError(
                 f"hidden-state taps are not implemented for target model_type '{self.model_type}' "

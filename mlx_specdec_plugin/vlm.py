@@ -49,7 +49,7 @@ from .generate import prepare
 from .loop import speculative_generate_step
 from .sampling import make_sampler
 from .stats import SpecStats
-from .target import TargetAdapter
+from .target import TargetAdapter, check_tap_range
 
 SPEC_KEYS = ("draft_strategy", "acceptor", "num_draft_tokens", "block_size", "strategy_options", "stats")
 # mlx-vlm generate_step keys that shape the distribution or the cache; handled here.
@@ -129,12 +129,7 @@ class VLMTargetAdapter(TargetAdapter):
     def check_taps(self, taps: Sequence[int]) -> None:
         if not taps:
             return
-        bad = [t for t in taps if not 0 <= t < self.num_layers]
-        if bad:
-            raise ValueError(
-                f"tap layer(s) {bad} outside the target's {self.num_layers} decoder layers "
-                f"(valid ids 0..{self.num_layers - 1})"
-            )
+        check_tap_range(taps, self.num_layers)
         if not self.can_capture:
             raise ValueError(
                 f"hidden-state taps need an mlx-vlm language model with capture_layer_ids; "

@@ -22,8 +22,8 @@ from typing import List, Optional, Sequence, Tuple
 import mlx.core as mx
 
 from ..drafters import Drafter, as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOptions
-from ..sampling import Sampling, sample_from
+from ..drafting import Draft, DraftContext, StrategyOptions, draw
+from ..sampling import Sampling
 from ..target import TargetAdapter
 
 KIND = "dflash"
@@ -94,13 +94,7 @@ def sample_rows(logits: mx.array, ctx: DraftContext) -> Draft:
     g = logits.shape[0]
     if sampling.processors:  # each row's processors see the earlier drafted tokens
         return sample_sequential(lambda i, prev: logits[i], g, ctx)
-    logprobs = sampling.logprobs(logits, ctx.history)
-    if sampling.greedy:
-        return Draft(mx.argmax(logprobs, axis=-1).astype(mx.uint32), None, True)
-    if sampling.known:
-        q = sampling.probs(logprobs)
-        return Draft(sample_from(q), q, False)
-    return Draft(sampling.sample(logprobs), None, False)
+    return draw(sampling, sampling.logprobs(logits, ctx.history))
 
 
 def sample_sequential(row_fn, g: int, ctx: DraftContext, stop_fn=None) -> Draft:
@@ -111,29 +105,15 @@ def sample_sequential(row_fn, g: int, ctx: DraftContext, stop_fn=None) -> Draft:
     history = list(ctx.history)
     need_ints = bool(sampling.processors)
     prev = mx.array(ctx.pending, dtype=mx.uint32)
-    tokens, qs = [], []
+    parts = []
     for i in range(g):
         if stop_fn is not None and stop_fn(i, prev):
             break
-        logprobs = sampling.logprobs(row_fn(i, prev)[None], history)
-        if sampling.greedy:
-            tok = mx.argmax(logprobs, axis=-1).astype(mx.uint32)
-        elif sampling.known:
-            q = sampling.probs(logprobs)
-            tok = sample_from(q)
-            qs.append(q)
-        else:
-            tok = sampling.sample(logprobs)
-        tokens.append(tok)
-        prev = tok[0]
+        parts.append(draw(sampling, sampling.logprobs(row_fn(i, prev)[None], history)))
+        prev = parts[-1].tokens[0]
         if need_ints:
             history.append(int(prev.item()))
-    if not tokens:
-        return Draft.empty()
-    out = mx.concatenate(tokens)
-    if sampling.greedy:
-        return Draft(out, None, True)
-    return Draft(out, mx.concatenate(qs) if qs else None, False)
+    return Draft.concat(parts)
 
 
 def build(target: TargetAdapter, draft, options: StrategyOptions) -> BlockProposer:

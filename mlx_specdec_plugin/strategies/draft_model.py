@@ -16,8 +16,7 @@ import mlx.nn as nn
 from mlx_lm.models.cache import make_prompt_cache
 
 from .. import caches
-from ..drafting import Draft, DraftContext, StrategyOptions
-from ..sampling import sample_from
+from ..drafting import Draft, DraftContext, StrategyOptions, draw
 from ..target import TargetAdapter, vocab_size_of
 
 
@@ -73,28 +72,16 @@ class DraftModelProposer:
         feed = self.unfed + [ctx.pending]
         self.unfed = []
         history = list(ctx.history)
-        tokens, qs = [], []
+        parts = []
         for i in range(max_tokens):
             logits = self._logits(feed)
             self.speculative.append(feed[-1])
-            logprobs = sampling.logprobs(logits, history)
-            if sampling.greedy:
-                tok = mx.argmax(logprobs, axis=-1).astype(mx.uint32)
-            elif sampling.known:
-                q = sampling.probs(logprobs)
-                tok = sample_from(q)
-                qs.append(q)
-            else:
-                tok = sampling.sample(logprobs)
-            tokens.append(tok)
+            parts.append(draw(sampling, sampling.logprobs(logits, history)))
             if i + 1 < max_tokens:
-                t = int(tok.item())
+                t = int(parts[-1].tokens.item())
                 history.append(t)
                 feed = [t]
-        draft_tokens = mx.concatenate(tokens)
-        if sampling.greedy:
-            return Draft(draft_tokens, None, deterministic=True)
-        return Draft(draft_tokens, mx.concatenate(qs) if qs else None, deterministic=False)
+        return Draft.concat(parts)
 
 
 def build(target: TargetAdapter, draft, options: StrategyOptions) -> DraftModelProposer:
