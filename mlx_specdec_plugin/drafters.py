@@ -36,7 +36,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .target import TargetAdapter
+from .target import TargetAdapter, text_model
 
 PathLike = Union[str, Path]
 KINDS = ("dspark", "dflash")
@@ -460,7 +460,7 @@ class Drafter:
         if "lm_head" in self.module:
             out = self.module.lm_head(h)
         else:
-            model = self.target_model
+            model = text_model(self.target_model)  # qwen3_5: the wrapped text model's head
             tied = getattr(getattr(model, "args", None), "tie_word_embeddings", None)
             if tied is None:
                 tied = not hasattr(model, "lm_head")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.base import create_attention_mask
+from mlx_lm.models.base import create_attention_mask, create_ssm_mask
 from mlx_lm.models.cache import make_prompt_cache
 
 from .bucketed import bucketed, bucketing_default
@@ -106,7 +106,31 @@ def _gemma4_forward(model, tokens, cache, taps):
     return inner.norm(h), [tapped[i] for i in taps]
 
 
+@family("qwen3_5", "qwen3_5_moe", "qwen3_next")
+def _gdn_hybrid_forward(model, tokens, cache, taps):
+    """Gated DeltaNet hybrids: one full-attention mask and one SSM mask, built from the first
+    attention / linear layer's cache as the model's own forward does. (``qwen3_5``'s ``Model``
+    wraps its text model: ``model.model`` and ``model.layers`` are the wrapped one's.)"""
+    inner = model.model
+    h = inner.embed_tokens(tokens)
+    fa_mask = create_attention_mask(h, cache[inner.fa_idx]) if inner.fa_idx is not None else None
+    ssm_mask = create_ssm_mask(h, cache[inner.ssm_idx]) if inner.ssm_idx is not None else None
+    layers = model.layers
+    masks = [ssm_mask if layer.is_linear else fa_mask for layer in layers]
+    h, tapped = _tapped_layers(layers, h, cache, masks, taps)
+    return inner.norm(h), tapped
+
+
+def text_model(model: nn.Module) -> nn.Module:
+    """The module that owns the LM head and the text config: ``model`` itself, or the text model a
+    wrapper keeps as ``language_model`` (mlx-lm's ``qwen3_5`` / ``qwen3_5_moe`` ``Model``, whose
+    own ``args`` hold only ``model_type`` and ``text_config``)."""
+    lm = getattr(model, "language_model", None)
+    return lm if isinstance(lm, nn.Module) and hasattr(lm, "model") else model
+
+
 def _head(model: nn.Module, h: mx.array) -> mx.array:
+    model = text_model(model)
     args = getattr(model, "args", None)
     tied = getattr(args, "tie_word_embeddings", None)
     if tied is None:
@@ -126,7 +150,7 @@ def model_type_of(model: nn.Module) -> str:
 
 
 def vocab_size_of(model: nn.Module) -> int:
-    args = getattr(model, "args", None)
+    args = getattr(text_model(model), "args", None)
     v = getattr(args, "vocab_size", None)
     if v:
         return int(v)
@@ -160,7 +184,7 @@ class TargetAdapter:
         self.model_type = model_type_of(model)
         self.num_layers = len(model.layers)
         self.vocab_size = vocab_size_of(model)
-        args = getattr(model, "args", None)
+        args = getattr(text_model(model), "args", None)
         self.hidden_size = int(getattr(args, "hidden_size", 0) or 0)
         self._family = FAMILIES.get(self.model_type)
         self._probed = False
