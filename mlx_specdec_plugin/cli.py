@@ -294,6 +294,15 @@ COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": f
 COMMANDS["vlm"] = vlm_main
 
 
+def train_main(argv: Optional[List[str]] = None) -> int:
+    from .train import main
+
+    return main(argv)
+
+
+COMMANDS["train"] = train_main
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -305,6 +314,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  server      OpenAI-compatible HTTP server (mlx_lm.server's flags) with speculative decoding")
         print("  bench       tokens/s, speedup, tau, acceptance by position, loop efficiency: plain vs mlx-lm vs ours")
         print("  calibrate   measure and cache this machine's verify cost curve T(w) and the drafter's cost")
+        print("  train       distil a DSpark or DFlash drafter for an mlx-lm target (self-distillation on MLX)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 
