@@ -14,11 +14,14 @@ as users download it today and returns a :class:`Drafter` bound to the target:
   anchor (16: anchor + 15 masks). Embedding and LM head are the target's.
 * **DFlash, DeepSpec-native** (``dflash_*_block7`` baselines): flat keys, ``block_size`` counts
   proposals.
+* **DSpark, Gemma-4** (``deepseek-ai/dspark_gemma4_*_block7``, ``architectures:
+  ["Gemma4DSparkModel"]``, flat ``model_type: gemma4_text`` config): a Gemma-4 backbone (K=V
+  attention, sandwich norms, GeGLU, own embedding and head); see :mod:`.drafters_gemma4`.
 
 Every layout is normalised into one :class:`DrafterConfig`; the config and the weights are checked
 against the target (depth, hidden size, vocabulary, family, shapes) and any problem is one
 ``ValueError`` naming the offending key. Checkpoint code (``model_file`` / ``auto_map``) is never
-executed. Backbone: Qwen3-style decoder layers (q/k RMSNorm, SwiGLU) whose attention reads the
+executed. Backbone (all but Gemma-4): Qwen3-style decoder layers (q/k RMSNorm, SwiGLU) whose attention reads the
 projected target features as extra keys/values (the *context*); the context K/V is cached by the
 proposer and never rolled back, block K/V is never cached.
 """
@@ -89,6 +92,7 @@ class DrafterConfig:
     enable_confidence_head: bool = False
     confidence_head_with_markov: bool = True
     quantization: Optional[dict] = None
+    gemma4: Optional[Any] = None  # drafters_gemma4.Gemma4Backbone for Gemma4DSparkModel checkpoints
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -131,13 +135,11 @@ def _int(raw: dict, key: str, value: Any, minimum: int = 1) -> int:
 
 def normalize_config(raw: dict) -> DrafterConfig:
     """Normalise a DeepSpec-native or ``dflash_config`` drafter config (see the module docstring)."""
+    from . import drafters_gemma4
+
     kind = detect_kind(raw)
     archs = tuple(str(a) for a in raw.get("architectures") or ())
-    if "Gemma4DSparkModel" in archs:
-        raise ValueError(
-            "architectures ['Gemma4DSparkModel']: the Gemma-4 DSpark backbone (K=V attention, sandwich "
-            "norms) is not implemented yet; Qwen3-style DSpark/DFlash drafters are"
-        )
+    gemma4 = drafters_gemma4.is_gemma4_dspark(raw)
     nested = raw.get("dflash_config")
     if nested is not None and not isinstance(nested, dict):
         raise ValueError("drafter config: 'dflash_config' must be an object")
@@ -148,7 +150,7 @@ def normalize_config(raw: dict) -> DrafterConfig:
         return nested[key] if key in nested else raw.get(key, default)
 
     act = raw.get("hidden_act", "silu")  # (Gemma's hidden_activation names the target's MLP, not ours)
-    if act not in ("silu", "swish"):
+    if not gemma4 and act not in ("silu", "swish"):
         raise ValueError(f"drafter config: 'hidden_act' {act!r} is not supported (the backbone is SwiGLU)")
     markov_type = get("markov_head_type", "vanilla")
     if kind == "dspark" and markov_type != "vanilla":
@@ -168,8 +170,10 @@ def normalize_config(raw: dict) -> DrafterConfig:
     if list(taps) != sorted(set(taps)):
         raise ValueError(f"drafter config: 'target_layer_ids' must be strictly increasing, got {list(taps)}")
     mask_id = get("mask_token_id")
-    if mask_id is None and str(raw.get("model_type", "")).startswith("gemma4"):
+    if mask_id is None and str(raw.get("model_type", "")).startswith("gemma4") and not gemma4:
         mask_id = 4  # z-lab's Gemma-4 DFlash convention
+    if mask_id is None:
+        raise ValueError("drafter config: 'mask_token_id' is missing")
     if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < vocab:
         raise ValueError(f"drafter config: 'mask_token_id' {mask_id!r} is outside the vocabulary (0..{vocab - 1})")
     num_target = get("num_target_layers")
@@ -181,7 +185,7 @@ def normalize_config(raw: dict) -> DrafterConfig:
         raise ValueError("drafter config: 'block_size' is missing")
     block = _int(raw, "block_size", block)
     if kind == "dspark":
-        proposals = block - 1 if raw.get("dspark_bonus_anchor") else block
+        proposals = block if gemma4 else block - 1 if raw.get("dspark_bonus_anchor") else block
         sample_from_anchor = bool(get("sample_from_anchor", True))
     else:
         proposals = block - 1 if layout == "dflash_config" else block  # z-lab counts the anchor
@@ -210,23 +214,30 @@ def normalize_config(raw: dict) -> DrafterConfig:
     if kind == "dspark":
         _int(raw, "markov_rank", markov_rank)
     softcap = raw.get("final_logit_softcapping")
+    intermediate = _int(raw, "intermediate_size", raw.get("intermediate_size"))
+    head_dim = _int(raw, "head_dim", raw.get("head_dim") or H // heads)
+    max_positions = int(raw.get("max_position_embeddings", 32768))
+    backbone = None
+    if gemma4:
+        backbone = drafters_gemma4.read_backbone(raw, layer_types, heads, head_dim, intermediate, max_positions)
+        rope_theta, rope_scaling = float(backbone.rope_params(layer_types[0])["rope_theta"]), None
     return DrafterConfig(
         kind=kind,
         layout=layout,
         model_type=str(raw.get("model_type", "")),
         architectures=archs,
         hidden_size=H,
-        intermediate_size=_int(raw, "intermediate_size", raw.get("intermediate_size")),
+        intermediate_size=intermediate,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        head_dim=_int(raw, "head_dim", raw.get("head_dim") or H // heads),
+        head_dim=head_dim,
         vocab_size=vocab,
         rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
         rope_theta=float(rope_theta),
         rope_scaling=rope_scaling,
         rope_traditional=not bool(raw.get("rope_is_neox_style", True)),
-        max_position_embeddings=int(raw.get("max_position_embeddings", 32768)),
+        max_position_embeddings=max_positions,
         attention_bias=bool(raw.get("attention_bias", False)),
         final_logit_softcapping=float(softcap) if softcap else None,
         layer_types=layer_types,
@@ -243,6 +254,7 @@ def normalize_config(raw: dict) -> DrafterConfig:
         enable_confidence_head=kind == "dspark" and bool(get("enable_confidence_head", False)),
         confidence_head_with_markov=bool(get("confidence_head_with_markov", True)),
         quantization=raw.get("quantization"),
+        gemma4=backbone,
         raw=raw,
     )
 
@@ -438,7 +450,7 @@ class Drafter:
     """
 
     config: DrafterConfig
-    module: BlockDrafterModel
+    module: nn.Module  # BlockDrafterModel, or drafters_gemma4.Gemma4DSparkDrafterModel
     target_model: nn.Module
     path: Optional[Path] = None
     embed_scale: float = 1.0
@@ -476,10 +488,14 @@ class Drafter:
         if isinstance(target_model, TargetAdapter):
             target_model = target_model.model
         validate_against_target(self.config, target_model)
-        return replace(self, target_model=target_model, embed_scale=_embed_scale(target_model))
+        return replace(self, target_model=target_model, embed_scale=_embed_scale(target_model, self.config))
 
 
-def _embed_scale(target_model: nn.Module) -> float:
+def _embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
+    if c is not None and c.gemma4 is not None:  # owns its embedding and its scale
+        from .drafters_gemma4 import embed_scale
+
+        return embed_scale(c)
     # Gemma targets scale their embedding by sqrt(H): Gemma-4 keeps it as ``embed_scale``, Gemma-3
     # rounds it through bfloat16 in its forward; the drafter embeds the way its target does.
     scale = getattr(getattr(target_model, "model", None), "embed_scale", None)
@@ -512,6 +528,12 @@ def validate_against_target(c: DrafterConfig, target_model: nn.Module) -> None:
         )
     # DeepSpec-native configs are copies of the target's config, so model_type names the target
     # family; nested (z-lab) configs name the drafter backbone, which tells Gemma from the rest.
+    if c.gemma4 is not None:
+        from .drafters_gemma4 import check_target
+
+        problem = check_target(c, t.model_type)
+        if problem:
+            raise ValueError(problem)
     mine, theirs = _family(c.model_type), _family(t.model_type)
     if any("Gemma" in a for a in c.architectures):
         mine = "gemma"
@@ -565,9 +587,15 @@ def _quantizable(group_size: int):
     return predicate
 
 
-def build_module(c: DrafterConfig, weights: Dict[str, mx.array]) -> BlockDrafterModel:
+def build_module(c: DrafterConfig, weights: Dict[str, mx.array]) -> nn.Module:
     """Build the module for ``c``, check names and shapes of ``weights`` strictly, load them."""
-    module = BlockDrafterModel(c, "embed_tokens.weight" in weights, "lm_head.weight" in weights)
+    hint = unexpected = lambda *a: ""  # noqa: E731
+    if c.gemma4 is not None:
+        from .drafters_gemma4 import Gemma4DSparkDrafterModel, shape_hint as hint, unexpected_hint as unexpected
+
+        module = Gemma4DSparkDrafterModel(c)
+    else:
+        module = BlockDrafterModel(c, "embed_tokens.weight" in weights, "lm_head.weight" in weights)
     q = c.quantization
     if q:
         q = _quant_params(q)
@@ -578,12 +606,15 @@ def build_module(c: DrafterConfig, weights: Dict[str, mx.array]) -> BlockDrafter
     if missing:
         raise ValueError(f"{c.kind} drafter checkpoint: missing weight(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
     if extra:
-        raise ValueError(f"{c.kind} drafter checkpoint: unexpected weight(s) {extra[:8]}{' ...' if len(extra) > 8 else ''} for this config")
+        raise ValueError(
+            f"{c.kind} drafter checkpoint: unexpected weight(s) {extra[:8]}{' ...' if len(extra) > 8 else ''} "
+            f"for this config{unexpected(c, extra)}"
+        )
     for k, v in expected.items():
         if tuple(weights[k].shape) != tuple(v.shape):
             raise ValueError(
                 f"{c.kind} drafter checkpoint: weight '{k}' has shape {tuple(weights[k].shape)}, "
-                f"expected {tuple(v.shape)} from config.json"
+                f"expected {tuple(v.shape)} from config.json{hint(c, k)}"
             )
     module.load_weights(list(weights.items()), strict=True)
     mx.eval(module.parameters())
@@ -621,7 +652,7 @@ def load_drafter(
         nn.quantize(module, q["group_size"], q["bits"], class_predicate=_quantizable(q["group_size"]))
         config = replace(config, quantization=q, raw={**raw, "quantization": q})
         mx.eval(module.parameters())
-    return Drafter(config, module, target_model, path, _embed_scale(target_model))
+    return Drafter(config, module, target_model, path, _embed_scale(target_model, config))
 
 
 def save_drafter(drafter: Drafter, path: PathLike) -> Path:

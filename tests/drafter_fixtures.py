@@ -232,3 +232,131 @@ def to_dflash_config_layout(src: Path, dst: Path) -> Path:
     weights.pop("embed_tokens.weight", None)
     weights.pop("lm_head.weight", None)
     return _save(dst, raw, weights, prefix_model=False)
+
+
+# --------------------------------------------------------------------------- Gemma-4 DSpark
+
+GEMMA4_ROPE_PARAMETERS = {
+    "full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1000000.0, "rope_type": "proportional"},
+    "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"},
+}
+
+
+def gemma4_backbone_shapes(cfg: dict, n_taps: int) -> Dict[str, tuple]:
+    """Tensor names -> shapes of DeepSpec's Gemma-4 DSpark backbone (HF names, ``model.`` stripped).
+
+    Full-attention layers: ``global_head_dim`` heads, and with ``attention_k_eq_v`` one ``k_proj``
+    of ``num_global_key_value_heads`` heads that also serves as the values (no ``v_proj``). Sliding
+    layers: ``head_dim`` heads with separate K and V. Gemma sandwich norms and a ``layer_scalar``.
+    """
+    H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    nh = cfg["num_attention_heads"]
+    shapes = {"fc.weight": (H, n_taps * H), "hidden_norm.weight": (H,), "norm.weight": (H,),
+              "embed_tokens.weight": (V, H), "lm_head.weight": (V, H)}
+    for i, kind in enumerate(cfg["layer_types"]):
+        p = f"layers.{i}."
+        full = kind == "full_attention"
+        hd = cfg["global_head_dim"] if full else cfg["head_dim"]
+        k_eq_v = full and cfg.get("attention_k_eq_v", False)
+        nkv = cfg["num_global_key_value_heads"] if k_eq_v else cfg["num_key_value_heads"]
+        shapes.update({
+            p + "self_attn.q_proj.weight": (nh * hd, H),
+            p + "self_attn.k_proj.weight": (nkv * hd, H),
+            p + "self_attn.o_proj.weight": (H, nh * hd),
+            p + "self_attn.q_norm.weight": (hd,),
+            p + "self_attn.k_norm.weight": (hd,),
+            p + "mlp.gate_proj.weight": (I, H),
+            p + "mlp.up_proj.weight": (I, H),
+            p + "mlp.down_proj.weight": (H, I),
+            p + "input_layernorm.weight": (H,),
+            p + "post_attention_layernorm.weight": (H,),
+            p + "pre_feedforward_layernorm.weight": (H,),
+            p + "post_feedforward_layernorm.weight": (H,),
+            p + "layer_scalar": (1,),
+        })
+        if not k_eq_v:
+            shapes[p + "self_attn.v_proj.weight"] = (nkv * hd, H)
+    return shapes
+
+
+def write_gemma4_dspark(
+    path: Path,
+    target_dir: Path,
+    *,
+    target_layer_ids: Sequence[int] = (0, 2),
+    block_size: int = 7,
+    markov_rank: int = 8,
+    num_draft_layers: int = 2,
+    layer_types: Optional[Sequence[str]] = None,
+    confidence: bool = True,
+    mask_token_id: Optional[int] = None,
+    copy_target_embeddings: bool = True,
+    seed: int = 0,
+    scale: float = 1.0,
+    backbone_overrides: Optional[dict] = None,
+    config_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+) -> Path:
+    """Write a tiny ``deepseek-ai/dspark_gemma4_*_block7``-style checkpoint for the mlx-lm
+    ``gemma4_text`` target folder ``target_dir``: a copy of the target's config.json with
+    ``architectures: ["Gemma4DSparkModel"]``, the draft backbone's Gemma-4 keys and the DSpark keys
+    flat at the top level (``block_size`` counts proposals); weights under ``model.`` with the
+    drafter's own untied ``embed_tokens`` / ``lm_head`` (copies of the target's by default).
+    ``backbone_overrides`` shape the weights; ``config_overrides`` are written to config.json only
+    (a config that no longer fits its weights)."""
+    tcfg = target_config_of(target_dir)
+    V = tcfg["vocab_size"]
+    mask_token_id = V - 3 if mask_token_id is None else mask_token_id
+    layer_types = list(layer_types or ["full_attention"] * num_draft_layers)
+    config = {k: v for k, v in tcfg.items() if k not in ("sliding_window_pattern",)}
+    config.update({
+        "architectures": ["Gemma4DSparkModel"],
+        "model_type": "gemma4_text",
+        "num_hidden_layers": len(layer_types),
+        "layer_types": layer_types,
+        "head_dim": tcfg.get("head_dim", 8),
+        "global_head_dim": tcfg.get("global_head_dim", 16),
+        "num_global_key_value_heads": 1,
+        "attention_k_eq_v": True,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "num_kv_shared_layers": 0,
+        "use_double_wide_mlp": False,
+        "hidden_size_per_layer_input": 0,
+        "enable_moe_block": False,
+        "rope_parameters": json.loads(json.dumps(GEMMA4_ROPE_PARAMETERS)),
+        "sliding_window": tcfg.get("sliding_window", 8),
+        "final_logit_softcapping": 30.0,
+        "tie_word_embeddings": False,
+        "num_target_layers": tcfg["num_hidden_layers"],
+        "block_size": block_size,
+        "mask_token_id": mask_token_id,
+        "target_layer_ids": list(target_layer_ids),
+        "num_anchors": 512,
+        "enable_confidence_head": confidence,
+        "confidence_head_with_markov": True,
+        "markov_rank": markov_rank,
+        "markov_head_type": "vanilla",
+    })
+    config.update(backbone_overrides or {})
+    shapes = gemma4_backbone_shapes(config, len(target_layer_ids))
+    shapes["markov_head.markov_w1.weight"] = (V, markov_rank)
+    shapes["markov_head.markov_w2.weight"] = (V, markov_rank)
+    if confidence:
+        shapes["confidence_head.proj.weight"] = (1, config["hidden_size"] + markov_rank)
+        shapes["confidence_head.proj.bias"] = (1,)
+    weights = _random(shapes, seed, scale)
+    rng = np.random.default_rng(seed + 1)
+    for name in shapes:
+        if name.endswith("layer_scalar"):  # a positive per-layer multiplier, not 1 (so it is exercised)
+            weights[name] = mx.array((0.75 + 0.5 * rng.random(1)).astype(np.float32))
+    if copy_target_embeddings:
+        target_w = mx.load(str(Path(target_dir) / "model.safetensors"))
+        embed = target_w["model.embed_tokens.weight"]
+        weights["embed_tokens.weight"] = embed
+        weights["lm_head.weight"] = target_w.get("lm_head.weight", embed)
+    config.update(config_overrides or {})
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    return _save(path, config, weights, prefix_model=True)

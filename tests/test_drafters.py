@@ -133,7 +133,8 @@ def _bad(tmp_path, root, writer, **kw):
         (write_dspark, dict(config_overrides={"hidden_size": 64}), r"'hidden_size' 64"),
         (write_dspark, dict(config_overrides={"model_type": "llama"}), r"'model_type' 'llama'"),
         (write_dflash, dict(config_overrides={"model_type": "gemma4_text"}), r"another target family"),
-        (write_dspark, dict(config_overrides={"architectures": ["Gemma4DSparkModel"]}), r"Gemma4DSparkModel"),
+        # a Qwen3-style DSpark relabelled Gemma4DSparkModel: read as Gemma-4, its SwiGLU config is refused
+        (write_dspark, dict(config_overrides={"architectures": ["Gemma4DSparkModel"]}), r"'hidden_activation' 'silu'"),
         (write_dflash, dict(config_overrides={"dflash_config": {"target_layer_ids": [2, 0], "mask_token_id": 3}}), "strictly increasing"),
         (write_dflash, dict(config_overrides={"block_size": None}), r"'block_size' is missing"),
         (write_dflash, dict(config_overrides={"auto_map": {"AutoModel": "dflash.DFlashDraftModel"}}), "trust_remote_code=True"),
@@ -150,6 +151,19 @@ def test_bad_checkpoint_is_one_clear_value_error(tmp_path, root, qwen3, writer, 
     with pytest.raises(ValueError, match=match):
         next(stream_generate(model, tok, "hi", max_tokens=4, draft_model=str(path),
                              draft_strategy="dspark" if writer is write_dspark else "dflash"))
+
+
+def test_gemma4_dspark_checkpoint_loads(tmp_path):
+    """DeepSpec's Gemma-4 DSpark layout (Gemma4DSparkModel, flat gemma4_text config) loads as dspark
+    (its cross-check, generation and error cases: test_drafter_gemma4.py)."""
+    from drafter_fixtures import write_gemma4_dspark
+    from test_drafter_gemma4 import GEMMA4_TINY
+
+    save_tiny_model(tmp_path / "g4", "gemma4_text", **GEMMA4_TINY)
+    model, _ = mlx_lm.load(str(tmp_path / "g4"))
+    d = load_drafter(write_gemma4_dspark(tmp_path / "ds", tmp_path / "g4", target_layer_ids=TAPS), model)
+    assert (d.kind, d.config.architectures, d.config.proposal_length) == ("dspark", ("Gemma4DSparkModel",), 7)
+    assert d.config.gemma4 is not None and "lm_head" in d.module and "embed_tokens" in d.module
 
 
 def test_hidden_size_mismatch_with_target(root):
