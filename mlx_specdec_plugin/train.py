@@ -26,7 +26,7 @@ The drafter is written in the published on-disk layouts :func:`~.drafters.load_d
 mlx-vlm read: DSpark in the ``dflash_config`` layout (``projector_type: "dspark"``, target-bound
 embedding/head; ``layout="deepspec"`` writes DeepSpec's flat layout with embed/head copies), DFlash
 in z-lab's layout (``block_size`` = anchor + proposals). Resumable checkpoints live in
-``OUT/checkpoint`` (weights, optimizer state, step); at the end a held-out evaluation reports the
+``OUT/checkpoint`` (``drafter/``, ``optimizer.safetensors``, ``trainer_state.json``); at the end a held-out evaluation reports the
 acceptance per draft position and tau at T=0 and T=1 (``OUT/eval.json``).
 
 Nothing here is backend-specific: the same code runs on Metal, CUDA (mlx-cuda) and the CPU.
@@ -788,8 +788,8 @@ class Trainer:
         ckpt = self.out / "checkpoint"
         if drafter is not None:
             self.drafter = drafter
-        elif resume and (ckpt / "config.json").is_file():
-            self.drafter = load_drafter(ckpt, target_model)
+        elif resume and (ckpt / "drafter" / "config.json").is_file():
+            self.drafter = load_drafter(ckpt / "drafter", target_model)
             state = json.loads((ckpt / "trainer_state.json").read_text())
             self.step = int(state["step"])
             self.log = state.get("log", [])
@@ -930,7 +930,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         ckpt = self.out / "checkpoint"
-        write_drafter(self.drafter, ckpt)
+        write_drafter(self.drafter, ckpt / "drafter")
         mx.save_safetensors(str(ckpt / "optimizer.safetensors"), dict(tree_flatten(self.optimizer.state)))
         state = {"step": self.step, "log": self.log, "config": asdict(self.cfg)}
         tmp = ckpt / "trainer_state.json.tmp"
