@@ -160,3 +160,21 @@ def test_greedy_is_token_identical_to_plain_decoding(world, strategy, kind, ks):
         assert stats.accepted == 0
     if kind == "good":  # rounds where every draft is accepted (whole multi-token blocks for dspark)
         assert full and max(full) >= (2 if strategy == "dspark" else 1)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_qwen3_5_wrapped_text_model_head_and_taps(tmp_path, tie):
+    """``qwen3_5``'s ``Model`` wraps its text model (``language_model``; its own ``args`` hold only
+    ``text_config``): the tap forward's head, the drafter's borrowed head and the hidden size are
+    the wrapped model's, and the probe against ``model(x)`` passes (an untied head included)."""
+    config = tiny_config("qwen3_5", vocab_size=VOCAB, num_hidden_layers=4, tie_word_embeddings=tie, **GDN)
+    model = make_tiny_model(config, seed=3)
+    target = TargetAdapter(model)
+    assert (target.hidden_size, target.vocab_size) == (config["hidden_size"], VOCAB)
+    target.check_taps((0, 1, 3))
+    save_model(tmp_path / "t", model, config, tokenizer=False)
+    drafter = load_drafter(write_dflash(tmp_path / "df", tmp_path / "t", target_layer_ids=TAPS), model)
+    h = mx.random.normal((3, config["hidden_size"]))
+    lm = model.language_model
+    expected = lm.model.embed_tokens.as_linear(h) if tie else lm.lm_head(h)
+    assert mx.allclose(drafter.head(h), expected).item()
