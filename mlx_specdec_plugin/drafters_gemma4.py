@@ -54,7 +54,7 @@ class Gemma4Backbone:
     """The Gemma-4-only part of a drafter config (see the module docstring)."""
 
     global_head_dim: int
-    num_global_key_value_heads: int
+    num_global_key_value_heads: int  # 0: full layers use num_key_value_heads
     attention_k_eq_v: bool
     rope_parameters: Tuple[Tuple[str, Tuple[Tuple[str, Any], ...]], ...]  # frozen {type: params}
     rope_traditional: bool
@@ -67,7 +67,9 @@ class Gemma4Backbone:
         return self.global_head_dim if layer_type == "full_attention" else c.head_dim
 
     def kv_heads(self, c: DrafterConfig, layer_type: str) -> int:
-        return self.num_global_key_value_heads if self.k_eq_v(layer_type) else c.num_key_value_heads
+        if self.k_eq_v(layer_type) and self.num_global_key_value_heads:
+            return self.num_global_key_value_heads
+        return c.num_key_value_heads
 
     def k_eq_v(self, layer_type: str) -> bool:
         return self.attention_k_eq_v and layer_type == "full_attention"
@@ -93,13 +95,15 @@ def read_backbone(
             f"Gemma-4 DSpark drafter config: 'hidden_activation' {act!r} is not supported (the backbone is "
             "Gemma-4's GeGLU, gelu_pytorch_tanh)"
         )
+    # Absent keys take the published drafter's values (mlx-vlm's defaults too); a wrong guess
+    # shows up as a weight-shape error that names the key.
     k_eq_v = bool(raw.get("attention_k_eq_v", True))
     has_full = "full_attention" in layer_types
-    global_hd = raw.get("global_head_dim")
+    global_hd = raw.get("global_head_dim", 512)
     if has_full:
         global_hd = _positive("global_head_dim", global_hd)
-    global_kv = raw.get("num_global_key_value_heads")
-    if has_full and k_eq_v:
+    global_kv = raw.get("num_global_key_value_heads", 1)
+    if has_full and k_eq_v and global_kv is not None:
         global_kv = _positive("num_global_key_value_heads", global_kv)
         if heads % global_kv:
             raise ValueError(
@@ -168,7 +172,7 @@ def shape_hint(c: DrafterConfig, name: str) -> str:
     if parts[2] == "self_attn":
         if t == "full_attention":
             kv = (f"'num_global_key_value_heads' = {g.num_global_key_value_heads} K=V heads"
-                  if g.k_eq_v(t) else f"'num_key_value_heads' = {c.num_key_value_heads}")
+                  if g.k_eq_v(t) and g.num_global_key_value_heads else f"'num_key_value_heads' = {c.num_key_value_heads}")
             return f" (layer {i} is full_attention: 'global_head_dim' = {g.global_head_dim}, {kv})"
         return f" (layer {i} is sliding_attention: 'head_dim' = {c.head_dim}, 'num_key_value_heads' = {c.num_key_value_heads})"
     if parts[2] == "mlp":

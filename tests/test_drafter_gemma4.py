@@ -53,7 +53,7 @@ def world(tmp_path_factory):
     # sliding + full layers (the context window is exercised: 11 context rows, window 8); one RoPE
     # and one head size for both types, where mlx-vlm's single-RoPE backbone is Gemma-4's
     write_gemma4_dspark(root / "sliding", root / "g4", target_layer_ids=TAPS, seed=8,
-                        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
                         backbone_overrides={"global_head_dim": 8, "rope_parameters": {
                             "full_attention": SAME_ROPE, "sliding_attention": SAME_ROPE}})
     return root, model, tok
