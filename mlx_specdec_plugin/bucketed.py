@@ -52,10 +52,15 @@ class BucketedKVCache(KVCache):
         self.offset = prev + n
         self.keys[..., prev : self.offset, :] = keys
         self.values[..., prev : self.offset, :] = values
+        if n == 1:  # single-query kernels take any key length: no padding, no mask
+            return self.keys[..., : self.offset, :], self.values[..., : self.offset, :]
         return self.keys, self.values
 
     def make_mask(self, N: int, return_array: bool = False, window_size: Optional[int] = None):
-        """Boolean ``(N, size)`` mask for the coming ``N`` queries (called before the update)."""
+        """Boolean ``(N, size)`` mask for the coming ``N`` queries (called before the update);
+        one query gets mlx-lm's own mask (none, or its window), over the unpadded keys."""
+        if N == 1:
+            return super().make_mask(N, return_array=return_array, window_size=window_size)
         q = self.offset + mx.arange(N)[:, None]
         k = mx.arange(self._size_for(N))[None]
         mask = k <= q
