@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import mlx.nn as nn
 
+from .oracle_bench import OracleProposer
 from .calibrate import Progress, device_name, measure_verify_curve, quantization_of
 from .scheduler import AdaptiveScheduler, CostCurve
 
@@ -210,27 +210,6 @@ def encode(tokenizer, prompt: str, chat: bool) -> List[int]:
 
 
 # ---- bench-only drafters -------------------------------------------------------------------
-class OracleProposer:
-    """Proposes the target's own greedy continuation (from the plain run), each token replaced by
-    a wrong one with probability ``1 - accept`` (a seeded stream, independent of the target)."""
-
-    tap_layers = ()
-
-    def __init__(self, reference: Sequence[int], prompt_len: int, accept: float, vocab: int, seed: int = 0):
-        self.reference, self.prompt_len, self.accept, self.vocab = list(reference), prompt_len, accept, vocab
-        self.rng = random.Random(seed)
-
-    def extend(self, tokens, hidden) -> None:
-        pass
-
-    def propose(self, ctx, n: int):
-        from .drafting import Draft
-
-        pos = len(ctx.history) - self.prompt_len
-        out = [t if self.rng.random() < self.accept else (t + 1) % self.vocab for t in self.reference[pos: pos + n]]
-        return Draft(mx.array(out, dtype=mx.uint32), None, deterministic=True)
-
-
 def _register_oracle() -> None:
     from .drafting import Strategy
     from .plugins import Registered, registry
