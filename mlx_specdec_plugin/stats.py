@@ -93,5 +93,6 @@ class SpecStats:
             f"Speculative: strategy={self.strategy} acceptor={self.acceptor} rounds={self.num_rounds} "
             f"mean accepted length={self.mean_accepted_length:.2f} "
             f"acceptance={self.acceptance_rate:.1%} ({self.accepted}/{self.proposed}) "
-            f"by position=[{pos}] draft {self.draft_time:.3f}s verify {self.verify_time:.3f}s"
+            f"by position=[{pos}] tokens from drafter={self.accepted}/{self.emitted} "
+            f"draft {self.draft_time:.3f}s verify {self.verify_time:.3f}s"
         )
