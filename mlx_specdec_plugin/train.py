@@ -422,34 +422,44 @@ class TargetFeatures:
         feats, final = mx.stop_gradient(feats), mx.stop_gradient(final)
         return feats, final
 
-    def batch(self, ids: Sequence[int], tokens: mx.array) -> Tuple[mx.array, mx.array]:
-        """Features for sequences ``ids`` (padded to ``tokens`` (B, L)): ``(taps (B, L, n*H), final (B, L, H))``."""
+    def batch(self, ids: Sequence[int], tokens: mx.array, lengths: Optional[Sequence[int]] = None
+              ) -> Tuple[mx.array, mx.array]:
+        """Features for sequences ``ids`` (padded to ``tokens`` (B, L); ``lengths`` their true
+        lengths): ``(taps (B, L, n*H), final (B, L, H))`` in float32. Rows past a sequence's end are
+        zeros when they come from the cache (they are never attended to nor supervised)."""
+        B, L = tokens.shape
+        lengths = list(lengths) if lengths is not None else [L] * B
         have = {}
-        for i in ids:
-            if i in self.ram:
-                have[i] = self.ram[i]
-            elif self.cache_dir and (self.cache_dir / f"{i}.safetensors").is_file():
+        for i, n in zip(ids, lengths):
+            entry = self.ram.get(i)
+            if entry is None and self.cache_dir and (self.cache_dir / f"{i}.safetensors").is_file():
                 d = mx.load(str(self.cache_dir / f"{i}.safetensors"))
-                have[i] = (d["taps"], d["final"])
-        if len(have) == len(ids) and all(have[i][0].shape[0] == tokens.shape[1] for i in ids):
-            feats = mx.stack([have[i][0] for i in ids]).astype(mx.float32)
-            final = mx.stack([have[i][1] for i in ids]).astype(mx.float32)
+                entry = (d["taps"], d["final"])
+            if entry is not None and entry[0].shape[0] >= n:
+                have[i] = entry
+        if len(have) == len(ids):
+            def padded(x, n):
+                x = x[:n].astype(mx.float32)
+                return mx.pad(x, [(0, L - n), (0, 0)]) if n < L else x
+
+            feats = mx.stack([padded(have[i][0], n) for i, n in zip(ids, lengths)])
+            final = mx.stack([padded(have[i][1], n) for i, n in zip(ids, lengths)])
             return feats, final
         feats, final = self._forward(tokens)
         mx.eval(feats, final)
         self.computed_tokens += tokens.size
         store_dtype = mx.float16
-        for b, i in enumerate(ids):
+        for b, (i, n) in enumerate(zip(ids, lengths)):
             entry = None
-            if self.budget is not None and self.ram_bytes < self.budget:
-                entry = (feats[b].astype(store_dtype), final[b].astype(store_dtype))
+            if self.budget is not None and self.ram_bytes < self.budget and i not in self.ram:
+                entry = (feats[b, :n].astype(store_dtype), final[b, :n].astype(store_dtype))
                 mx.eval(entry)
                 nbytes = entry[0].nbytes + entry[1].nbytes
                 if self.ram_bytes + nbytes <= self.budget:
                     self.ram[i] = entry
                     self.ram_bytes += nbytes
             if self.cache_dir and not (self.cache_dir / f"{i}.safetensors").is_file():
-                entry = entry or (feats[b].astype(store_dtype), final[b].astype(store_dtype))
+                entry = entry or (feats[b, :n].astype(store_dtype), final[b, :n].astype(store_dtype))
                 mx.save_safetensors(str(self.cache_dir / f"{i}.safetensors"), {"taps": entry[0], "final": entry[1]})
         return feats.astype(mx.float32), final.astype(mx.float32)
 
@@ -894,9 +904,10 @@ class Trainer:
         t_start, tok_done, window = time.time(), 0, []
         while self.step < steps:
             ids = self._batch(self.step)
-            tokens, lmask = _pad([self.train_seqs[i] for i in ids], max(len(self.train_seqs[i].tokens) for i in ids))
+            lengths = [len(self.train_seqs[i].tokens) for i in ids]
+            tokens, lmask = _pad([self.train_seqs[i] for i in ids], max(lengths))
             t0 = time.time()
-            feats, final = feats_src.batch(ids, tokens)
+            feats, final = feats_src.batch(ids, tokens, lengths)
             key = mx.random.key(cfg.seed * 7919 + self.step)
             A = min(cfg.num_anchors, tokens.shape[1] - 2)
             anchors = sample_anchors(key, _anchor_valid(lmask), A)
