@@ -41,47 +41,55 @@ class DraftModelProposer:
         caches.check_rollback(self.cache)
         self.step_size = options.prefill_step_size
         self.unfed: List[int] = []  # committed tokens not yet in the draft cache
-        self.speculative: List[int] = []  # pending + drafts fed during the last propose
+        self.fed = 0  # speculative tokens fed during the last propose (pending + drafts but the last)
+        self.last: Optional[tuple] = None  # (pending, drafted tokens array) of the last propose
         self.round: Optional[caches.Round] = None  # rollback record of the speculative feeds
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
         tokens = list(tokens)
-        if self.speculative:
+        if self.fed:
+            pending, drafted = self.last
+            speculative = ([pending] + drafted.tolist())[: self.fed]
             k = 0
-            while k < min(len(tokens), len(self.speculative)) and tokens[k] == self.speculative[k]:
+            while k < min(len(tokens), len(speculative)) and tokens[k] == speculative[k]:
                 k += 1
-            caches.end_round(self.cache, self.round, appended=len(self.speculative), keep=k)
-            tokens, self.speculative = tokens[k:], []
+            caches.end_round(self.cache, self.round, appended=self.fed, keep=k)
+            tokens, self.fed = tokens[k:], 0
         self.unfed.extend(tokens)
 
-    def _logits(self, tokens: List[int]) -> mx.array:
-        for start in range(0, len(tokens) - 1, self.step_size):
-            chunk = tokens[start : min(start + self.step_size, len(tokens) - 1)]
-            self.model(mx.array([chunk], dtype=mx.uint32), cache=self.cache)
-        if not self.speculative:  # tokens[-1] is the first speculative feed of this round
+    def _step(self, token: mx.array) -> mx.array:
+        """Feed one speculative token (uint32 ``(1,)``, possibly still lazy); logits ``(1, V)``."""
+        if self.fed == 0:
             self.round = caches.begin_round(self.cache, replay=self._replay)
-        logits = self.model(mx.array([tokens[-1:]], dtype=mx.uint32), cache=self.cache)[0, -1:]
-        caches.checkpoint(self.round, self.cache, len(self.speculative) + 1)
+        logits = self.model(token[None], cache=self.cache)[0, -1:]
+        self.fed += 1
+        caches.checkpoint(self.round, self.cache, self.fed)
         return logits
 
     def _replay(self, n: int) -> None:
-        self.model(mx.array([self.speculative[:n]], dtype=mx.uint32), cache=self.cache)
+        pending, drafted = self.last
+        tokens = [pending] + drafted.tolist()
+        self.model(mx.array([tokens[:n]], dtype=mx.uint32), cache=self.cache)
 
     def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
+        """Draft lazily: each step feeds the previous step's token array without a host sync
+        (ints are materialised only when logits processors need the history)."""
         sampling = ctx.sampling
-        feed = self.unfed + [ctx.pending]
+        for start in range(0, len(self.unfed), self.step_size):  # committed tokens first
+            self.model(mx.array([self.unfed[start : start + self.step_size]], dtype=mx.uint32), cache=self.cache)
         self.unfed = []
         history = list(ctx.history)
+        logits = self._step(mx.array([ctx.pending], dtype=mx.uint32))
         parts = []
         for i in range(max_tokens):
-            logits = self._logits(feed)
-            self.speculative.append(feed[-1])
             parts.append(draw(sampling, sampling.logprobs(logits, history)))
             if i + 1 < max_tokens:
-                t = int(parts[-1].tokens.item())
-                history.append(t)
-                feed = [t]
-        return Draft.concat(parts)
+                if sampling.processors:
+                    history.append(int(parts[-1].tokens.item()))
+                logits = self._step(parts[-1].tokens)
+        draft = Draft.concat(parts)
+        self.last = (ctx.pending, draft.tokens)
+        return draft
 
 
 def build(target: TargetAdapter, draft, options: StrategyOptions) -> DraftModelProposer:
