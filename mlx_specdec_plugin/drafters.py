@@ -283,14 +283,18 @@ def read_config(path: PathLike, trust_remote_code: bool = False) -> dict:
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """Gated MLP ``down(act(gate(x)) * up(x))``: SwiGLU (Qwen3) or, with ``nn.gelu_approx``,
+    Gemma-4's GeGLU."""
+
+    def __init__(self, dim: int, hidden: int, activation=nn.silu):
         super().__init__()
         self.gate_proj = nn.Linear(dim, hidden, bias=False)
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
+        self.activation = activation
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.activation(self.gate_proj(x)) * self.up_proj(x))
 
 
 class ContextAttention(nn.Module):

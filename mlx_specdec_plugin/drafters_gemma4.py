@@ -38,7 +38,7 @@ import mlx.nn as nn
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .drafters import ConfidenceHead, ContextAttention, DrafterConfig, MarkovHead
+from .drafters import MLP, ConfidenceHead, ContextAttention, DrafterConfig, MarkovHead
 
 ARCHITECTURE = "Gemma4DSparkModel"
 ACTIVATIONS = ("gelu_pytorch_tanh",)
@@ -189,17 +189,6 @@ def unexpected_hint(c: DrafterConfig, names: List[str]) -> str:
 # --------------------------------------------------------------------------- modules
 
 
-class GeGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(dim, hidden, bias=False)
-        self.up_proj = nn.Linear(dim, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, dim, bias=False)
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.gelu_approx(self.gate_proj(x)) * self.up_proj(x))
-
-
 class Gemma4ContextAttention(ContextAttention):
     """:class:`ContextAttention` with Gemma-4's per-layer-type geometry, unit scale and K=V."""
 
@@ -235,7 +224,7 @@ class Gemma4DecoderLayer(nn.Module):
         super().__init__()
         H, eps = c.hidden_size, c.rms_norm_eps
         self.self_attn = Gemma4ContextAttention(c, c.layer_types[index])
-        self.mlp = GeGLU(H, c.gemma4.intermediate_sizes[index])
+        self.mlp = MLP(H, c.gemma4.intermediate_sizes[index], nn.gelu_approx)
         self.input_layernorm = nn.RMSNorm(H, eps=eps)
         self.post_attention_layernorm = nn.RMSNorm(H, eps=eps)
         self.pre_feedforward_layernorm = nn.RMSNorm(H, eps=eps)
