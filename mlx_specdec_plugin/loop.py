@@ -84,15 +84,14 @@ def speculative_generate_step(
         t0 = time.perf_counter()
         ctx = DraftContext(history, sampling)
         draft = proposer.propose(ctx, budget) if budget > 0 else Draft.empty()
-        mx.eval(draft.tokens, draft.q)
+        drafted = draft.tokens.tolist()  # the one host sync of drafting (q is computed with it)
         t1 = time.perf_counter()
 
         # verify
         g = len(draft)
-        inputs = mx.concatenate([mx.array([history[-1]], dtype=mx.uint32), draft.tokens])
+        inputs = mx.array([history[-1]] + drafted, dtype=mx.uint32)
         rnd = caches.begin_round(cache, replay=lambda n: target(inputs[None, :n], cache))
         logits, hidden = target(inputs[None], cache, proposer.tap_layers, record=rnd.captured)
-        drafted = draft.tokens.tolist()
         scores = TargetScores(sampling.logprobs(logits[0], history + drafted), sampling)
 
         # accept

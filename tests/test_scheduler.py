@@ -88,9 +88,10 @@ def test_auto_through_stream_generate_is_token_identical_at_t0():
     tok.eos_token_ids = set()
     plain = [r.token for r in stream_generate(target, tok, "def f(x):", max_tokens=40)]
     stats = SpecStats()
+    curve = CostCurve.linear(1.0, 0.05, width=9, draft_per_token=0.05)
+    schedule = AdaptiveScheduler(curve, online=False)  # no wall-clock input: deterministic lengths
     ours = [r.token for r in stream_generate(target, tok, "def f(x):", max_tokens=40, draft_model=draft,
-                                             num_draft_tokens="auto", stats=stats,
-                                             cost_curve=CostCurve.linear(1.0, 0.05, width=9, draft_per_token=0.05))]
+                                             num_draft_tokens="auto", stats=stats, draft_length=schedule)]
     assert ours == plain
     assert max(r.proposed for r in stats.rounds) > 3
 
