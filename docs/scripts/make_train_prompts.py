@@ -1853,7 +1853,7 @@ congestion charges
 nuclear families versus multigenerational households
 learning to code as a child
 competitive sports for young children
-video games as a hobby
+playing video games as a hobby
 reading on a screen instead of paper
 getting a pet as a family
 wearing a fitness tracker
@@ -1871,10 +1871,10 @@ What are the pros and cons of {s}?
 Give me a balanced list of the advantages and disadvantages of {s}.
 Weigh up the pros and cons of {s}.{x}
 List the advantages and disadvantages of {s} in a table.
-Is {s} a good idea? Lay out the arguments on both sides.
+Make the case for and against {s}, then give your overall view.
 Argue for and against {s} in two short paragraphs.
 What are the main benefits and risks of {s} for {who}?
-I'm considering {s}. What should I think about before deciding?
+Help me make up my mind about {s}: what are the strongest arguments each way?
 """)
 PROSCONS_WHO = ["families", "students", "small businesses", "retirees", "young professionals", "people on a budget",
                 "the environment", "people living alone"]
