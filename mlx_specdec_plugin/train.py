@@ -103,6 +103,7 @@ class TrainConfig:
     log_every: int = 10
     memory_budget_gb: Optional[float] = None
     eval_blocks: int = 256
+    time_budget_s: Optional[float] = None  # train for about this long: steps = min(steps, budget / measured step time)
     dtype: str = "float32"  # drafter weights while training
     target_dtype: Optional[str] = None  # cast the frozen target (e.g. bfloat16: ~2x faster features on CPU)
 
@@ -803,6 +804,9 @@ class Trainer:
             state = json.loads((ckpt / "trainer_state.json").read_text())
             self.step = int(state["step"])
             self.log = state.get("log", [])
+            if self.cfg.time_budget_s and "steps" in state.get("config", {}):
+                # the budget was turned into a step count (and an LR schedule) when the run started
+                self.cfg = replace(self.cfg, steps=int(state["config"]["steps"]), time_budget_s=None)
         else:
             if self.cfg.mask_token_id is None:
                 self.cfg.mask_token_id = default_mask_token_id(TargetAdapter(target_model).vocab_size, tokenizer)
@@ -833,7 +837,7 @@ class Trainer:
     # -- data
 
     def add_records(self, records: List[dict], generate: bool = False, max_new_tokens: int = 256,
-                    gen_temp: float = 0.0) -> None:
+                    gen_temp: float = 0.0, gen_batch: int = 16) -> None:
         """Add training records (see :func:`read_records`); ``generate`` turns each ``prompt`` into
         the target's own response first (self-distillation)."""
         if generate:
@@ -844,10 +848,11 @@ class Trainer:
             if gen_file.is_file():
                 done = [json.loads(l) for l in gen_file.read_text().splitlines() if l.strip()]
             todo = prompts[len(done) :]
-            if todo:
-                new = generate_responses(self.model, self.tokenizer, todo, max_new_tokens, gen_temp,
-                                         self.cfg.seed, self.progress)
-                self.out.mkdir(parents=True, exist_ok=True)
+            self.out.mkdir(parents=True, exist_ok=True)
+            chunk = max(1, gen_batch)  # appended batch by batch: an interrupted run resumes after the last one
+            for i in range(0, len(todo), chunk):
+                new = generate_responses(self.model, self.tokenizer, todo[i : i + chunk], max_new_tokens, gen_temp,
+                                         self.cfg.seed + len(done), self.progress, gen_batch)
                 with gen_file.open("a") as f:
                     for r in new:
                         f.write(json.dumps(r) + "\n")
@@ -902,15 +907,17 @@ class Trainer:
 
         value_and_grad = nn.value_and_grad(module, step_loss)
         t_start, tok_done, window = time.time(), 0, []
+        if cfg.time_budget_s and self.step == 0:
+            steps = self._steps_for_budget(value_and_grad, steps)
+            cfg = self.cfg
+            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        deadline = t_start + 1.15 * cfg.time_budget_s if cfg.time_budget_s else None
         while self.step < steps:
-            ids = self._batch(self.step)
-            lengths = [len(self.train_seqs[i].tokens) for i in ids]
-            tokens, lmask = _pad([self.train_seqs[i] for i in ids], max(lengths))
+            if deadline is not None and time.time() > deadline:
+                sys.stderr.write(f"\n[mlx-specdec] time budget exceeded by 15%: stopping at step {self.step}/{steps}\n")
+                break
             t0 = time.time()
-            feats, final = feats_src.batch(ids, tokens, lengths)
-            key = mx.random.key(cfg.seed * 7919 + self.step)
-            A = min(cfg.num_anchors, tokens.shape[1] - 2)
-            anchors = sample_anchors(key, _anchor_valid(lmask), A)
+            feats, final, tokens, lmask, anchors = self._step_inputs(self.step)
             (loss, metrics), grads = value_and_grad(feats, final, tokens, lmask, anchors)
             if cfg.grad_clip:
                 grads, gnorm = optim.clip_grad_norm(grads, cfg.grad_clip)
@@ -939,6 +946,40 @@ class Trainer:
         write_drafter(self.drafter, self.out)
         return self.log
 
+    def _step_inputs(self, step: int):
+        """The batch of ``step``: target features, tokens, loss mask and the step's random anchors."""
+        ids = self._batch(step)
+        lengths = [len(self.train_seqs[i].tokens) for i in ids]
+        tokens, lmask = _pad([self.train_seqs[i] for i in ids], max(lengths))
+        feats, final = self._features().batch(ids, tokens, lengths)
+        key = mx.random.key(self.cfg.seed * 7919 + step)
+        A = min(self.cfg.num_anchors, tokens.shape[1] - 2)
+        anchors = sample_anchors(key, _anchor_valid(lmask), A)
+        return feats, final, tokens, lmask, anchors
+
+    def _steps_for_budget(self, value_and_grad, max_steps: int, probe: int = 8) -> int:
+        """``--time-budget``: time ``probe`` forward/backward passes (no update, so the weights and
+        the data order are untouched), then fix the step count (and the LR schedule) to what fits."""
+        t0, times = time.time(), []
+        scratch = optim.AdamW(learning_rate=0.0)  # the update's cost, applied to a throwaway copy
+        params = self.drafter.module.trainable_parameters()
+        scratch.init(params)
+        for i in range(min(probe, max_steps)):
+            ts = time.time()
+            (loss, _), grads = value_and_grad(*self._step_inputs(i))
+            if self.cfg.grad_clip:
+                grads, _ = optim.clip_grad_norm(grads, self.cfg.grad_clip)
+            mx.eval(loss, scratch.apply_gradients(grads, params), scratch.state)
+            times.append(time.time() - ts)
+        per_step = sorted(times[2:] or times)[len(times[2:] or times) // 2] * 1.05
+        remaining = self.cfg.time_budget_s - (time.time() - t0)
+        steps = max(1, min(max_steps, int(remaining / per_step)))
+        sys.stderr.write(f"[mlx-specdec] time budget {self.cfg.time_budget_s:.0f}s at {per_step:.3f}s/step: "
+                         f"{steps} steps\n")
+        self.cfg = replace(self.cfg, steps=steps)
+        self.optimizer = optim.AdamW(learning_rate=_lr_schedule(self.cfg), weight_decay=self.cfg.weight_decay)
+        return steps
+
     def save_checkpoint(self) -> Path:
         ckpt = self.out / "checkpoint"
         write_drafter(self.drafter, ckpt / "drafter")
@@ -964,7 +1005,8 @@ class Trainer:
 def train(target: Union[str, nn.Module], data: Union[PathLike, List[PathLike], List[dict]], out_dir: PathLike,
           config: Optional[TrainConfig] = None, tokenizer: Any = None, generate: bool = False,
           max_new_tokens: int = 256, gen_temp: float = 0.0, feature_cache: Optional[PathLike] = None,
-          resume: bool = True, progress: bool = True, eval_data: Optional[PathLike] = None) -> Tuple[Drafter, dict]:
+          resume: bool = True, progress: bool = True, eval_data: Optional[PathLike] = None,
+          gen_batch: int = 16, generate_only: bool = False) -> Tuple[Drafter, dict]:
     """Train a drafter for ``target`` (an mlx-lm path or a loaded model + ``tokenizer``) on ``data``
     and write it to ``out_dir``; returns ``(drafter, held-out evaluation)``."""
     target_path = ""
@@ -982,7 +1024,10 @@ def train(target: Union[str, nn.Module], data: Union[PathLike, List[PathLike], L
         records = [r for d in data for r in read_records(d)]
     else:
         records = list(data)
-    trainer.add_records(records, generate=generate, max_new_tokens=max_new_tokens, gen_temp=gen_temp)
+    trainer.add_records(records, generate=generate, max_new_tokens=max_new_tokens, gen_temp=gen_temp,
+                        gen_batch=gen_batch)
+    if generate_only:
+        return trainer.drafter, {}
     if eval_data is not None:
         seqs = build_sequences(read_records(eval_data), tokenizer, trainer.cfg.seq_len)
         trainer.eval_seqs = seqs
@@ -1008,6 +1053,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="self-distillation: the target answers each 'prompt' first (chat template)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="--generate: response length cap")
     p.add_argument("--gen-temp", type=float, default=0.0, help="--generate: sampling temperature (0 = greedy)")
+    p.add_argument("--gen-batch", type=int, default=16, help="--generate: prompts answered at once (GPU: 256+)")
+    p.add_argument("--generate-only", action="store_true",
+                   help="--generate: write OUT/generated.jsonl and stop (train several drafters on it later)")
     p.add_argument("--block-size", type=int, default=d.block_size, help="proposals per block (anchor excluded)")
     p.add_argument("--num-draft-layers", type=int, default=d.num_draft_layers)
     p.add_argument("--target-layer-ids", type=int, nargs="+", default=None, help="default: spread from 1 to n-3")
@@ -1031,6 +1079,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--max-sequences", type=int, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--save-every", type=int, default=d.save_every)
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="train for about this long: --steps becomes min(steps, budget / measured step time), "
+                   "with the LR schedule fitted to it")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                    help="cap on memory: shrinks anchors/batch to fit, caches target features in the rest")
     p.add_argument("--feature-cache", default=None, help="folder to keep target features in (reused across runs)")
@@ -1049,13 +1100,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         num_anchors=a.num_anchors, steps=a.steps, lr=a.lr, warmup=a.warmup, weight_decay=a.weight_decay,
         loss_decay_gamma=a.loss_decay_gamma, eval_fraction=a.eval_fraction, eval_blocks=a.eval_blocks,
         max_sequences=a.max_sequences, seed=a.seed, save_every=a.save_every, memory_budget_gb=a.memory_budget,
-        target_dtype=a.target_dtype,
+        target_dtype=a.target_dtype, time_budget_s=a.time_budget,
     )
+    if a.generate_only and not a.generate:
+        p.error("--generate-only needs --generate")
     t0 = time.time()
     try:
         drafter, ev = train(a.target, a.data, a.out, cfg, generate=a.generate, max_new_tokens=a.max_new_tokens,
                             gen_temp=a.gen_temp, feature_cache=a.feature_cache, resume=not a.no_resume,
-                            progress=not a.no_progress, eval_data=a.eval_data)
+                            progress=not a.no_progress, eval_data=a.eval_data, gen_batch=a.gen_batch,
+                            generate_only=a.generate_only)
+        if a.generate_only:
+            print(f"[mlx-specdec] wrote {Path(a.out) / 'generated.jsonl'} in {time.time() - t0:.0f}s", file=sys.stderr)
+            return 0
     except ValueError as e:
         print(f"[mlx-specdec] error: {e}", file=sys.stderr)
         return 2

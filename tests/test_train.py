@@ -200,3 +200,33 @@ def test_default_taps_and_memory_budget():
     small, feature_bytes = fit_to_budget(big, vocab=151936, hidden=2560, n_taps=5)
     assert small.num_anchors * small.batch_size < 64 * 8 and feature_bytes > 0
     assert fit_to_budget(TrainConfig(), 100, 8, 2)[1] is None
+
+
+def test_time_budget_fixes_the_step_count_and_resume_keeps_it(target):
+    root, model, tok = target
+    records = [{"text": "the quick brown fox jumps over the lazy dog. " * 6 + p} for p in PROMPTS]
+    cfg = TrainConfig(strategy="dflash", steps=10_000, time_budget_s=3.0, **{**SMALL, "save_every": 0})
+    t = Trainer(model, tok, cfg, root / "budget", resume=False, progress=False)
+    t.add_records(records)
+    w0 = dict(tree_flatten(t.drafter.module.parameters()))
+    t.fit()
+    steps = t.cfg.steps
+    assert 1 <= steps < 10_000 and t.step == steps  # the budget, not --steps, ended the run
+    assert json.loads((root / "budget" / "train_config.json").read_text())["steps"] == steps
+    assert any(not mx.array_equal(w0[k], v) for k, v in tree_flatten(t.drafter.module.parameters()))
+    again = Trainer(model, tok, cfg, root / "budget", resume=True, progress=False)
+    assert again.cfg.steps == steps and again.cfg.time_budget_s is None  # resumed on the same schedule
+
+
+def test_generate_only_writes_the_responses_and_no_drafter(target):
+    root, model, tok = target
+    data = root / "gen_only.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:3]))
+    out = root / "gen_only"
+    assert train_main(["--target", str(root / "t"), "--data", str(data), "--generate", "--generate-only",
+                       "--max-new-tokens", "8", "--gen-batch", "2", "--out", str(out), "--no-progress"]) == 0
+    rows = [json.loads(l) for l in (out / "generated.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(0 < len(r["response_ids"]) <= 8 for r in rows)
+    assert not (out / "config.json").exists()
+    with pytest.raises(SystemExit):
+        train_main(["--target", str(root / "t"), "--data", str(data), "--generate-only", "--out", str(out)])
