@@ -39,13 +39,13 @@ def setup(tmp_path_factory):
     return root, model
 
 
-def _hidden(model, chunks):
+def _hidden(model, chunks, taps=TAPS):
     """Target taps for consecutive token chunks (one target cache)."""
     target = TargetAdapter(model)
     cache = target.make_cache()
     out = []
     for chunk in chunks:
-        _, h = target(mx.array([chunk], dtype=mx.uint32), cache, TAPS)
+        _, h = target(mx.array([chunk], dtype=mx.uint32), cache, taps)
         out.append(h)
     return out
 
@@ -56,7 +56,7 @@ def _vlm_target(model):
                            rollback_speculative_cache=lambda *a, **k: None)
 
 
-def _compare(root, model, ours_dir, theirs_dir, strategy, g):
+def _compare(root, model, ours_dir, theirs_dir, strategy, g, taps=TAPS):
     """Two rounds (prefill context, then 3 committed rows); returns max |q_ours - q_vlm|."""
     drafter = load_drafter(root / ours_dir, model)
     proposer = strategy.build(TargetAdapter(model), drafter, StrategyOptions(num_draft_tokens=g))
@@ -66,7 +66,7 @@ def _compare(root, model, ours_dir, theirs_dir, strategy, g):
     sampling = Sampling.create(make_sampler(temp=1.0))
     committed = PROMPT[:-1]
     round2 = [PROMPT[-1], 33, 10]
-    h1, h2 = _hidden(model, [committed, round2])
+    h1, h2 = _hidden(model, [committed, round2], taps)
     diffs, markov_effect = [], 0.0
     for ctx_tokens, h, anchor in ((committed, h1, PROMPT[-1]), (round2, h2, 65)):
         proposer.extend(ctx_tokens, h)
