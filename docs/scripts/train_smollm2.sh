@@ -9,14 +9,16 @@
 # GGUF       SmolLM2-135M-Instruct.Q4_1.gguf (what `mlx-specdec fetch smollm2` downloads)
 # WORK       working folder (default ./smollm2-train); PYTHON (python3)
 # N_PROMPTS  prompts from docs/scripts/make_train_prompts.py (12000): half answered greedily, half at T=1
-# MAX_NEW    response cap (256)   GEN_BATCH  prompts answered at once (256)   GEN_TIMEOUT seconds (180; 0 = reuse $WORK/gen_t*)
-# BUDGET     seconds of training per drafter at most (250); one drafter after the other
+# MAX_NEW    response cap (256)   GEN_BATCH  prompts answered at once (192)   GEN_TIMEOUT seconds (150; 0 = reuse $WORK/gen_t*)
+# BUDGET     seconds of training per drafter at most (200); one drafter after the other
 # TRAIN_ARGS extra/overriding `mlx-specdec train` flags for both drafters
+# PACK_OUT   if set: bf16 + 4-bit drafters, evals, logs (tar, 15 MB pieces) and the responses go there
+# The defaults are the run in docs/training.md.
 set -euo pipefail
 PY=${PYTHON:-python3}
 WORK=${WORK:-$PWD/smollm2-train}
-N_PROMPTS=${N_PROMPTS:-12000}; MAX_NEW=${MAX_NEW:-256}; GEN_BATCH=${GEN_BATCH:-256}
-GEN_TIMEOUT=${GEN_TIMEOUT:-180}; BUDGET=${BUDGET:-250}
+N_PROMPTS=${N_PROMPTS:-12000}; MAX_NEW=${MAX_NEW:-256}; GEN_BATCH=${GEN_BATCH:-192}
+GEN_TIMEOUT=${GEN_TIMEOUT:-150}; BUDGET=${BUDGET:-200}
 mkdir -p "$WORK"
 T0=$(date +%s); stamp() { echo "[train_smollm2 +$(( $(date +%s) - T0 ))s] $*"; }
 
@@ -53,8 +55,8 @@ done
 
 stamp "training DSpark and DFlash (${BUDGET}s each at most)"
 COMMON=(--target "$MODEL" --data "$WORK/gen_t0/generated.jsonl" "$WORK/gen_t1/generated.jsonl"
-        --seq-len 512 --batch-size 32 --num-anchors 64 --block-size 7 --num-draft-layers 2 --lr 1e-3
-        --steps 100000 --time-budget "$BUDGET" --save-every 250 --eval-fraction 0.03 --eval-blocks 4096
+        --seq-len 512 --batch-size 16 --num-anchors 64 --block-size 7 --num-draft-layers 2 --lr 1e-3
+        --steps 2500 --time-budget "$BUDGET" --save-every 250 --eval-fraction 0.03 --eval-blocks 4096
         --quantize 4 ${TRAIN_ARGS:-})
 # one after the other: two MLX processes side by side ran the H200 out of memory (each caches buffers)
 for kind in dspark dflash; do
