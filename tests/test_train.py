@@ -211,7 +211,7 @@ def test_time_budget_fixes_the_step_count_and_resume_keeps_it(target):
     w0 = dict(tree_flatten(t.drafter.module.parameters()))
     t.fit()
     steps = t.cfg.steps
-    assert 1 <= steps < 10_000 and t.step == steps  # the budget, not --steps, ended the run
+    assert 1 <= t.step <= steps < 10_000  # the budget, not --steps, ended the run (a 15 % overrun stops early)
     assert json.loads((root / "budget" / "train_config.json").read_text())["steps"] == steps
     assert any(not mx.array_equal(w0[k], v) for k, v in tree_flatten(t.drafter.module.parameters()))
     again = Trainer(model, tok, cfg, root / "budget", resume=True, progress=False)
