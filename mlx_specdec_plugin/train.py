@@ -324,7 +324,8 @@ def _chat(tokenizer, messages: List[dict], add_generation_prompt: bool) -> List[
 
 
 def generate_responses(model, tokenizer, prompts: List[str], max_tokens: int, temp: float = 0.0,
-                       seed: int = 0, progress: bool = True, batch: int = 16) -> List[dict]:
+                       seed: int = 0, progress: bool = True, batch: int = 16, done: int = 0,
+                       total: Optional[int] = None) -> List[dict]:
     """Self-distillation data: the target's own responses (chat template) to ``prompts``, generated
     ``batch`` prompts at a time with mlx-lm's ``batch_generate``."""
     from mlx_lm.generate import batch_generate
@@ -342,8 +343,8 @@ def generate_responses(model, tokenizer, prompts: List[str], max_tokens: int, te
             out.append({"prompt_ids": p_ids, "response_ids": [int(t) for t in r_ids]})
         if progress:
             n = sum(len(r["response_ids"]) for r in out)
-            _status(f"generate {len(out)}/{len(prompts)} prompts, {n} tokens, {n / (time.time() - t0):.1f} tok/s")
-    if progress:
+            _status(f"generate {done + len(out)}/{total or len(prompts)} prompts, {n / (time.time() - t0):.1f} tok/s")
+    if progress and done + len(out) >= (total or len(prompts)):
         _status(None)
     return out
 
@@ -852,7 +853,8 @@ class Trainer:
             chunk = max(1, gen_batch)  # appended batch by batch: an interrupted run resumes after the last one
             for i in range(0, len(todo), chunk):
                 new = generate_responses(self.model, self.tokenizer, todo[i : i + chunk], max_new_tokens, gen_temp,
-                                         self.cfg.seed + len(done), self.progress, gen_batch)
+                                         self.cfg.seed + len(done), self.progress, gen_batch, len(done),
+                                         len(prompts))
                 with gen_file.open("a") as f:
                     for r in new:
                         f.write(json.dumps(r) + "\n")
