@@ -18,12 +18,6 @@ from typing import List, Optional
 DEFAULT_PROMPT = "Give me three tips for staying focused while studying, with one sentence on each."
 
 
-def _chat_ids(tokenizer, prompt: str) -> List[int]:
-    if getattr(tokenizer, "chat_template", None):
-        return list(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True))
-    return list(tokenizer.encode(prompt))
-
-
 def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, temp: float,
              num_draft_tokens, seed: int, out=sys.stdout) -> dict:
     """Decode ``prompt`` speculatively, then plainly; print and return the comparison."""
@@ -32,13 +26,14 @@ def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, tem
     from mlx_lm import stream_generate as plain_stream_generate
     from mlx_lm.sample_utils import make_sampler
 
+    from .bench import encode
     from .drafters import load_drafter
     from .generate import stream_generate
     from .stats import SpecStats
 
     model, tokenizer = load(model_path)
     drafter = load_drafter(draft_path, model)  # validated against the target before anything runs
-    ids = _chat_ids(tokenizer, prompt)
+    ids = encode(tokenizer, prompt, chat=True)
     spec_kw = dict(draft_model=drafter, num_draft_tokens=num_draft_tokens)
 
     def decode(spec: bool, n: int, stats: Optional[SpecStats] = None, echo: bool = False):

@@ -18,7 +18,7 @@ from mlx_lm import load
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_specdec_plugin import load_drafter, stream_generate
-from mlx_specdec_plugin.bench import load_prompts
+from mlx_specdec_plugin.bench import encode, load_prompts
 from mlx_specdec_plugin.stats import SpecStats
 
 
@@ -42,7 +42,7 @@ def main() -> None:
             for s in a.sets:
                 stats = SpecStats()
                 for _, prompt in load_prompts([s], a.num_prompts):
-                    ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+                    ids = encode(tok, prompt, chat=True)
                     mx.random.seed(0)
                     for _ in stream_generate(model, tok, ids, max_tokens=a.max_tokens, draft_model=drafter,
                                              num_draft_tokens=a.num_draft_tokens, sampler=make_sampler(temp),
