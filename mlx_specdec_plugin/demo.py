@@ -102,7 +102,8 @@ def _forward_ms(model, ids: List[int], width: int, repeats: int = 3) -> float:
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="mlx-specdec demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="target (default: SmolLM2-135M-Instruct via `mlx-specdec fetch`)")
-    p.add_argument("--draft-model", default=None, help="drafter (default: the shipped smollm2-dspark)")
+    p.add_argument("--draft-model", default="smollm2-dspark",
+                   help="drafter folder, or the name of a shipped one: smollm2-dspark (default), smollm2-dflash")
     p.add_argument("--prompt", default=DEFAULT_PROMPT)
     p.add_argument("--max-tokens", type=int, default=96)
     p.add_argument("--temp", type=float, default=0.0)
@@ -110,11 +111,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     k = a.num_draft_tokens if a.num_draft_tokens == "auto" else int(a.num_draft_tokens)
-    from .fetch import fetch_model, shipped_drafter
+    from .cli import local_path
+    from .fetch import fetch_model
 
     try:
         model = a.model or str(fetch_model("smollm2"))
-        draft = a.draft_model or str(shipped_drafter("smollm2-dspark"))
+        draft = local_path(a.draft_model)
         run_demo(model, draft, a.prompt, a.max_tokens, a.temp, k, a.seed)
     except (ValueError, RuntimeError) as e:
         print(f"[mlx-specdec] error: {e}", file=sys.stderr)

@@ -79,6 +79,10 @@ SHIPPED_DRAFTERS: dict[str, tuple[str, str]] = {
         "smollm2-135m-instruct-dspark-4bit",
         "DSpark drafter for SmolLM2-135M-Instruct (shipped, 4-bit, 9 MB; trained by mlx-specdec train)",
     ),
+    "smollm2-dflash": (
+        "smollm2-135m-instruct-dflash-4bit",
+        "DFlash drafter for SmolLM2-135M-Instruct (shipped, 4-bit, 5 MB; trained by mlx-specdec train)",
+    ),
 }
 
 

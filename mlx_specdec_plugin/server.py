@@ -497,7 +497,7 @@ class Worker(threading.Thread):
         import mlx.core as mx
         from mlx_lm import load
 
-        from .cli import _draft_config, is_block_drafter_config, load_draft, resolve_cli_strategy
+        from .cli import _draft_config, is_block_drafter_config, load_draft, local_path, resolve_cli_strategy
         from .plugins import registry
 
         a = self.args
@@ -509,6 +509,7 @@ class Worker(threading.Thread):
             tokenizer.chat_template = tokenizer.default_chat_template
         draft, config = None, None
         if a.draft_model and a.draft_strategy != "none":
+            a.draft_model = local_path(a.draft_model)
             config = _draft_config(a.draft_model)
             draft = load_draft(a.draft_model, a.trust_remote_code)
         strategy, why = resolve_cli_strategy(a.draft_strategy, draft, config)

@@ -1,11 +1,13 @@
-"""Spec for the drafter shipped in the package (issue 8) and ``mlx-specdec demo``:
+"""Spec for the drafters shipped in the package (issue 8) and ``mlx-specdec demo``:
 
-* ``mlx-specdec fetch smollm2-dspark`` prints its folder; it is a 4-bit DSpark checkpoint of a few MB;
-* it validates against a SmolLM2-135M-shaped target (taps, depth, vocabulary, hidden size), mlx-vlm's
+* ``mlx-specdec fetch smollm2-dspark`` / ``smollm2-dflash`` print their folders; each is a 4-bit
+  checkpoint of a few MB, and ``--draft-model`` accepts those names wherever it accepts a folder;
+* each validates against a SmolLM2-135M-shaped target (taps, depth, vocabulary, hidden size), mlx-vlm's
   loader reads it and drafts the same distributions as ours, and greedy decoding with it (the 4-bit
   Markov table included) is token-identical to plain decoding;
 * the demo prints acceptance, both speeds and the exactness verdict;
-* opt-in (MLX_SPECDEC_SLOW=1): with the real SmolLM2 weights the drafter is accepted (tau > 1.3).
+* opt-in (MLX_SPECDEC_SLOW=1): with the real SmolLM2 weights each drafter is accepted (tau > 1.3 for
+  DSpark, > 1.2 for DFlash).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.cli import main as cli_main
 from mlx_specdec_plugin.demo import run_demo
 from mlx_specdec_plugin.fetch import shipped_drafter
-from mlx_specdec_plugin.strategies import dspark
+from mlx_specdec_plugin.cli import local_path
+from mlx_specdec_plugin.strategies import dflash, dspark
 from mlx_specdec_plugin.tiny import save_tiny_model
 
 # SmolLM2-135M-Instruct's architecture (what `mlx-specdec fetch smollm2` writes), random weights
@@ -44,20 +47,27 @@ def smollm2_shaped():
     return model
 
 
-def test_fetch_prints_the_shipped_folder(capsys):
-    assert cli_main(["fetch", "smollm2-dspark"]) == 0
+SHIPPED = ["smollm2-dspark", "smollm2-dflash"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_fetch_prints_the_shipped_folder(capsys, name):
+    assert cli_main(["fetch", name]) == 0
     path = capsys.readouterr().out.strip()
-    assert path == str(shipped_drafter("smollm2-dspark"))
-    size = sum(f.stat().st_size for f in shipped_drafter("smollm2-dspark").iterdir())
+    assert path == str(shipped_drafter(name)) == local_path(name)
+    size = sum(f.stat().st_size for f in shipped_drafter(name).iterdir())
     assert size < 10 * 2**20
     with pytest.raises(ValueError, match="shipped"):
         shipped_drafter("nope")
 
 
-def test_shipped_drafter_fits_smollm2_and_decodes_exactly(smollm2_shaped):
-    d = load_drafter(shipped_drafter("smollm2-dspark"), smollm2_shaped)
-    assert d.kind == "dspark" and d.config.proposal_length == 7 and d.config.quantization["bits"] == 4
-    assert d.tap_layers == (1, 14, 27) and "markov_head" in d.module and "confidence_head" in d.module
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_drafter_fits_smollm2_and_decodes_exactly(smollm2_shaped, name):
+    d = load_drafter(shipped_drafter(name), smollm2_shaped)
+    assert d.kind == name.split("-")[1] and d.config.proposal_length == 7 and d.config.quantization["bits"] == 4
+    assert d.tap_layers == (1, 14, 27)
+    if d.kind == "dspark":
+        assert "markov_head" in d.module and "confidence_head" in d.module
     prompt = mx.array([1, 9690, 314, 253, 1345, 28, 2])
     ref = [int(t) for (t, _), _ in zip(generate_step(prompt, smollm2_shaped, max_tokens=10), range(10))]
     target, proposer, accept, sampling, _, k = prepare(smollm2_shaped, d, num_draft_tokens=3)
@@ -67,10 +77,12 @@ def test_shipped_drafter_fits_smollm2_and_decodes_exactly(smollm2_shaped):
     assert ours == ref and stats.proposed > 0
 
 
-def test_mlx_vlm_reads_the_shipped_drafter_and_drafts_the_same(smollm2_shaped, tmp_path):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_mlx_vlm_reads_the_shipped_drafter_and_drafts_the_same(smollm2_shaped, tmp_path, name):
     xcheck = pytest.importorskip("test_drafter_crosscheck")
-    shutil.copytree(shipped_drafter("smollm2-dspark"), tmp_path / "d")
-    diff, _ = xcheck._compare(tmp_path, smollm2_shaped, "d", "d", dspark, g=7, taps=(1, 14, 27))
+    shutil.copytree(shipped_drafter(name), tmp_path / "d")
+    strategy = dspark if name.endswith("dspark") else dflash
+    diff, _ = xcheck._compare(tmp_path, smollm2_shaped, "d", "d", strategy, g=7, taps=(1, 14, 27))
     assert diff < 1e-4
 
 
@@ -89,11 +101,13 @@ def test_demo_prints_acceptance_speed_and_exactness(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_smollm2_accepts_the_shipped_drafter():
+@pytest.mark.parametrize("name", SHIPPED)
+def test_real_smollm2_accepts_the_shipped_drafter(name):
     from mlx_specdec_plugin.fetch import fetch_model
 
     if os.environ.get("MLX_SPECDEC_SLOW") != "1":
         pytest.skip("set MLX_SPECDEC_SLOW=1 (real weights)")
-    res = run_demo(str(fetch_model("smollm2")), str(shipped_drafter("smollm2-dspark")),
+    res = run_demo(str(fetch_model("smollm2")), str(shipped_drafter(name)),
                    "Give me three tips for staying focused while studying.", 48, 0.0, 3, 0, out=io.StringIO())
-    assert res["identical"] and res["tau"] > 1.3
+    # an untrained drafter gives tau ~1.0; the shipped DFlash one measured 1.26 on this prompt
+    assert res["identical"] and res["tau"] > (1.3 if name.endswith("dspark") else 1.2)
