@@ -63,9 +63,11 @@ def local_path(path: str) -> str:
     the hub cache and its folder returned. Offline, the id is returned as is."""
     from .fetch import SHIPPED_DRAFTERS, shipped_drafter
 
-    if not Path(path).exists() and path in SHIPPED_DRAFTERS:
+    if Path(path).exists():
+        return path
+    if path in SHIPPED_DRAFTERS:
         return str(shipped_drafter(path))
-    if Path(path).exists() or path.count("/") != 1:
+    if path.count("/") != 1:
         return path
     try:
         from huggingface_hub import snapshot_download
