@@ -973,7 +973,8 @@ class Trainer:
                 grads, _ = optim.clip_grad_norm(grads, self.cfg.grad_clip)
             mx.eval(loss, scratch.apply_gradients(grads, params), scratch.state)
             times.append(time.time() - ts)
-        per_step = sorted(times[2:] or times)[len(times[2:] or times) // 2] * 1.05
+        steady = sorted(times[2:] or times)  # the first passes include compilation
+        per_step = steady[len(steady) // 2] * 1.05
         remaining = self.cfg.time_budget_s - (time.time() - t0)
         steps = max(1, min(max_steps, int(remaining / per_step)))
         sys.stderr.write(f"[mlx-specdec] time budget {self.cfg.time_budget_s:.0f}s at {per_step:.3f}s/step: "
