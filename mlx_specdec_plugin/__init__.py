@@ -3,7 +3,14 @@
 Switch an mlx-lm script by changing one import::
 
     from mlx_specdec_plugin import generate, stream_generate
+
+On Linux, importing the package first (before ``mlx.core``) gives MLX's CPU backend an optimised
+BLAS when one is installed (:mod:`mlx_specdec_plugin.blas`; ``MLX_SPECDEC_BLAS=bundled`` opts out).
 """
+
+from . import blas
+
+blas.preload()  # before anything imports mlx.core  # noqa: E402
 
 from .drafters import Drafter, load_drafter, save_drafter
 from .drafting import Draft, DraftContext, Proposer, Strategy, StrategyOptions, Verdict

@@ -40,7 +40,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .oracle_bench import OracleProposer
-from .calibrate import Progress, device_name, measure_verify_curve, quantization_of
+from .calibrate import Progress, blas_id, device_name, measure_verify_curve, quantization_of
 from .scheduler import AdaptiveScheduler, CostCurve
 
 PROMPT_SETS = ("chat", "code", "math")
@@ -386,7 +386,7 @@ def run_bench(
                             raise SystemExit(f"strategy '{m.strategy}' needs --draft-model or --random-draft")
                     k = m.k
                     if k == "auto":
-                        sched = AdaptiveScheduler(curve, online=True)
+                        sched = AdaptiveScheduler(curve)
                         schedulers[m.name].append(sched)
                         kw["draft_length"] = sched
                         k = auto_cap
@@ -416,7 +416,7 @@ def run_bench(
             plain_tps = results[-1]["tokens_per_s"]
     bar.close()
     return {
-        "machine": {"device": device_name(), "mlx": mx.__version__},
+        "machine": {"device": device_name(), "mlx": mx.__version__, "blas": blas_id()},
         "model": models.name,
         "quantization": quantization_of(models.model),
         "draft": models.draft_name,
@@ -485,6 +485,7 @@ def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, baseline: Dict[i
     row.update({k: d[k] for k in ("rounds", "mean_accepted_length", "acceptance_rate", "acceptance_by_position")})
     row["draft_s"], row["verify_s"] = later.draft_time, later.verify_time
     row["draft_share"] = later.draft_time / max(later.draft_time + later.verify_time, 1e-12)
+    row["round_split_ms"] = round_split(runs)
     if ideals:
         row["ideal_speedup"] = statistics.median(ideals)
         row["loop_efficiency"] = statistics.median(effs)
@@ -492,6 +493,28 @@ def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, baseline: Dict[i
         lengths = [k for s in schedulers for k in s.history]
         row["auto_lengths"] = {str(k): lengths.count(k) for k in sorted(set(lengths))}
     return row
+
+
+def round_split(runs: Sequence[Run]) -> Dict[str, float]:
+    """Where a round's wall time goes, in ms per round (first rounds left out): ``draft`` (the
+    proposer, up to its one host sync), ``verify`` (the target's forward and the acceptor, up to
+    the verdict), ``commit`` (rollback and proposer update), ``other`` (emitting, detokenizing and
+    the caller's loop: the rest of the wall time between the first round's end and the last token)."""
+    rounds = wall = draft = verify = commit = 0.0
+    for run in runs:
+        later = run.stats.rounds[1:]
+        if not later:
+            continue
+        rounds += len(later)
+        wall += run.times[-1] - run.times[_first_round_end(run)]
+        draft += sum(r.draft_time for r in later)
+        verify += sum(r.verify_time for r in later)
+        commit += sum(r.commit_time for r in later)
+    if not rounds:
+        return {}
+    ms = 1e3 / rounds
+    return {"draft": draft * ms, "verify": verify * ms, "commit": commit * ms,
+            "other": (wall - draft - verify - commit) * ms, "round": wall * ms}
 
 
 # ---- output --------------------------------------------------------------------------------

@@ -63,17 +63,18 @@ class RollbackError(RuntimeError):
     """A rollback was asked for that the saved round cannot undo exactly (a bug, not user error)."""
 
 
-def _leaves(cache: List[Any]) -> List[Any]:
+def leaves(cache: List[Any]) -> List[Any]:
+    """The cache's leaf caches, ``CacheList`` entries flattened, in layer order."""
     out = []
     for c in cache:
         inner = getattr(c, "caches", None)  # mlx-lm CacheList
-        out.extend(_leaves(list(inner)) if inner is not None else [c])
+        out.extend(leaves(list(inner)) if inner is not None else [c])
     return out
 
 
 def check_rollback(cache: List[Any]) -> None:
     """Raise :class:`UnsupportedCacheError` naming every cache type we cannot roll back."""
-    bad = sorted({type(c).__name__ for c in _leaves(cache) if type(c) not in SUPPORTED_TYPES})
+    bad = sorted({type(c).__name__ for c in leaves(cache) if type(c) not in SUPPORTED_TYPES})
     if bad:
         raise UnsupportedCacheError(
             f"speculative decoding cannot roll back cache type(s) {', '.join(bad)} "
@@ -83,7 +84,7 @@ def check_rollback(cache: List[Any]) -> None:
 
 def needs_state(cache: List[Any]) -> bool:
     """True when rolling ``cache`` back needs a :func:`begin_round` snapshot (recurrent leaves)."""
-    return any(type(c) is ArraysCache for c in _leaves(cache))
+    return any(type(c) is ArraysCache for c in leaves(cache))
 
 
 @dataclass
@@ -116,13 +117,13 @@ def begin_round(cache: List[Any], replay: Optional[Replay] = None) -> Round:
     ``replay(n)`` must run the model on the round's first ``n`` tokens with this cache; it is
     called only for recurrent leaves whose per-position states were not captured.
     """
-    return Round({id(c): _save(c) for c in _leaves(cache)}, replay)
+    return Round({id(c): _save(c) for c in leaves(cache)}, replay)
 
 
 def checkpoint(rnd: Round, cache: List[Any], position: int) -> None:
     """Record the recurrent leaves' current states as those after the round's first ``position``
     tokens. For forwards fed a token at a time (a draft model): rollback then selects, no replay."""
-    for c in _leaves(cache):
+    for c in leaves(cache):
         if type(c) is ArraysCache:
             states = rnd.checkpoints.setdefault(id(c), {})
             states[position] = list(c.cache)
@@ -195,21 +196,21 @@ def end_round(cache: List[Any], snapshot: Optional[Round], appended: int, keep: 
     drop = appended - keep
     if drop <= 0:
         return
-    leaves = _leaves(cache)
-    recurrent = [c for c in leaves if type(c) is ArraysCache]
+    flat = leaves(cache)
+    recurrent = [c for c in flat if type(c) is ArraysCache]
     if recurrent and snapshot is None:
         raise RollbackError("recurrent (ArraysCache) layers need the Round from begin_round")
     captured = snapshot.captured if snapshot is not None else {}
     saved = snapshot.saved if snapshot is not None else {}
     if not recurrent or (keep > 0 and all(id(c) in captured for c in recurrent)):
-        for c in leaves:
+        for c in flat:
             if type(c) is ArraysCache:
                 c.cache = list(captured[id(c)](keep))
             else:
                 _drop(c, saved.get(id(c)), drop)
         return
     # Replay: undo the whole round everywhere, then run the kept tokens again.
-    for c in leaves:
+    for c in flat:
         if type(c) in (ArraysCache, RotatingKVCache):
             _restore(c, snapshot.saved[id(c)])
         else:

@@ -23,14 +23,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import blas
 from .scheduler import CostCurve
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -61,6 +62,12 @@ def device_name() -> str:
     return f"{dev.type.name if hasattr(dev.type, 'name') else dev}:{name}:{platform.machine()}:{os.cpu_count()}cpu"
 
 
+def blas_id() -> str:
+    """Which BLAS serves MLX's CPU backend: a curve measured with one says nothing of another."""
+    st = blas.status()
+    return st.kind if st.path is None else f"{st.kind}:{Path(st.path).name}"
+
+
 def quantization_of(model: nn.Module) -> str:
     bits = set()
     for _, m in model.named_modules():
@@ -81,6 +88,23 @@ def _flat_params(model: nn.Module):
     return tree_flatten(model.parameters())
 
 
+def drafter_id(draft_model: Any) -> str:
+    """A stable id for whatever ``draft_model=`` accepts: a folder path, a loaded drafter (its
+    folder and storage), an mlx-lm model (architecture hash and quantization), or ``None``."""
+    if draft_model is None:
+        return "none"
+    if isinstance(draft_model, (str, Path)):
+        return str(draft_model)
+    if isinstance(draft_model, nn.Module):
+        return f"{model_id(draft_model)}:{quantization_of(draft_model)}"
+    module = getattr(draft_model, "module", None)
+    if isinstance(module, nn.Module):  # a loaded DSpark/DFlash drafter
+        path = getattr(draft_model, "path", None)
+        stored = getattr(draft_model, "packed", None) or module
+        return f"{path or model_id(module)}:{quantization_of(stored)}"
+    return type(draft_model).__name__
+
+
 def model_id(model: nn.Module, name: Optional[str] = None) -> str:
     """``name`` (a path or hub id) when given, else a hash of the architecture (config + shapes)."""
     if name:
@@ -99,6 +123,7 @@ def cache_key(model: nn.Module, name: Optional[str] = None, drafter: str = "none
         "quantization": quantization_of(model),
         "mlx": mx.__version__,
         "device": device_name(),
+        "blas": blas_id(),
         "drafter": drafter,
         "context": int(context),
     }
@@ -157,6 +182,35 @@ def _ctx_tokens(vocab: int, n: int, seed: int = 0) -> List[int]:
     return [rng.randrange(min(vocab, 32000)) for _ in range(n)]
 
 
+def interpolate(measured: Dict[int, float], n: int, start: int = 1) -> List[float]:
+    """Values at ``start..n`` from measured points: piecewise linear inside their range, flat
+    extrapolation past its ends (no slope is invented where nothing was measured)."""
+    xs = sorted(measured)
+    out = []
+    for x in range(start, n + 1):
+        if x in measured:
+            out.append(measured[x])
+            continue
+        lo = max((k for k in xs if k < x), default=None)
+        hi = min((k for k in xs if k > x), default=None)
+        if lo is None or hi is None:
+            out.append(measured[lo if hi is None else hi])
+        else:
+            out.append(measured[lo] + (measured[hi] - measured[lo]) * (x - lo) / (hi - lo))
+    return out
+
+
+def quick_points(n: int) -> List[int]:
+    """The few lengths a quick calibration measures in ``1..n`` (1, 2, 3, then doubling, and n)."""
+    pts = {p for p in (1, 2, 3) if p <= n}
+    p = 4
+    while p < n:
+        pts.add(p)
+        p *= 2
+    pts.add(n)
+    return sorted(pts)
+
+
 def measure_verify_curve(
     model: nn.Module,
     width: int = 16,
@@ -164,8 +218,10 @@ def measure_verify_curve(
     repeats: int = 5,
     warmup: int = 2,
     progress: Optional[Progress] = None,
+    widths: Optional[Sequence[int]] = None,
 ) -> List[float]:
-    """Median seconds of one forward of ``w`` tokens on a ``context``-token cache, ``w = 1..width``."""
+    """Median seconds of one forward of ``w`` tokens on a ``context``-token cache, ``w = 1..width``
+    (only ``widths`` are measured when given; the rest are interpolated)."""
     from . import caches
     from .target import TargetAdapter
 
@@ -174,10 +230,11 @@ def measure_verify_curve(
     ctx = _ctx_tokens(target.vocab_size, max(context, 1))
     for start in range(0, len(ctx), 512):
         target.model(mx.array([ctx[start : start + 512]], dtype=mx.uint32), cache=cache)
-        mx.eval([c.state for c in caches._leaves(cache)])
+        mx.eval([c.state for c in caches.leaves(cache)])
     # Widths are measured round-robin (w = 1..W, then again), so that a burst of load from other
     # processes lands on every width alike and the curve's *shape* stays right on a busy machine.
-    inputs = {w: mx.array([_ctx_tokens(target.vocab_size, w, seed=w)], dtype=mx.uint32) for w in range(1, width + 1)}
+    measured = sorted(set(widths or range(1, width + 1)))
+    inputs = {w: mx.array([_ctx_tokens(target.vocab_size, w, seed=w)], dtype=mx.uint32) for w in measured}
     times: Dict[int, List[float]] = {w: [] for w in inputs}
     for i in range(warmup + repeats):
         for w, tokens in inputs.items():
@@ -190,9 +247,8 @@ def measure_verify_curve(
             if i >= warmup:
                 times[w].append(dt)
         if progress and i >= warmup:
-            progress.update(width // repeats + (1 if i - warmup < width % repeats else 0),
-                            f"pass {i - warmup + 1}/{repeats}: T(1)={times[1][-1] * 1e3:.2f} ms")
-    return [statistics.median(times[w]) for w in range(1, width + 1)]
+            progress.update(1, f"verify pass {i - warmup + 1}/{repeats}: T(1)={times[measured[0]][-1] * 1e3:.1f} ms")
+    return interpolate({w: statistics.median(v) for w, v in times.items()}, width)
 
 
 def measure_draft_curve(
@@ -200,47 +256,49 @@ def measure_draft_curve(
     draft_model: Any,
     strategy: str,
     width: int = 8,
-    tokens: int = 24,
+    repeats: int = 2,
     prompt: Optional[List[int]] = None,
     strategy_options: Optional[dict] = None,
     progress: Optional[Progress] = None,
+    lengths: Optional[Sequence[int]] = None,
 ) -> List[float]:
-    """Median seconds of ``propose(ctx, k)`` inside real rounds of the loop, ``k = 0..width``
-    (greedy sampling; lengths a strategy never reaches are filled from a linear fit)."""
+    """Median seconds of ``propose(ctx, k)`` inside real rounds of one generation with our loop
+    (greedy), for ``k = 0..width``. The rounds cycle through ``lengths`` (default ``1..width``)
+    ``repeats`` times after one warm-up round; lengths not measured (or never reached, as when
+    lookup finds nothing) are interpolated from those that were."""
     from .generate import prepare
     from .loop import speculative_generate_step
-    from .sampling import Sampling
     from .stats import SpecStats
 
     prompt = prompt or _ctx_tokens(10**9, 64, seed=7)
     prompt = [t % _vocab(model) for t in prompt]
+    schedule = [width] + [k for _ in range(repeats) for k in (lengths or range(1, width + 1))]
+    target, proposer, spec, sampling, _, _ = prepare(
+        model, draft_model, draft_strategy=strategy, acceptor="greedy", num_draft_tokens=width,
+        strategy_options=strategy_options,
+    )
+    stats = SpecStats()
+    plan = iter(schedule)
+
+    def draft_length(_stats, cap):
+        if progress and _stats.rounds:
+            progress.update(1, f"draft k={_stats.rounds[-1].proposed}")
+        return min(next(plan, 0), cap)
+
+    tokens = speculative_generate_step(mx.array(prompt), target, proposer, spec.accept, num_draft_tokens=width,
+                                       max_tokens=-1, sampling=sampling, stats=stats, draft_length=draft_length)
+    for _ in tokens:
+        if len(stats.rounds) > len(schedule):
+            break
+    tokens.close()
     by_k: Dict[int, List[float]] = {}
-    target = None
-    for k in range(1, width + 1):
-        target, proposer, spec, sampling, _, _ = prepare(
-            model, draft_model, draft_strategy=strategy, acceptor="greedy", num_draft_tokens=k,
-            strategy_options=strategy_options, target=target,
-        )
-        stats = SpecStats()
-        for _ in speculative_generate_step(mx.array(prompt), target, proposer, spec.accept, num_draft_tokens=k,
-                                           max_tokens=tokens, sampling=sampling, stats=stats):
-            pass
-        for r in stats.rounds[1:]:  # the first round pays for the drafter's prefill
+    for r in stats.rounds[1 : len(schedule)]:  # the first round pays for the drafter's prefill
+        if r.proposed > 0:
             by_k.setdefault(r.proposed, []).append(r.draft_time)
-        if progress:
-            progress.update(1, f"draft k={k}")
-    med = {k: statistics.median(v) for k, v in by_k.items() if v}
-    med.setdefault(0, 0.0)
-    known = sorted(k for k in med if k > 0)
-    if len(known) >= 2:
-        (k1, k2) = known[0], known[-1]
-        slope = (med[k2] - med[k1]) / (k2 - k1)
-        icpt = med[k1] - slope * k1
-    elif known:
-        slope, icpt = med[known[0]] / known[0], 0.0
-    else:
-        slope, icpt = 0.0, 0.0
-    return [med.get(k, max(icpt + slope * k, 0.0)) if k > 0 else 0.0 for k in range(width + 1)]
+    med = {k: statistics.median(v) for k, v in by_k.items()}
+    if not med:
+        return [0.0] * (width + 1)
+    return [0.0] + interpolate(med, width)
 
 
 def _vocab(model) -> int:
@@ -273,15 +331,14 @@ def calibrate(
     use_cache: bool = True,
     progress: bool = True,
     strategy_options: Optional[dict] = None,
+    quick: bool = False,
 ) -> Calibration:
-    """Measure (or load from the cache) the verify curve and the drafter's cost."""
-    drafter = strategy or "none"
-    if draft_model is not None and not isinstance(draft_model, str):
-        drafter = f"{drafter}:{model_id(draft_model)}:{quantization_of(draft_model)}"
-    elif isinstance(draft_model, str):
-        drafter = f"{drafter}:{draft_model}"
+    """Measure (or load from the cache) the verify curve and the drafter's cost. ``quick``: measure
+    only :func:`quick_points` of each curve and interpolate the rest (seconds, not minutes)."""
+    drafter = f"{strategy or 'none'}:{drafter_id(draft_model)}" if draft_model is not None else (strategy or "none")
     key = cache_key(model, name, drafter, context)
     key["width"], key["draft_width"] = width, (draft_width if strategy else 0)
+    key["quick"] = bool(quick)
     path = cache_path(key)
     if use_cache and path.is_file():
         try:
@@ -291,13 +348,16 @@ def calibrate(
         except (ValueError, KeyError):
             pass
     t0 = time.perf_counter()
-    bar = Progress(width + (draft_width if strategy else 0), "calibrate", enabled=progress)
+    widths = quick_points(width) if quick else None
+    lengths = quick_points(draft_width) if quick else list(range(1, draft_width + 1))
+    draft_repeats = 2
+    bar = Progress(repeats + (1 + draft_repeats * len(lengths) if strategy else 0), "calibrate", enabled=progress)
     try:
-        verify = measure_verify_curve(model, width, context, repeats, progress=bar)
+        verify = measure_verify_curve(model, width, context, repeats, progress=bar, widths=widths)
         draft = [0.0]
         if strategy:
-            draft = measure_draft_curve(model, draft_model, strategy, draft_width, progress=bar,
-                                        strategy_options=strategy_options)
+            draft = measure_draft_curve(model, draft_model, strategy, draft_width, draft_repeats, progress=bar,
+                                        strategy_options=strategy_options, lengths=lengths)
     finally:
         bar.close()
     cal = Calibration(key, CostCurve(verify, draft), seconds=time.perf_counter() - t0)
@@ -309,11 +369,14 @@ def calibrate(
     return cal
 
 
-def cached_or_quick_curve(model, draft_model=None, strategy=None, width: int = 8) -> CostCurve:
+def cached_or_quick_curve(model, draft_model=None, strategy=None, width: int = 8, progress: Optional[bool] = None,
+                          strategy_options: Optional[dict] = None) -> CostCurve:
     """For ``--num-draft-tokens auto`` without an explicit curve: the cached calibration, or a
-    quick one (3 repeats, 128-token context) measured now and cached."""
+    quick one (a few widths and draft lengths, 3 repeats, 128-token context) measured now, with a
+    progress bar on a terminal (``progress``: force it on or off), and cached."""
+    show = sys.stderr.isatty() if progress is None else progress
     return calibrate(model, draft_model=draft_model, strategy=strategy, width=width + 1, draft_width=width,
-                     context=128, repeats=3, progress=False).curve
+                     context=128, repeats=3, progress=show, quick=True, strategy_options=strategy_options).curve
 
 
 # ---- CLI -----------------------------------------------------------------------------------

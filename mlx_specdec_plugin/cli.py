@@ -319,8 +319,30 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
 COMMANDS["demo"] = demo_main
 
 
+def doctor_main(argv: Optional[List[str]] = None) -> int:
+    from .doctor import main
+
+    return main(argv)
+
+
+COMMANDS["doctor"] = doctor_main
+RUNS_MODELS = ("generate", "bench", "calibrate", "server", "vlm", "train", "demo")
+
+
+def announce_blas() -> None:
+    """One stderr line on Linux CPU runs: which BLAS MLX uses, and how to opt out or get a fast one."""
+    import mlx.core as mx
+
+    from . import blas
+
+    if blas.status().kind != "platform" and mx.default_device() == mx.cpu:
+        print(f"[mlx-specdec] {blas.describe()}", file=sys.stderr)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in RUNS_MODELS and not {"-h", "--help"} & set(argv[1:]):
+        announce_blas()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: mlx-specdec {" + ",".join(COMMANDS) + "} [options]\n")
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
@@ -333,6 +355,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  calibrate   measure and cache this machine's verify cost curve T(w) and the drafter's cost")
         print("  train       distil a DSpark or DFlash drafter for an mlx-lm target (self-distillation on MLX)")
         print("  demo        SmolLM2 + the shipped DSpark drafter vs plain decoding: acceptance, speedup, exactness")
+        print("  doctor      the device, the BLAS behind MLX's CPU backend and its measured GFLOP/s")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
@@ -462,6 +462,7 @@ class Drafter:
     target_model: nn.Module
     path: Optional[Path] = None
     embed_scale: float = 1.0
+    packed: Optional[nn.Module] = None  # the checkpoint's quantized module when ``module`` was unpacked
 
     @property
     def kind(self) -> str:
@@ -636,6 +637,7 @@ def load_drafter(
     quantize: Union[None, int, dict] = None,
     dtype: Optional[mx.Dtype] = None,
     trust_remote_code: bool = False,
+    unpack: Optional[bool] = None,
 ) -> Drafter:
     """Load a DSpark/DFlash checkpoint folder and bind it to ``target_model`` (an mlx-lm model or
     a :class:`TargetAdapter`).
@@ -643,6 +645,9 @@ def load_drafter(
     ``quantize``: 4, 8 or ``{"bits": b, "group_size": g}`` quantizes the drafter's linear layers and
     embeddings at load (mlx's own affine quantization; norms and the confidence head stay in float).
     ``dtype`` casts float weights (e.g. ``mx.float32`` for checking, ``mx.bfloat16`` for speed).
+    ``unpack``: compute with float32 copies of a quantized checkpoint's weights (the stored module
+    is kept for :func:`save_drafter`); default: on the CPU only, where it is faster
+    (:func:`unpack_by_default`), and never when ``quantize`` is given.
     Raises one ``ValueError`` naming the offending key for a config or weights that do not fit.
     """
     path = Path(path)
@@ -660,7 +665,39 @@ def load_drafter(
         nn.quantize(module, q["group_size"], q["bits"], class_predicate=_quantizable(q["group_size"]))
         config = replace(config, quantization=q, raw={**raw, "quantization": q})
         mx.eval(module.parameters())
-    return Drafter(config, module, target_model, path, _embed_scale(target_model, config))
+    packed = None
+    if config.quantization and (unpack if unpack is not None else quantize is None and unpack_by_default()):
+        packed, module = module, unpack_quantized(build_module(config, weights))
+    return Drafter(config, module, target_model, path, _embed_scale(target_model, config), packed)
+
+
+def unpack_quantized(module: nn.Module) -> nn.Module:
+    """Replace ``module``'s quantized linears and embeddings by float32 ones holding the same
+    (dequantized) weights, in place. On MLX's CPU backend a float32 matmul runs on the BLAS, many
+    times faster than a quantized one for a drafter's few rows; the values are the ones the
+    quantized kernels multiply by."""
+
+    def unpack(_path, m):
+        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            w = mx.dequantize(m.weight, m.scales, m.get("biases"), m.group_size, m.bits).astype(mx.float32)
+            if isinstance(m, nn.QuantizedEmbedding):
+                out = nn.Embedding(*w.shape)
+            else:
+                out = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
+                if "bias" in m:
+                    out.bias = m.bias
+            out.weight = w
+            return out
+        return m
+
+    module.update_modules(tree_map_with_path(unpack, module.leaf_modules(), is_leaf=nn.Module.is_module))
+    mx.eval(module.parameters())
+    return module
+
+
+def unpack_by_default() -> bool:
+    """Quantized drafters are unpacked to float32 on the CPU (faster there), kept packed elsewhere."""
+    return mx.default_device() == mx.cpu
 
 
 def save_drafter(drafter: Drafter, path: PathLike) -> Path:
@@ -672,7 +709,8 @@ def save_drafter(drafter: Drafter, path: PathLike) -> Path:
     if drafter.config.quantization:
         raw["quantization"] = drafter.config.quantization
     (path / "config.json").write_text(json.dumps(raw, indent=1))
-    mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(drafter.module.parameters())))
+    stored = drafter.packed if drafter.packed is not None else drafter.module
+    mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(stored.parameters())))
     return path
 
 

@@ -176,7 +176,7 @@ def stream_generate(
         from .scheduler import make_scheduler
 
         draft_length = make_scheduler(cost_curve, model=model, draft_model=draft_model, strategy=strategy.name,
-                                      width=k)
+                                      width=k, strategy_options=spec_kwargs.get("strategy_options"))
     unsupported = sorted(k for k in kwargs if k in ("input_embeddings", "kv_bits"))
     if unsupported:
         raise ValueError(f"not supported with speculative decoding: {', '.join(unsupported)}")

@@ -36,7 +36,7 @@ def prefill(
     for start in range(0, len(tokens), step_size):
         chunk = list(tokens[start : start + step_size])
         _, hidden = target(mx.array([chunk], dtype=mx.uint32), cache, proposer.tap_layers)
-        mx.eval([c.state for c in caches._leaves(cache)], hidden)
+        mx.eval([c.state for c in caches.leaves(cache)], hidden)
         proposer.extend(chunk, hidden)
 
 
@@ -75,10 +75,39 @@ def speculative_generate_step(
 
     (prefill_fn or prefill)(target, cache, history[:-1], proposer, prefill_step_size)
     emitted = 0
-    while max_tokens < 0 or emitted < max_tokens:
+
+    def next_budget() -> int:
+        """Proposals for the next round, decided from finished rounds only (before any of its
+        tokens are drawn), so every acceptor stays exact whatever the schedule."""
         budget = num_draft_tokens if max_tokens < 0 else min(num_draft_tokens, max_tokens - emitted - 1)
         if draft_length is not None:
             budget = min(budget, draft_length(stats, budget))
+        return budget
+
+    budget = next_budget()
+    while max_tokens < 0 or emitted < max_tokens:
+        if budget == 0 and not sampling.processors:
+            # A round that drafts nothing is a plain decoding step, pipelined as mlx-lm's
+            # generate_step pipelines: the next step's graph is built on this step's still-lazy
+            # token and queued before the host waits for it.
+            t0 = time.perf_counter()
+            step = _plain_step(target, cache, proposer, sampling, mx.array([history[-1]], dtype=mx.uint32))
+            while True:
+                stats.record(RoundStats(0, 0, 0.0, 0.0, 1))  # its time is filled in below
+                emitted += 1
+                budget = next_budget() if max_tokens < 0 or emitted < max_tokens else -1
+                upcoming = _plain_step(target, cache, proposer, sampling, step[0]) if budget == 0 else None
+                token = int(step[0].item())
+                proposer.extend([history[-1]], step[2])
+                history.append(token)
+                t1 = time.perf_counter()
+                stats.rounds[-1] = RoundStats(0, 0, 0.0, t1 - t0, 1)
+                t0 = t1
+                yield token, step[1], False
+                if upcoming is None:
+                    break
+                step = upcoming
+            continue
 
         # propose
         t0 = time.perf_counter()
@@ -105,12 +134,25 @@ def speculative_generate_step(
         proposer.extend(committed, hidden[:, : tau + 1] if hidden is not None else None)
         history.extend(drafted[:tau])
         history.append(verdict.next_token)
+        t3 = time.perf_counter()
 
         # emit
         out = drafted[:tau] + [verdict.next_token]
         if max_tokens >= 0:
             out = out[: max_tokens - emitted]
-        stats.record(RoundStats(g, tau, t1 - t0, t2 - t1, len(out)))
+        stats.record(RoundStats(g, tau, t1 - t0, t2 - t1, len(out), t3 - t2))
+        emitted += len(out)
+        budget = next_budget()
         for i, token in enumerate(out):
-            emitted += 1
             yield token, scores.logprobs[i], i < tau
+
+
+def _plain_step(target: TargetAdapter, cache: List[Any], proposer: Proposer, sampling: Sampling, token: mx.array):
+    """Queue one target step on ``token`` (uint32 ``(1,)``, may be lazy): ``(next token (1,),
+    logprobs (V,), tapped hidden or None)``, all lazy; the token is drawn with the user's sampler
+    (an exact draw from p, as every acceptor makes for an empty draft)."""
+    logits, hidden = target(token[None], cache, proposer.tap_layers)
+    logprobs = sampling.logprobs(logits[0], ())
+    nxt = sampling.sample(logprobs)
+    mx.async_eval(nxt, logprobs)
+    return nxt, logprobs[0], hidden

@@ -63,7 +63,7 @@ KINDS: Dict[str, Tuple[dict, Optional[Callable], Optional[str]]] = {
 
 
 def _eval_cache(cache: List) -> None:
-    mx.eval([c.state for c in caches._leaves(cache)])
+    mx.eval([c.state for c in caches.leaves(cache)])
 
 
 def rounds_of(config: dict, make_cache: Optional[Callable], capture: Optional[str], width: int,

@@ -17,7 +17,9 @@ target's whatever the schedule (the chi-square test in ``tests/test_scheduler.py
 
 The cost curve comes from :mod:`mlx_specdec_plugin.calibrate` (cached per machine/model), or is
 injected (``CostCurve([...])``) - tests use synthetic curves with ``tests/tiny_lm.ContextLM``.
-With ``online=True`` the curve is refined from the rounds' own measured draft/verify times.
+By default nothing measured during generation feeds back, so a seeded run gives the same
+schedule and the same tokens every time. With ``online=True`` (opt-in) the curve is refined from
+the rounds' own measured draft/verify times, which adapts to load but breaks that reproducibility.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class AdaptiveScheduler:
             for j in range(1, min(a + 1, g) + 1):
                 self.reached[j] = self.decay * self.reached.get(j, 0.0) + 1.0
                 self.kept[j] = self.decay * self.kept.get(j, 0.0) + (1.0 if j <= a else 0.0)
-            if self.online:
+            if self.online and g > 0:  # plain rounds are pipelined: their times overlap
                 self.verify_obs.add(g + 1, r.verify_time)
                 self.draft_obs.add(g, r.draft_time)
             if g > 0:
@@ -224,13 +226,16 @@ def make_scheduler(
     draft_model=None,
     strategy: Optional[str] = None,
     width: int = 8,
+    strategy_options: Optional[dict] = None,
     **kwargs,
 ) -> AdaptiveScheduler:
     """A scheduler from ``cost``, or from the cached calibration for ``model`` (measuring it now,
-    quickly, when there is none). Online refinement is on unless ``online=False`` is given."""
+    quickly, when there is none). Decisions read only the curve and the acceptance counts, so a
+    seeded run is reproducible; ``online=True`` also feeds measured round times back (adapts to
+    load, but the same seed may then give another schedule and so other draws)."""
     if cost is None:
         from .calibrate import cached_or_quick_curve
 
-        cost = cached_or_quick_curve(model, draft_model=draft_model, strategy=strategy, width=width)
-    kwargs.setdefault("online", True)
+        cost = cached_or_quick_curve(model, draft_model=draft_model, strategy=strategy, width=width,
+                                     strategy_options=strategy_options)
     return AdaptiveScheduler(cost, **kwargs)

@@ -9,14 +9,17 @@ from typing import List
 @dataclass(frozen=True)
 class RoundStats:
     """One round: ``proposed`` drafts, ``accepted`` of them kept (plus one target token),
-    ``draft_time`` / ``verify_time`` in seconds (verify includes acceptance), ``emitted`` tokens
-    actually yielded (the budget may cut a round short)."""
+    ``draft_time`` / ``verify_time`` in seconds (verify includes acceptance; for a round that
+    drafts nothing, pipelined as a plain step, the time between two tokens), ``emitted`` tokens
+    actually yielded (the budget may cut a round short), ``commit_time`` the cache rollback and
+    the proposer's update (queued work, mostly host time)."""
 
     proposed: int
     accepted: int
     draft_time: float
     verify_time: float
     emitted: int
+    commit_time: float = 0.0
 
 
 @dataclass
@@ -62,6 +65,10 @@ class SpecStats:
     @property
     def verify_time(self) -> float:
         return sum(r.verify_time for r in self.rounds)
+
+    @property
+    def commit_time(self) -> float:
+        return sum(r.commit_time for r in self.rounds)
 
     def acceptance_by_position(self) -> List[float]:
         """Conditional acceptance of draft position k (1-based index k-1): of the rounds that

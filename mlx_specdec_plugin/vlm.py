@@ -266,7 +266,7 @@ class EmbeddedPrompt:
                 logits_to_keep=1,
                 **kwargs,
             )
-            mx.eval([c.state for c in caches._leaves(cache)], hidden)
+            mx.eval([c.state for c in caches.leaves(cache)], hidden)
             proposer.extend(list(tokens[start:stop]), hidden)
 
 

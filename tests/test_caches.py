@@ -74,7 +74,7 @@ def speculative_logits(model, cache, forward: Callable, tokens: List[int], round
         logits = forward(inputs_arr, cache, rnd.captured)
         mx.eval(logits)
         caches.end_round(cache, rnd, appended=len(inputs), keep=keep)
-        mx.eval([c.state for c in caches._leaves(cache)])
+        mx.eval([c.state for c in caches.leaves(cache)])
         kept_logits.append(logits[0, :keep])
         pos += keep
     return mx.concatenate(kept_logits), pos
@@ -184,7 +184,7 @@ def test_rotating_cache_written_in_place_restores_the_overwritten_window(keep):
 def test_cachelist_and_chunked_leaves_are_rolled_back():
     row = lambda t: mx.full((1, 1, 1, 2), float(t))
     nested = CacheList(KVCache(), CacheList(ChunkedKVCache(chunk_size=16), ArraysCache(size=1)))
-    leaves = caches._leaves([nested])
+    leaves = caches.leaves([nested])
     assert [type(c) for c in leaves] == [KVCache, ChunkedKVCache, ArraysCache]
     leaves[2][0] = mx.array([1.0])
     rnd = caches.begin_round([nested])

@@ -59,7 +59,7 @@ class BlockProposer:
         if len(tokens) == 0:
             return
         self.drafter.module.extend_context(self.cache, hidden)
-        mx.eval([c.keys for c in self.cache], [c.values for c in self.cache])
+        mx.async_eval([c.keys for c in self.cache], [c.values for c in self.cache])  # queued, not waited for
 
     # -- block forward
 
