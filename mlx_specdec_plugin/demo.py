@@ -5,8 +5,9 @@ By default the target is SmolLM2-135M-Instruct (``mlx-specdec fetch smollm2``: f
 Face access) and the drafter the 4-bit DSpark checkpoint shipped in ``mlx_specdec_plugin/assets/``
 (trained by ``mlx-specdec train``, see ``docs/training.md``). The demo streams the speculative
 answer, then decodes the same prompt with mlx-lm's plain ``stream_generate`` and prints the
-acceptance (tau, drafts accepted by position), both speeds and their ratio, and — at temperature
-0 — whether the two texts are identical (they must be).
+acceptance (tau, conditional acceptance by draft position), the speeds of plain decoding, of the
+fixed draft length and of ``auto`` beside it, with their ratios, and — at temperature 0 — whether
+the texts are identical (they must be).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ DEFAULT_PROMPT = "Give me three tips for staying focused while studying, with on
 
 
 def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, temp: float,
-             num_draft_tokens, seed: int, out=sys.stdout) -> dict:
-    """Decode ``prompt`` speculatively, then plainly; print and return the comparison."""
+             num_draft_tokens, seed: int, out=sys.stdout, compare_auto: bool = True) -> dict:
+    """Decode ``prompt`` speculatively (``num_draft_tokens``, then ``auto`` beside it when that is an
+    int and ``compare_auto``), then plainly; print and return the comparison."""
     import mlx.core as mx
     from mlx_lm import load
     from mlx_lm import stream_generate as plain_stream_generate
     from mlx_lm.sample_utils import make_sampler
 
+    from . import blas
     from .bench import encode
     from .drafters import load_drafter
     from .generate import stream_generate
@@ -34,13 +37,13 @@ def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, tem
     model, tokenizer = load(model_path)
     drafter = load_drafter(draft_path, model)  # validated against the target before anything runs
     ids = encode(tokenizer, prompt, chat=True)
-    spec_kw = dict(draft_model=drafter, num_draft_tokens=num_draft_tokens)
 
-    def decode(spec: bool, n: int, stats: Optional[SpecStats] = None, echo: bool = False):
+    def decode(k, n: int, stats: Optional[SpecStats] = None, echo: bool = False):
         mx.random.seed(seed)
         kw = dict(max_tokens=n, sampler=make_sampler(temp))
-        gen = (stream_generate(model, tokenizer, ids, **kw, **spec_kw, stats=stats or SpecStats())
-               if spec else plain_stream_generate(model, tokenizer, ids, **kw))
+        gen = (stream_generate(model, tokenizer, ids, **kw, draft_model=drafter, num_draft_tokens=k,
+                               stats=stats or SpecStats())
+               if k is not None else plain_stream_generate(model, tokenizer, ids, **kw))
         text, last = "", None
         for r in gen:
             text += r.text
@@ -49,35 +52,55 @@ def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, tem
                 print(r.text, end="", flush=True, file=out)
         return text, last
 
-    decode(True, 4)  # warm-up (first-call costs), both paths
-    decode(False, 4)
-    print(f"[{drafter.kind} drafter {draft_path}, k={num_draft_tokens}, T={temp}]\n", file=out)
-    stats = SpecStats()
-    spec_text, spec_last = decode(True, max_tokens, stats, echo=True)
-    print("\n", file=out)
-    plain_text, plain_last = decode(False, max_tokens)
+    runs = [num_draft_tokens] + (["auto"] if compare_auto and num_draft_tokens != "auto" else [])
+    for k in runs + [None]:  # warm-up (first-call costs, and auto's one-time calibration), every path
+        decode(k, 4)
+    print(f"prompt: {prompt!r}", file=out)
+    print(f"[{drafter.kind} drafter {draft_path}, k={num_draft_tokens}, T={temp}; {blas.describe()}]\n", file=out)
+    stats = {k: SpecStats() for k in runs}
+    texts, lasts = {}, {}
+    for k in runs:
+        texts[k], lasts[k] = decode(k, max_tokens, stats[k], echo=k == runs[0])
+        if k == runs[0]:
+            print("\n", file=out)
+    plain_text, plain_last = decode(None, max_tokens)
+    first = stats[runs[0]]
     width = (num_draft_tokens if isinstance(num_draft_tokens, int) else 3) + 1
     verify_cost = _forward_ms(model, ids, width) / _forward_ms(model, ids, 1)
-    by_pos = " ".join(f"{a:.2f}" for a in stats.acceptance_by_position())
-    speedup = spec_last.generation_tps / max(plain_last.generation_tps, 1e-9)
+    plain_tps = plain_last.generation_tps
     res = {
-        "tau": stats.mean_accepted_length,
-        "acceptance_by_position": stats.acceptance_by_position(),
-        "spec_tps": spec_last.generation_tps,
-        "plain_tps": plain_last.generation_tps,
-        "speedup": speedup,
-        "identical": spec_text == plain_text,
+        "prompt": prompt,
+        "tau": first.mean_accepted_length,
+        "acceptance_by_position": first.acceptance_by_position(),
+        "spec_tps": lasts[runs[0]].generation_tps,
+        "plain_tps": plain_tps,
+        "speedup": lasts[runs[0]].generation_tps / max(plain_tps, 1e-9),
+        "identical": texts[runs[0]] == plain_text,
         "verify_cost": verify_cost,
+        "blas": blas.status().kind,
     }
-    print(f"acceptance: tau {res['tau']:.2f} tokens per target forward over {stats.num_rounds} rounds; "
-          f"drafts accepted by position: {by_pos}", file=out)
-    print(f"speed:      plain {res['plain_tps']:.1f} tok/s, speculative {res['spec_tps']:.1f} tok/s "
-          f"-> {speedup:.2f}x", file=out)
+    if "auto" in runs and runs[0] != "auto":
+        a = stats["auto"]
+        res["auto"] = {"tau": a.mean_accepted_length, "spec_tps": lasts["auto"].generation_tps,
+                       "speedup": lasts["auto"].generation_tps / max(plain_tps, 1e-9),
+                       "identical": texts["auto"] == plain_text,
+                       "drafting_rounds": sum(r.proposed > 0 for r in a.rounds), "rounds": a.num_rounds}
+    by_pos = " ".join(f"{x:.2f}" for x in first.acceptance_by_position())
+    print(f"acceptance: tau {res['tau']:.2f} tokens per target forward over {first.num_rounds} rounds; "
+          f"conditional acceptance by position (kept, given the earlier drafts were): {by_pos}", file=out)
+    print(f"speed:      plain {plain_tps:.1f} tok/s, speculative k={num_draft_tokens} {res['spec_tps']:.1f} tok/s "
+          f"-> {res['speedup']:.2f}x", file=out)
+    if "auto" in res:
+        a = res["auto"]
+        print(f"            auto {a['spec_tps']:.1f} tok/s -> {a['speedup']:.2f}x (drafted in {a['drafting_rounds']} "
+              f"of {a['rounds']} rounds, tau {a['tau']:.2f})", file=out)
     if temp == 0:
-        print(f"exactness:  speculative text {'==' if res['identical'] else '!='} plain text", file=out)
+        verdict = "==" if res["identical"] else "!="
+        extra = "" if "auto" not in res else f"; auto text {'==' if res['auto']['identical'] else '!='} plain text"
+        print(f"exactness:  speculative text {verdict} plain text{extra}", file=out)
     print(f"cost:       here a forward of {width} tokens takes {verify_cost:.1f}x a one-token step "
           f"(speculation needs tau above that plus the drafting time)", file=out)
-    if speedup < 1:
+    if res["speedup"] < 1:
         print("note: it pays where verifying a few tokens costs about one step (memory-bound decoding, as on "
               "Apple-silicon GPUs) and the drafter is accepted often; `--num-draft-tokens auto` measures the "
               "machine and drafts only when it pays", file=out)

@@ -19,7 +19,7 @@ from typing import Any, Callable, List, Optional, Protocol, Sequence, Tuple, run
 
 import mlx.core as mx
 
-from .sampling import Sampling, sample_from
+from .sampling import Sampling, normalise, sample_from
 
 
 @dataclass
@@ -56,16 +56,18 @@ class Draft:
         )
 
 
-def draw(sampling: Sampling, logprobs: mx.array) -> Draft:
-    """Draw one token per row of processed log-probabilities ``(n, V)`` the way every drafter must:
-    the argmax at temperature 0 (deterministic), else a draw from ``q = sampling.probs(...)``
-    reported with it, or the user's own draw for an opaque sampler (q unknown)."""
+def draw(sampling: Sampling, logits: mx.array, history: Sequence[int]) -> Draft:
+    """Draw one token per row of drafter logits ``(n, V)`` the way every drafter must, through the
+    user's chain (``history`` as for :meth:`Sampling.processed`): the argmax at temperature 0
+    (deterministic; no normalisation needed), else a draw from the reported
+    ``q = sampling.distribution(...)``, or the user's own draw for an opaque sampler (q unknown)."""
+    processed = sampling.processed(logits, history)
     if sampling.greedy:
-        return Draft(mx.argmax(logprobs, axis=-1).astype(mx.uint32), None, True)
+        return Draft(mx.argmax(processed, axis=-1).astype(mx.uint32), None, True)
     if sampling.known:
-        q = sampling.probs(logprobs)
+        q = sampling.distribution(processed)
         return Draft(sample_from(q), q, False)
-    return Draft(sampling.sample(logprobs), None, False)
+    return Draft(sampling.sample(normalise(processed)), None, False)
 
 
 @dataclass
@@ -74,7 +76,8 @@ class DraftContext:
 
     ``history``: every committed token plus the pending one (list of ints; the prompt included).
     ``sampling``: the user's sampling chain; a proposer that samples must draw from
-    ``sampling.probs(sampling.logprobs(...))`` and report that q, so the acceptor stays exact.
+    ``sampling.distribution(sampling.processed(...))`` (what :func:`draw` does) and report that q,
+    so the acceptor stays exact.
     """
 
     history: List[int]

@@ -121,7 +121,7 @@ def speculative_generate_step(
         inputs = mx.array([history[-1]] + drafted, dtype=mx.uint32)
         rnd = caches.begin_round(cache, replay=lambda n: target(inputs[None, :n], cache))
         logits, hidden = target(inputs[None], cache, proposer.tap_layers, record=rnd.captured)
-        scores = TargetScores(sampling.logprobs(logits[0], history + drafted), sampling)
+        scores = TargetScores.from_logits(logits[0], history + drafted, sampling)
 
         # accept
         verdict = acceptor(draft, scores)

@@ -15,8 +15,9 @@ need p refuse it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import mlx.core as mx
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler
@@ -144,27 +145,32 @@ class Sampling:
     def known(self) -> bool:
         return self.params is not None
 
-    def logprobs(self, logits: mx.array, history: Sequence[int]) -> mx.array:
-        """Processed, normalised log-probabilities ``(n, V)`` for ``n`` consecutive rows.
+    def processed(self, logits: mx.array, history: Sequence[int]) -> mx.array:
+        """Logits ``(n, V)`` of ``n`` consecutive rows after the logits processors, unnormalised.
 
         ``history`` is the token list through the last row's context: row ``i`` sees its first
         ``len(history) - n + 1 + i`` tokens (for a verify pass over ``[pending, x1..xg]`` that is
         the committed tokens plus the whole verify input). The dtype of ``logits`` is kept, as
         mlx-lm keeps it, so greedy argmax ties break the same way.
         """
-        if self.processors:
-            n = logits.shape[0]
-            hist = mx.array(list(history), dtype=mx.uint32)
-            base = len(history) - n + 1
-            rows = []
-            for i in range(n):
-                row = logits[i : i + 1]
-                h = hist[: base + i]
-                for proc in self.processors:
-                    row = proc(h, row)
-                rows.append(row)
-            logits = mx.concatenate(rows, axis=0)
-        return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        if not self.processors:
+            return logits
+        n = logits.shape[0]
+        hist = mx.array(list(history), dtype=mx.uint32)
+        base = len(history) - n + 1
+        rows = []
+        for i in range(n):
+            row = logits[i : i + 1]
+            h = hist[: base + i]
+            for proc in self.processors:
+                row = proc(h, row)
+            rows.append(row)
+        return mx.concatenate(rows, axis=0)
+
+    def logprobs(self, logits: mx.array, history: Sequence[int]) -> mx.array:
+        """Processed, normalised log-probabilities ``(n, V)`` (see :meth:`processed`), as mlx-lm
+        computes them before sampling."""
+        return normalise(self.processed(logits, history))
 
     def probs(self, logprobs: mx.array) -> mx.array:
         """The distribution ``(n, V)`` the sampler draws from (one-hot argmax at temperature 0)."""
@@ -175,9 +181,47 @@ class Sampling:
         filtered = self.params.filter(logprobs.astype(mx.float32))
         return mx.softmax(filtered * (1.0 / self.params.temp), axis=-1)
 
+    def distribution(self, processed: mx.array) -> mx.array:
+        """:meth:`probs` from :meth:`processed` logits, skipping the normalisation where the
+        filters do not need it (min-p, top-k and the tempered softmax are shift-invariant; top-p
+        and temperature 0 get normalised log-probabilities): one pass over the vocabulary less."""
+        p = self.params
+        if p is None or p.greedy or 0 < p.top_p < 1.0:
+            return self.probs(normalise(processed))
+        filtered = p.filter(processed.astype(mx.float32))
+        return mx.softmax(filtered * (1.0 / p.temp), axis=-1)
+
     def sample(self, logprobs: mx.array) -> mx.array:
         """Draw one token per row with the user's sampler (uint32 ``(n,)``)."""
         return self.sampler(logprobs).astype(mx.uint32)
+
+
+def normalise(logits: mx.array) -> mx.array:
+    """``logits - logsumexp(logits)`` over the last axis, in the logits' dtype (mlx-lm's logprobs)."""
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def greedy_tokens(processed: mx.array) -> List[int]:
+    """``argmax(normalise(processed))`` per row, as mlx-lm's greedy sampler takes it, without the
+    normalisation in the common case (one host sync).
+
+    Subtracting a row's logsumexp ``c`` rounds each entry by at most ``eps/2 * |x - c|``, and
+    ``|c| <= |max| + log V``; so when the top logit leads the runner-up by more than
+    ``4 * eps * (2 |max| + log V + 1)`` the two argmaxes agree. Rows closer than that (near
+    ties) are decided on the normalised values, exactly as mlx-lm does."""
+    x = processed
+    vocab = x.shape[-1]
+    top = mx.argmax(x, axis=-1)
+    best = mx.take_along_axis(x, top[:, None], axis=-1)[:, 0].astype(mx.float32)
+    runner_up = mx.max(mx.where(mx.arange(vocab)[None, :] == top[:, None], -mx.inf, x), axis=-1).astype(mx.float32)
+    eps = float(mx.finfo(x.dtype).eps)
+    close = (best - runner_up) <= 4.0 * eps * (2.0 * mx.abs(best) + math.log(vocab) + 1.0)
+    mx.eval(top, close)
+    ids, near = top.tolist(), close.tolist()
+    if any(near):
+        exact = mx.argmax(normalise(x), axis=-1).tolist()
+        ids = [e if n else i for i, e, n in zip(ids, exact, near)]
+    return ids
 
 
 def _one_hot(indices: mx.array, size: int) -> mx.array:

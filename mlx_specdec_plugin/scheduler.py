@@ -236,6 +236,13 @@ def make_scheduler(
     if cost is None:
         from .calibrate import cached_or_quick_curve
 
+        # A first-run calibration builds modules and draws from mlx's global RNG; a cached curve
+        # does not. Reseeding from one draw made either way leaves the caller's random stream in
+        # the same state afterwards, so a seeded run gives the same tokens on the first call too.
+        import mlx.core as mx
+
+        resume = int(mx.random.randint(0, 2**31 - 1, shape=(1,)).item())
         cost = cached_or_quick_curve(model, draft_model=draft_model, strategy=strategy, width=width,
                                      strategy_options=strategy_options)
+        mx.random.seed(resume)
     return AdaptiveScheduler(cost, **kwargs)

@@ -1,5 +1,6 @@
 import os
 
+import mlx_specdec_plugin  # noqa: F401  first: the fast CPU BLAS is chosen before mlx.core binds one
 import mlx.core as mx
 import pytest
 

@@ -86,7 +86,8 @@ def test_mlx_vlm_reads_the_shipped_drafter_and_drafts_the_same(smollm2_shaped, t
     assert diff < 1e-4
 
 
-def test_demo_prints_acceptance_speed_and_exactness(tmp_path):
+def test_demo_prints_acceptance_speed_and_exactness(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLX_SPECDEC_CACHE", str(tmp_path / "cache"))
     from drafter_fixtures import write_dspark
 
     save_tiny_model(tmp_path / "t", "llama", seed=1, sharpness=4, num_hidden_layers=4)
@@ -96,7 +97,10 @@ def test_demo_prints_acceptance_speed_and_exactness(tmp_path):
     res = run_demo(str(tmp_path / "t"), str(tmp_path / "d"), "hello there", 16, 0.0, 3, 0, out=out)
     text = out.getvalue()
     assert res["identical"] and res["tau"] >= 1.0 and res["plain_tps"] > 0 and res["spec_tps"] > 0
-    for line in ("acceptance: tau", "speed:      plain", "exactness:  speculative text == plain text", "cost:"):
+    assert res["auto"]["identical"] and res["auto"]["spec_tps"] > 0
+    for line in ("prompt: 'hello there'", "CPU BLAS", "acceptance: tau", "conditional acceptance by position",
+                 "speed:      plain", "auto ", "exactness:  speculative text == plain text; auto text == plain text",
+                 "cost:"):
         assert line in text
 
 

@@ -9,12 +9,12 @@ the target's processed distribution would emit them, one at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence
 
 import mlx.core as mx
 
 from ..drafting import Draft, Verdict
-from ..sampling import Sampling
+from ..sampling import Sampling, greedy_tokens, normalise
 
 
 @dataclass
@@ -23,21 +23,37 @@ class TargetScores:
 
     ``logprobs``: ``(g+1, V)`` processed (logits processors applied with each row's own history)
     and normalised; row ``i`` is the target's view of the token after ``x_i`` (row 0: after the
-    pending token). Distributions are computed lazily and cached.
+    pending token). ``processed``: the same rows before normalisation, when known
+    (:meth:`from_logits`); then ``logprobs`` stays a lazy graph that runs only if someone reads
+    it, and the acceptors' distributions and argmaxes skip it. Distributions are cached.
     """
 
     logprobs: mx.array
     sampling: Sampling
     _probs: Optional[mx.array] = None
+    processed: Optional[mx.array] = None
+
+    @classmethod
+    def from_logits(cls, logits: mx.array, history: Sequence[int], sampling: Sampling) -> "TargetScores":
+        """Scores of verify logits ``(g+1, V)``; ``history`` as for :meth:`Sampling.processed`."""
+        processed = sampling.processed(logits, history)
+        return cls(normalise(processed), sampling, None, processed)
 
     def probs(self) -> mx.array:
         """``(g+1, V)`` float32 sampling distributions p_i."""
         if self._probs is None:
-            self._probs = self.sampling.probs(self.logprobs)
+            self._probs = (self.sampling.distribution(self.processed) if self.processed is not None
+                           else self.sampling.probs(self.logprobs))
         return self._probs
 
     def argmax(self) -> mx.array:
         return mx.argmax(self.logprobs, axis=-1).astype(mx.uint32)
+
+    def greedy_tokens(self) -> List[int]:
+        """Each row's argmax of ``logprobs``, exactly as mlx-lm's greedy sampler picks it (one sync)."""
+        if self.processed is None:
+            return self.argmax().tolist()
+        return greedy_tokens(self.processed)
 
     def sample(self) -> mx.array:
         """One independent draw per row with the user's own sampler."""

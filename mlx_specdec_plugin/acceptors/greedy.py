@@ -5,6 +5,6 @@ from . import TargetScores, first_false
 
 
 def accept(draft: Draft, scores: TargetScores) -> Verdict:
-    best = scores.argmax().tolist()
+    best = scores.greedy_tokens()
     tau = first_false([d == t for d, t in zip(draft.tokens.tolist(), best)])
     return Verdict(tau, best[tau])

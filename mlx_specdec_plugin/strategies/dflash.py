@@ -94,7 +94,7 @@ def sample_rows(logits: mx.array, ctx: DraftContext) -> Draft:
     g = logits.shape[0]
     if sampling.processors:  # each row's processors see the earlier drafted tokens
         return sample_sequential(lambda i, prev: logits[i], g, ctx)
-    return draw(sampling, sampling.logprobs(logits, ctx.history))
+    return draw(sampling, logits, ctx.history)
 
 
 def sample_sequential(row_fn, g: int, ctx: DraftContext, stop_fn=None) -> Draft:
@@ -109,7 +109,7 @@ def sample_sequential(row_fn, g: int, ctx: DraftContext, stop_fn=None) -> Draft:
     for i in range(g):
         if stop_fn is not None and stop_fn(i, prev):
             break
-        parts.append(draw(sampling, sampling.logprobs(row_fn(i, prev)[None], history)))
+        parts.append(draw(sampling, row_fn(i, prev)[None], history))
         prev = parts[-1].tokens[0]
         if need_ints:
             history.append(int(prev.item()))

@@ -82,7 +82,7 @@ class DraftModelProposer:
         logits = self._step(mx.array([ctx.pending], dtype=mx.uint32))
         parts = []
         for i in range(max_tokens):
-            parts.append(draw(sampling, sampling.logprobs(logits, history)))
+            parts.append(draw(sampling, logits, history))
             if i + 1 < max_tokens:
                 if sampling.processors:
                     history.append(int(parts[-1].tokens.item()))

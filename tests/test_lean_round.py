@@ -1,0 +1,70 @@
+"""Spec: the round's shortcuts change nothing but time.
+
+* ``greedy_tokens`` equals mlx-lm's argmax of the normalised log-probabilities on every row,
+  near ties included (those rows are decided on the normalised values), in float32 and bfloat16.
+* ``Sampling.distribution`` of processed logits equals ``probs`` of the normalised ones for every
+  filter combination.
+* A quantized drafter is unpacked to float32 on the CPU: its drafts match the packed module's,
+  and ``save_drafter`` still writes the packed checkpoint.
+"""
+
+import json
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx_lm
+import numpy as np
+import pytest
+
+from drafter_fixtures import write_dspark
+from mlx_specdec_plugin import load_drafter, save_drafter
+from mlx_specdec_plugin.sampling import Sampling, greedy_tokens, make_sampler, normalise
+from mlx_specdec_plugin.tiny import save_tiny_model
+
+
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
+def test_greedy_tokens_equal_argmax_of_logprobs_with_near_ties(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 500)).astype(np.float32) * 8
+    for i in range(0, 64, 4):  # plant ties and near ties between the two best entries
+        j, k = rng.choice(500, 2, replace=False)
+        top = x[i].max() + 1.0
+        x[i, j], x[i, k] = top, top + (0.0 if i % 8 == 0 else np.float32(1e-6) * (i % 3))
+    logits = mx.array(x).astype(dtype)
+    expected = mx.argmax(normalise(logits), axis=-1).tolist()
+    assert greedy_tokens(logits) == expected
+
+
+@pytest.mark.parametrize("kw", [dict(temp=0.7), dict(temp=1.0, min_p=0.1), dict(temp=1.2, top_k=5),
+                                dict(temp=0.9, top_p=0.8), dict(temp=1.0, top_p=0.9, min_p=0.05, top_k=20)])
+def test_distribution_of_processed_logits_equals_probs_of_logprobs(kw):
+    sampling = Sampling.create(make_sampler(**kw))
+    logits = mx.array(np.random.default_rng(1).standard_normal((6, 300)).astype(np.float32) * 4 + 30)
+    a = sampling.distribution(logits)
+    b = sampling.probs(normalise(logits))
+    assert float(mx.abs(a - b).max()) < 1e-5
+
+
+def test_quantized_drafter_is_unpacked_on_cpu_and_saved_packed(tmp_path):
+    target_dir = save_tiny_model(tmp_path / "t", "qwen3", seed=1, num_hidden_layers=4, hidden_size=64)
+    model, _ = mlx_lm.load(str(target_dir))
+    write_dspark(tmp_path / "d", target_dir, layout="dflash_config", target_layer_ids=(0, 2), markov_rank=32)
+    packed = load_drafter(tmp_path / "d", model, quantize={"bits": 4, "group_size": 32})
+    saved = save_drafter(packed, tmp_path / "d4")
+    unpacked = load_drafter(saved, model)  # a 4-bit checkpoint, loaded on the CPU
+    kept = load_drafter(saved, model, unpack=False)
+    assert any(isinstance(m, nn.QuantizedLinear) for _, m in kept.module.named_modules())
+    assert not any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in unpacked.module.named_modules())
+    assert unpacked.config.quantization == {"group_size": 32, "bits": 4}
+    h = mx.random.normal((1, 5, 2 * 64))
+    outs = []
+    for d in (kept, unpacked):
+        cache = d.make_cache()
+        d.module.extend_context(cache, h)
+        tokens = mx.array([[3, d.config.mask_token_id, d.config.mask_token_id]])
+        outs.append(d.head(d.module.block(d.embed(tokens), cache)) + d.module.markov_head(mx.array([3])))
+    assert float(mx.abs(outs[0] - outs[1]).max()) < 1e-3 * (1 + float(mx.abs(outs[0]).max()))
+    again = save_drafter(unpacked, tmp_path / "again")
+    assert json.loads((again / "config.json").read_text())["quantization"] == {"group_size": 32, "bits": 4}
+    w = mx.load(str(again / "model.safetensors"))
+    assert any(k.endswith(".scales") for k in w)  # the packed weights, not the float copies
