@@ -82,6 +82,12 @@ def check_rollback(cache: List[Any]) -> None:
         )
 
 
+def trimmable(cache: List[Any]) -> bool:
+    """True when every leaf is append-only storage whose rejected tail ``trim`` drops exactly, so a
+    round may also append committed positions before the speculative ones."""
+    return all(type(c) in TRIMMABLE_TYPES for c in leaves(cache))
+
+
 def needs_state(cache: List[Any]) -> bool:
     """True when rolling ``cache`` back needs a :func:`begin_round` snapshot (recurrent leaves)."""
     return any(type(c) is ArraysCache for c in leaves(cache))

@@ -4,6 +4,12 @@
 ``(token, logprobs, from_draft)`` one token at a time. It knows nothing about any particular
 drafter or acceptor; those come in as a :class:`~mlx_specdec_plugin.drafting.Proposer` and an
 acceptor function (see :mod:`mlx_specdec_plugin.plugins` for how names are resolved).
+
+A round whose draft length is 0 (``draft_length``'s choice, e.g. ``auto`` when drafting would
+lose) is a plain decoding step, pipelined as mlx-lm's ``generate_step`` is: while it runs, the
+next empty round is already queued on its lazy token, so such rounds cost what plain decoding
+costs. The draft length of each round is decided once, after the previous round is recorded and
+before any of its own tokens are drawn.
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ def speculative_generate_step(
             t0 = time.perf_counter()
             step = _plain_step(target, cache, proposer, sampling, mx.array([history[-1]], dtype=mx.uint32))
             while True:
-                stats.record(RoundStats(0, 0, 0.0, 0.0, 1))  # its time is filled in below
+                # recorded before the next length is chosen; its time is known only after the sync
+                stats.record(RoundStats(0, 0, 0.0, 0.0, 1))
                 emitted += 1
                 budget = next_budget() if max_tokens < 0 or emitted < max_tokens else -1
                 upcoming = _plain_step(target, cache, proposer, sampling, step[0]) if budget == 0 else None

@@ -256,7 +256,7 @@ def _logit_bias(body: dict, vocab_size: int) -> Optional[Dict[int, float]]:
 
 def _draft_tokens(body: dict, default: Any, cap: int) -> Any:
     """``num_draft_tokens``: an integer in 1..cap, or ``"auto"`` (the adaptive per-round scheduler)."""
-    if _field(body, "num_draft_tokens", None) == "auto":
+    if _field(body, "num_draft_tokens", default) == "auto":  # asked for, or the server's default
         return "auto"
     return _int(body, "num_draft_tokens", default, 1, cap)
 

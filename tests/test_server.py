@@ -439,3 +439,11 @@ def test_small_load_has_no_failures_and_bounded_memory(server):
     assert out["requests"] == 20 and out["completion_tokens"] > 0
     if out["rss_growth_bytes"] is not None:
         assert out["rss_growth_bytes"] < 64 * 2**20, out
+
+
+def test_auto_draft_length_is_accepted_as_the_servers_default_and_per_request():
+    from mlx_specdec_plugin.server import _draft_tokens
+
+    assert _draft_tokens({}, "auto", 16) == "auto"  # `server --num-draft-tokens auto` (its warm-up request)
+    assert _draft_tokens({"num_draft_tokens": "auto"}, 3, 16) == "auto"
+    assert _draft_tokens({"num_draft_tokens": 4}, "auto", 16) == 4

@@ -26,5 +26,8 @@ case ${1:?qwen or smollm2} in
           --num-draft-tokens 3 auto --prompts "$set" --temp 0
       run "smollm2_${d}_${set}_t1" --model "$M" --draft-model "smollm2-$d" --acceptors rejection block \
           --num-draft-tokens 3 auto --prompts "$set" --temp 1
-    done; done ;;
+    done; done
+    # auto with an always-rejected drafter (oracle:0 drafts the greedy continuation, every token corrupted)
+    run "smollm2_rejected_t0" --model "$M" --strategies oracle:0 --acceptors greedy --num-draft-tokens 3 auto \
+        --prompts chat code --temp 0 ;;
 esac

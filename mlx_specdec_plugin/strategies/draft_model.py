@@ -4,7 +4,9 @@ The draft model runs autoregressively for ``n`` steps; each step's logits go thr
 sampling chain (logits processors with the draft prefix, then temperature / top-p / min-p /
 top-k), the token is drawn from that q, and q is reported to the acceptor. At temperature 0 the
 draft is the argmax (a deterministic proposal). The proposer owns the draft cache: tokens it
-fed speculatively are trimmed back to the committed prefix in :meth:`extend`.
+fed speculatively are trimmed back to the committed prefix in :meth:`extend`. With trim-only caches
+the committed tokens of the last round go through the draft model in the same forward as the pending
+token, so a round of ``n`` drafts costs ``n`` draft-model forwards.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class DraftModelProposer:
         self.step_size = options.prefill_step_size
         self.unfed: List[int] = []  # committed tokens not yet in the draft cache
         self.fed = 0  # speculative tokens fed during the last propose (pending + drafts but the last)
+        self.prefix = 0  # committed tokens fed in the same forward as the round's first speculative one
+        self.fuse = caches.trimmable(self.cache)  # trim-only caches: committed + pending in one forward
         self.last: Optional[tuple] = None  # (pending, drafted tokens array) of the last propose
         self.round: Optional[caches.Round] = None  # rollback record of the speculative feeds
 
@@ -53,14 +57,18 @@ class DraftModelProposer:
             k = 0
             while k < min(len(tokens), len(speculative)) and tokens[k] == speculative[k]:
                 k += 1
-            caches.end_round(self.cache, self.round, appended=self.fed, keep=k)
-            tokens, self.fed = tokens[k:], 0
+            caches.end_round(self.cache, self.round, appended=self.prefix + self.fed, keep=self.prefix + k)
+            tokens, self.fed, self.prefix = tokens[k:], 0, 0
         self.unfed.extend(tokens)
 
-    def _step(self, token: mx.array) -> mx.array:
-        """Feed one speculative token (uint32 ``(1,)``, possibly still lazy); logits ``(1, V)``."""
+    def _step(self, token: mx.array, committed: Sequence[int] = ()) -> mx.array:
+        """Feed one speculative token (uint32 ``(1,)``, possibly still lazy), after ``committed``
+        tokens in the same forward (the round's first step only); its logits ``(1, V)``."""
         if self.fed == 0:
             self.round = caches.begin_round(self.cache, replay=self._replay)
+            self.prefix = len(committed)
+        if committed:
+            token = mx.concatenate([mx.array(list(committed), dtype=mx.uint32), token])
         logits = self.model(token[None], cache=self.cache)[0, -1:]
         self.fed += 1
         caches.checkpoint(self.round, self.cache, self.fed)
@@ -75,11 +83,15 @@ class DraftModelProposer:
         """Draft lazily: each step feeds the previous step's token array without a host sync
         (ints are materialised only when logits processors need the history)."""
         sampling = ctx.sampling
-        for start in range(0, len(self.unfed), self.step_size):  # committed tokens first
-            self.model(mx.array([self.unfed[start : start + self.step_size]], dtype=mx.uint32), cache=self.cache)
-        self.unfed = []
+        committed, self.unfed = self.unfed, []
+        fused = committed if self.fuse and len(committed) < self.step_size else []
+        if not fused:  # committed tokens first (a long prefill in chunks, or a cache that must replay)
+            for start in range(0, len(committed), self.step_size):
+                self.model(mx.array([committed[start : start + self.step_size]], dtype=mx.uint32), cache=self.cache)
         history = list(ctx.history)
-        logits = self._step(mx.array([ctx.pending], dtype=mx.uint32))
+        # one forward over the committed tokens and the pending one: the round's first draft costs
+        # one draft-model step, not two
+        logits = self._step(mx.array([ctx.pending], dtype=mx.uint32), fused)
         parts = []
         for i in range(max_tokens):
             parts.append(draw(sampling, logits, history))
