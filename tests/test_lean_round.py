@@ -68,3 +68,24 @@ def test_quantized_drafter_is_unpacked_on_cpu_and_saved_packed(tmp_path):
     assert json.loads((again / "config.json").read_text())["quantization"] == {"group_size": 32, "bits": 4}
     w = mx.load(str(again / "model.safetensors"))
     assert any(k.endswith(".scales") for k in w)  # the packed weights, not the float copies
+
+
+def test_a_draft_model_round_of_k_drafts_costs_k_draft_forwards(tmp_path):
+    """The last round's committed tokens go through the draft model with the pending token."""
+    from mlx_specdec_plugin import SpecStats, stream_generate
+
+    target, tok = mlx_lm.load(str(save_tiny_model(tmp_path / "t", "llama", seed=1, sharpness=6)))
+    draft, _ = mlx_lm.load(str(save_tiny_model(tmp_path / "t", "llama", seed=1, sharpness=6)))
+    calls = []
+    base = type(draft)
+    draft.__class__ = type("Counting", (base,), {"__call__": lambda self, x, cache=None: calls.append(x.shape[1])
+                                                  or base.__call__(self, x, cache=cache)})
+    stats = SpecStats()
+    out = [r.token for r in stream_generate(target, tok, "the cat sat", max_tokens=33, draft_model=draft,
+                                            num_draft_tokens=4, stats=stats)]
+    assert len(out) == 33 and stats.accepted == stats.proposed  # the same weights: every draft kept
+    assert len(stats.rounds) > 4
+    # one forward per draft: the prompt (and later each round's unfed committed token) rides along
+    # with the pending token's step instead of costing a forward of its own
+    assert len(calls) == sum(r.proposed for r in stats.rounds)
+    assert calls[0] == len(tok.encode("the cat sat")) and max(calls[1:]) == 2

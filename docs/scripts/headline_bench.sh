@@ -22,9 +22,9 @@ case ${1:?qwen or smollm2} in
   smollm2)
     M=$(mlx-specdec fetch smollm2)
     for d in dspark dflash; do for set in chat code; do
-      run "smollm2_${d}_${set}_t0" --model "$M" --draft-model "smollm2-$d" --acceptors greedy \
+      run "smollm2_${d}_${set}_t0" --model "$M" --draft-model "smollm2-$d" --strategies "$d" --acceptors greedy \
           --num-draft-tokens 3 auto --prompts "$set" --temp 0
-      run "smollm2_${d}_${set}_t1" --model "$M" --draft-model "smollm2-$d" --acceptors rejection block \
+      run "smollm2_${d}_${set}_t1" --model "$M" --draft-model "smollm2-$d" --strategies "$d" --acceptors rejection block \
           --num-draft-tokens 3 auto --prompts "$set" --temp 1
     done; done
     # auto with an always-rejected drafter (oracle:0 drafts the greedy continuation, every token corrupted)
