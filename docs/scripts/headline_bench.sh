@@ -13,15 +13,17 @@ run() { local name=$1; shift; mlx-specdec bench "$@" --num-prompts "$N" --max-to
 case ${1:?qwen or smollm2} in
   qwen)
     Q=${QWEN:-$HOME/.cache/specdec-models}
-    for set in code chat; do
+    for set in ${QWEN_SETS:-code chat}; do
+      [ "$set" = chat ] && [ -n "${QWEN_CHAT_T1_ONLY:-}" ] || \
       run "qwen_${set}_t0" --model "$Q/qwen-1.5b" --draft-model "$Q/qwen-0.5b" --strategies draft-model \
           --acceptors greedy --num-draft-tokens 3 auto --prompts "$set" --temp 0
       run "qwen_${set}_t1" --model "$Q/qwen-1.5b" --draft-model "$Q/qwen-0.5b" --strategies draft-model \
           --acceptors rejection block --num-draft-tokens 3 auto --prompts "$set" --temp 1
     done ;;
   smollm2)
+    N=${SMOL_N:-1}
     M=$(mlx-specdec fetch smollm2)
-    for d in dspark dflash; do for set in chat code; do
+    for d in ${SMOL_DRAFTERS:-dspark dflash}; do for set in ${SMOL_SETS:-chat code}; do
       run "smollm2_${d}_${set}_t0" --model "$M" --draft-model "smollm2-$d" --strategies "$d" --acceptors greedy \
           --num-draft-tokens 3 auto --prompts "$set" --temp 0
       run "smollm2_${d}_${set}_t1" --model "$M" --draft-model "smollm2-$d" --strategies "$d" --acceptors rejection block \
