@@ -26,6 +26,7 @@ st = blas.status()
 out = {"kind": st.kind, "path": st.path, "gflops": {f"{m}x{k}x{n}": matmul_gflops(m, k, n) for m, k, n in SHAPES}}
 if model_path:
     model, tok = load(model_path)
+    tok.eos_token_ids = set()  # a fixed number of tokens, whatever the model says
     prompt = tok.encode("Write a short story about a lighthouse keeper.")
     for r in stream_generate(model, tok, prompt, max_tokens=4):
         pass
