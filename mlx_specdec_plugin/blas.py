@@ -32,7 +32,7 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 ENV = "MLX_SPECDEC_BLAS"
 OPT_OUT = ("bundled", "off", "0", "none", "reference")
@@ -90,16 +90,12 @@ def find(kind: str) -> Optional[str]:
     raise ValueError(f"unknown BLAS kind {kind!r} (choose from {', '.join(KINDS)})")
 
 
-def _prepare_env(kind: str, path: str) -> Dict[str, str]:
+def _prepare_env(kind: str, path: str) -> None:
     """Threading defaults a library reads at its first call (the user's own settings win)."""
-    env: Dict[str, str] = {}
     if kind == "mkl":
-        env["MKL_INTERFACE_LAYER"] = "LP64"
         has_omp = bool(glob.glob(str(Path(path).parent / "libiomp5.so*")))
-        env["MKL_THREADING_LAYER"] = "INTEL" if has_omp else "SEQUENTIAL"
-    for k, v in env.items():
-        os.environ.setdefault(k, v)
-    return env
+        os.environ.setdefault("MKL_INTERFACE_LAYER", "LP64")
+        os.environ.setdefault("MKL_THREADING_LAYER", "INTEL" if has_omp else "SEQUENTIAL")
 
 
 def _load(kind: str, path: str) -> Tuple[bool, str]:
@@ -165,19 +161,15 @@ def serving_library() -> Optional[str]:
     """The file whose ``cblas_sgemm`` the process's global scope resolves first (Linux; else None)."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        sym = ctypes.cast(ctypes.CDLL(None).cblas_sgemm, ctypes.c_void_p).value
-    except (OSError, AttributeError):
-        return None
-
     class DlInfo(ctypes.Structure):
         _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
                     ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
 
     info = DlInfo()
     try:
-        libdl = ctypes.CDLL(None)
-        if not libdl.dladdr(ctypes.c_void_p(sym), ctypes.byref(info)):
+        scope = ctypes.CDLL(None)  # the global scope: the executable and every RTLD_GLOBAL library
+        sym = ctypes.cast(scope.cblas_sgemm, ctypes.c_void_p).value
+        if not scope.dladdr(ctypes.c_void_p(sym), ctypes.byref(info)):
             return None
     except (OSError, AttributeError):
         return None

@@ -405,6 +405,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--context", type=int, default=256, help="tokens in the cache while measuring (default 256)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--force", action="store_true", help="re-measure even if a cached curve exists")
+    parser.add_argument("--quick", action="store_true",
+                        help="measure a few widths and draft lengths and interpolate (what `auto`'s first run does)")
     parser.add_argument("--json", action="store_true", help="print the curve as JSON")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -412,7 +414,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     strategy = args.draft_strategy if args.draft_strategy not in (None, "none") else None
     cal = calibrate(models.model, name=models.name, draft_model=models.draft, strategy=strategy,
                     width=args.width, draft_width=args.draft_width, context=args.context, repeats=args.repeats,
-                    use_cache=not args.force, progress=not args.no_progress)
+                    use_cache=not args.force, progress=not args.no_progress, quick=args.quick)
     cal_path = cache_path(cal.key)
     if args.force:  # re-measured: store it
         cal_path.parent.mkdir(parents=True, exist_ok=True)

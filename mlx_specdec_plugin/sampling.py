@@ -186,10 +186,8 @@ class Sampling:
         filters do not need it (min-p, top-k and the tempered softmax are shift-invariant; top-p
         and temperature 0 get normalised log-probabilities): one pass over the vocabulary less."""
         p = self.params
-        if p is None or p.greedy or 0 < p.top_p < 1.0:
-            return self.probs(normalise(processed))
-        filtered = p.filter(processed.astype(mx.float32))
-        return mx.softmax(filtered * (1.0 / p.temp), axis=-1)
+        shift_invariant = p is not None and not p.greedy and not 0 < p.top_p < 1.0
+        return self.probs(processed if shift_invariant else normalise(processed))
 
     def sample(self, logprobs: mx.array) -> mx.array:
         """Draw one token per row with the user's sampler (uint32 ``(n,)``)."""
