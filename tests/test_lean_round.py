@@ -89,3 +89,51 @@ def test_a_draft_model_round_of_k_drafts_costs_k_draft_forwards(tmp_path):
     # with the pending token's step instead of costing a forward of its own
     assert len(calls) == sum(r.proposed for r in stats.rounds)
     assert calls[0] == len(tok.encode("the cat sat")) and max(calls[1:]) == 2
+
+
+def test_rounds_that_draft_nothing_cost_no_drafter_forward_and_drafting_resumes_on_the_same_context(tmp_path):
+    """A block drafter queues the target's features while ``auto`` decodes plainly and projects
+    them in one forward when it next drafts; its blocks are then the ones an eager update gives."""
+    from mlx_specdec_plugin.drafting import StrategyOptions
+    from mlx_specdec_plugin.loop import speculative_generate_step
+    from mlx_specdec_plugin.acceptors.greedy import accept as greedy
+    from mlx_specdec_plugin.strategies import dspark
+    from mlx_specdec_plugin.target import TargetAdapter
+
+    target_dir = save_tiny_model(tmp_path / "t", "qwen3", seed=1, num_hidden_layers=4, hidden_size=64)
+    model, _ = mlx_lm.load(str(target_dir))
+    write_dspark(tmp_path / "d", target_dir, target_layer_ids=(0, 2))
+    drafter = load_drafter(tmp_path / "d", model)
+    target = TargetAdapter(model)
+    lazy = dspark.build(target, drafter, StrategyOptions())
+    projections = []
+    extend = drafter.module.extend_context
+    drafter.module.extend_context = lambda c, h: projections.append(h.shape[1]) or extend(c, h)
+
+    schedule = [0] * 20 + [3] * 40  # twenty plain rounds, then drafting
+    gen = speculative_generate_step(mx.array([5, 9, 11, 4]), target, lazy, greedy, num_draft_tokens=3,
+                                    max_tokens=30, draft_length=lambda stats, cap: min(cap, schedule[len(stats.rounds)]))
+    tokens = [t for t, _, _ in gen]
+    assert len(tokens) == 30
+    # the prompt's prefill (3 rows) and the plain stretch (20): one forward, before the first block
+    assert projections[0] == 23
+    assert len(projections) <= 1 + 10  # then one projection per drafting round at most
+
+    eager = dspark.build(target, drafter, StrategyOptions())
+    cache = target.make_cache()
+    history = [5, 9, 11, 4]
+    for chunk in ([5, 9, 11], [4]):
+        _, hidden = target(mx.array([chunk], dtype=mx.uint32), cache, eager.tap_layers)
+        eager.extend(chunk, hidden)
+        eager.flush_context()
+    for t in tokens[:19]:  # one row at a time, projected at once
+        _, hidden = target(mx.array([[t]], dtype=mx.uint32), cache, eager.tap_layers)
+        eager.extend([t], hidden)
+        eager.flush_context()
+    queued = dspark.build(target, drafter, StrategyOptions())
+    cache2 = target.make_cache()
+    _, hidden = target(mx.array([[5, 9, 11, 4] + tokens[:19]], dtype=mx.uint32), cache2, queued.tap_layers)
+    queued.extend([5, 9, 11, 4] + tokens[:19], hidden)  # queued, projected by the block forward
+    a, _ = eager.base_logits(tokens[19], 3)
+    b, _ = queued.base_logits(tokens[19], 3)
+    assert float(mx.abs(a - b).max()) < 1e-4 * (1 + float(mx.abs(a).max()))

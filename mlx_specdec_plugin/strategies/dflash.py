@@ -12,7 +12,10 @@ checkpoint's trained proposals (15 for a ``b16`` drafter); the cap never exceeds
 size. The loop's ``n`` is ``num_draft_tokens``: short blocks for chat, 16-wide for code/math.
 
 :class:`BlockProposer` (shared with ``dspark``) owns the per-generation context cache: context
-K/V of committed tokens only, appended in :meth:`extend`, never rolled back.
+K/V of committed tokens only, never rolled back. :meth:`extend` only queues the tapped features;
+they are projected into the cache in one batched forward when a block is next drafted (or once
+``FLUSH_ROWS`` are waiting), so a stretch of rounds that draft nothing (``auto`` choosing plain
+decoding) costs no drafter forwards, and the cache is the same when drafting resumes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..sampling import Sampling
 from ..target import TargetAdapter
 
 KIND = "dflash"
+FLUSH_ROWS = 64  # queued context rows that trigger a projection even without a draft
 
 
 def proposal_cap(drafter: Drafter, options: StrategyOptions) -> int:
@@ -48,6 +52,8 @@ class BlockProposer:
         self.tap_layers: Tuple[int, ...] = tuple(drafter.config.target_layer_ids)
         self.cap = proposal_cap(drafter, options)
         self.cache = drafter.make_cache()
+        self._queued: List[mx.array] = []  # tapped features (1, L, n_t*H) not yet in the cache
+        self._queued_rows = 0
 
     # -- context
 
@@ -58,8 +64,19 @@ class BlockProposer:
             raise ValueError(f"extend: {len(tokens)} tokens but {hidden.shape[1]} hidden rows")
         if len(tokens) == 0:
             return
+        self._queued.append(hidden)
+        self._queued_rows += len(tokens)
+        if self._queued_rows >= FLUSH_ROWS:
+            self.flush_context()
+
+    def flush_context(self) -> None:
+        """Project every queued context row into the cache (one forward; queued, not waited for)."""
+        if not self._queued:
+            return
+        hidden = self._queued[0] if len(self._queued) == 1 else mx.concatenate(self._queued, axis=1)
+        self._queued, self._queued_rows = [], 0
         self.drafter.module.extend_context(self.cache, hidden)
-        mx.async_eval([c.keys for c in self.cache], [c.values for c in self.cache])  # queued, not waited for
+        mx.async_eval([c.keys for c in self.cache], [c.values for c in self.cache])
 
     # -- block forward
 
@@ -69,6 +86,7 @@ class BlockProposer:
 
     def block_hidden(self, anchor: int, g: int) -> mx.array:
         """Draft hidden states ``(g, H)``, row i predicting proposal i (one forward, not cached)."""
+        self.flush_context()
         tokens = mx.array([self.block_inputs(anchor, g)], dtype=mx.uint32)
         h = self.drafter.module.block(self.drafter.embed(tokens), self.cache)[0]
         return h if self.config.sample_from_anchor else h[1:]
