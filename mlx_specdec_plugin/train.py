@@ -91,6 +91,7 @@ class TrainConfig:
     steps: int = 200
     lr: float = 6e-4
     warmup: float = 0.04
+    lr_schedule: str = "cosine"  # after warm-up: cosine (to 5% of lr) | linear (to 0) | constant
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     loss_decay_gamma: Optional[float] = None  # default 4 (DeepSpec block 7), 7 for blocks >= 15 (z-lab b16)
@@ -110,6 +111,8 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         if self.strategy not in ("dspark", "dflash"):
             raise ValueError(f"strategy must be dspark or dflash, got {self.strategy!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         c = replace(self)
         if c.loss_decay_gamma is None:
             c.loss_decay_gamma = 7.0 if c.block_size >= 15 else 4.0
@@ -229,6 +232,9 @@ def drafter_raw_config(target_model: nn.Module, c: TrainConfig) -> dict:
         "dflash_config": {"projector_type": "dspark", **keys},
         **trained,
     }
+
+
+FROZEN_COPIES = ("embed_tokens", "lm_head")  # the target's, copied in the DeepSpec layout; never trained
 
 
 def new_drafter(target_model: nn.Module, c: TrainConfig) -> Drafter:
@@ -732,13 +738,19 @@ def _anchor_valid(loss_mask: mx.array) -> mx.array:
     return (nxt > 0) & (pos >= 1)
 
 
+LR_SCHEDULES = ("cosine", "linear", "constant")
+
+
 def _lr_schedule(cfg: TrainConfig):
+    """Linear warm-up over ``warmup`` of the steps, then ``cfg.lr_schedule``."""
     warm = max(1, int(round(cfg.steps * cfg.warmup)))
     decay = max(1, cfg.steps - warm)
-    return optim.join_schedules(
-        [optim.linear_schedule(cfg.lr * 1e-2, cfg.lr, warm), optim.cosine_decay(cfg.lr, decay, cfg.lr * 0.05)],
-        [warm],
-    )
+    after = {
+        "cosine": lambda: optim.cosine_decay(cfg.lr, decay, cfg.lr * 0.05),
+        "linear": lambda: optim.linear_schedule(cfg.lr, 0.0, decay),
+        "constant": lambda: (lambda step: mx.array(cfg.lr)),
+    }[cfg.lr_schedule]()
+    return optim.join_schedules([optim.linear_schedule(cfg.lr * 1e-2, cfg.lr, warm), after], [warm])
 
 
 def memory_plan(cfg: TrainConfig, vocab: int, hidden: int, n_taps: int) -> dict:
@@ -821,7 +833,7 @@ class Trainer:
             raise ValueError("cannot train a quantized drafter; start from the float checkpoint")
         if self.cfg.dtype != "float32":
             self.drafter.module.set_dtype(getattr(mx, self.cfg.dtype))
-        for name in ("embed_tokens", "lm_head"):  # frozen copies of the target's (DeepSpec layout)
+        for name in FROZEN_COPIES:
             if name in self.drafter.module:
                 self.drafter.module[name].freeze()
         self.cfg, self.feature_budget = fit_to_budget(
@@ -834,6 +846,7 @@ class Trainer:
             state = tree_unflatten(list(mx.load(str(ckpt / "optimizer.safetensors")).items()))
             self.optimizer.state = state
         self.features: Optional[TargetFeatures] = None
+        self.finished = False
 
     # -- data
 
@@ -892,9 +905,14 @@ class Trainer:
 
     # -- training
 
-    def fit(self, steps: Optional[int] = None) -> List[dict]:
+    def fit(self, steps: Optional[int] = None, stop_after_s: Optional[float] = None) -> List[dict]:
+        """Train up to ``steps`` (default ``cfg.steps``) and write the drafter to ``out``. With
+        ``stop_after_s``, end the call at the first step boundary past that many seconds, save the
+        checkpoint and leave ``finished`` False: a new Trainer on the same ``out`` resumes there and
+        reaches the weights an uninterrupted run reaches (a chunk of a run spread over calls)."""
         cfg = self.cfg
         steps = cfg.steps if steps is None else steps
+        self.finished = False
         if not self.train_seqs:
             raise ValueError("no training sequences: add data first (texts too short for seq_len?)")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -915,6 +933,9 @@ class Trainer:
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
         deadline = t_start + 1.15 * cfg.time_budget_s if cfg.time_budget_s else None
         while self.step < steps:
+            if stop_after_s is not None and time.time() - t_start > stop_after_s:
+                self.save_checkpoint()
+                return self.log
             if deadline is not None and time.time() > deadline:
                 sys.stderr.write(f"\n[mlx-specdec] time budget exceeded by 15%: stopping at step {self.step}/{steps}\n")
                 break
@@ -946,6 +967,7 @@ class Trainer:
             _status(None)
         self.save_checkpoint()
         write_drafter(self.drafter, self.out)
+        self.finished = True
         return self.log
 
     def _step_inputs(self, step: int):
@@ -1009,9 +1031,14 @@ def train(target: Union[str, nn.Module], data: Union[PathLike, List[PathLike], L
           config: Optional[TrainConfig] = None, tokenizer: Any = None, generate: bool = False,
           max_new_tokens: int = 256, gen_temp: float = 0.0, feature_cache: Optional[PathLike] = None,
           resume: bool = True, progress: bool = True, eval_data: Optional[PathLike] = None,
-          gen_batch: int = 16, generate_only: bool = False) -> Tuple[Drafter, dict]:
+          gen_batch: int = 16, generate_only: bool = False, chunk_seconds: Optional[float] = None,
+          resume_from: Optional[PathLike] = None) -> Tuple[Drafter, dict]:
     """Train a drafter for ``target`` (an mlx-lm path or a loaded model + ``tokenizer``) on ``data``
-    and write it to ``out_dir``; returns ``(drafter, held-out evaluation)``."""
+    and write it to ``out_dir``; returns ``(drafter, held-out evaluation)``.
+
+    ``chunk_seconds``: stop after about that long with the checkpoint saved (the evaluation is then
+    ``{"unfinished": True, "step": ..., "steps": ...}``); calling again resumes. ``resume_from``: a
+    :func:`pack_checkpoint` folder to resume from (unpacked into ``out_dir`` first)."""
     target_path = ""
     if isinstance(target, (str, Path)):
         from mlx_lm import load
@@ -1020,6 +1047,8 @@ def train(target: Union[str, nn.Module], data: Union[PathLike, List[PathLike], L
         target, tokenizer = load(str(target))
     if tokenizer is None:
         raise ValueError("train: pass tokenizer= with a loaded target model")
+    if resume_from is not None:
+        unpack_checkpoint(resume_from, out_dir, target)
     trainer = Trainer(target, tokenizer, config or TrainConfig(), out_dir, target_path, feature_cache, resume, progress)
     if isinstance(data, (str, Path)):
         records = read_records(data)
@@ -1034,8 +1063,94 @@ def train(target: Union[str, nn.Module], data: Union[PathLike, List[PathLike], L
     if eval_data is not None:
         seqs = build_sequences(read_records(eval_data), tokenizer, trainer.cfg.seq_len)
         trainer.eval_seqs = seqs
-    trainer.fit()
+    trainer.fit(stop_after_s=chunk_seconds)
+    if not trainer.finished:
+        return trainer.drafter, {"unfinished": True, "step": trainer.step, "steps": trainer.cfg.steps}
     return trainer.drafter, trainer.evaluate()
+
+
+# --------------------------------------------------------------------------- moving a run between machines
+
+PACK_MANIFEST = "checkpoint.json"
+
+
+def pack_checkpoint(out_dir: PathLike, target_model: nn.Module, dest: PathLike,
+                    max_piece_bytes: int = 16_000_000) -> List[Path]:
+    """Write the resumable state of ``out_dir/checkpoint`` to ``dest`` as pieces of at most
+    ``max_piece_bytes`` plus :data:`PACK_MANIFEST` (sizes and sha256 of each piece and of the
+    whole): the trainable weights (float32), the optimizer state and the trainer state. The frozen
+    copies of the target's embedding and head are left out; :func:`unpack_checkpoint` takes them
+    from the target. Returns the written paths, manifest last."""
+    ckpt = Path(out_dir) / "checkpoint"
+    if not (ckpt / "trainer_state.json").is_file():
+        raise ValueError(f"{ckpt}: no checkpoint to pack (trainer_state.json is missing)")
+    drafter = load_drafter(ckpt / "drafter", target_model, unpack=False)
+    params = {k: v for k, v in tree_flatten(drafter.module.parameters())
+              if k.split(".")[0] not in FROZEN_COPIES}
+    tensors = {"param." + k: v for k, v in params.items()}
+    tensors.update({"optim." + k: v for k, v in mx.load(str(ckpt / "optimizer.safetensors")).items()})
+    meta = {"trainer_state": (ckpt / "trainer_state.json").read_text(),
+            "drafter_config": (ckpt / "drafter" / "config.json").read_text()}
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    whole = dest / "checkpoint.safetensors"
+    mx.save_safetensors(str(whole), tensors, metadata=meta)
+    blob = whole.read_bytes()
+    whole.unlink()
+    pieces, written = [], []
+    for i in range(0, len(blob), max_piece_bytes):
+        part = blob[i : i + max_piece_bytes]
+        path = dest / f"checkpoint.part{len(pieces):03d}"
+        path.write_bytes(part)
+        pieces.append({"name": path.name, "bytes": len(part), "sha256": hashlib.sha256(part).hexdigest()})
+        written.append(path)
+    state = json.loads(meta["trainer_state"])
+    manifest = {"pieces": pieces, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+                "step": state["step"], "steps": state["config"]["steps"]}
+    (dest / PACK_MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return written + [dest / PACK_MANIFEST]
+
+
+def unpack_checkpoint(src: PathLike, out_dir: PathLike, target_model: nn.Module) -> Path:
+    """Rebuild ``out_dir/checkpoint`` from :func:`pack_checkpoint`'s pieces in ``src`` (checked
+    against the manifest), so that a :class:`Trainer` on ``out_dir`` resumes where the packed run
+    stopped. Returns the checkpoint folder."""
+    src = Path(src)
+    try:
+        manifest = json.loads((src / PACK_MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{src / PACK_MANIFEST}: not a packed checkpoint ({e})") from None
+    parts = []
+    for piece in manifest["pieces"]:
+        path = src / piece["name"]
+        if not path.is_file():
+            raise ValueError(f"{path}: piece missing ({len(manifest['pieces'])} expected)")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != piece["sha256"]:
+            raise ValueError(f"{path}: sha256 mismatch (damaged in transfer?)")
+        parts.append(data)
+    blob = b"".join(parts)
+    if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+        raise ValueError(f"{src}: the joined pieces do not match the manifest")
+    ckpt = Path(out_dir) / "checkpoint"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    whole = ckpt / "packed.safetensors"
+    whole.write_bytes(blob)
+    tensors, meta = mx.load(str(whole), return_metadata=True)
+    whole.unlink()
+    state = json.loads(meta["trainer_state"])
+    fields = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in fields})
+    drafter = new_drafter(target_model, cfg)  # the frozen copies come from the target
+    if drafter.config.raw != json.loads(meta["drafter_config"]):
+        raise ValueError(f"{src}: the packed drafter does not match this target (its config differs)")
+    drafter.module.load_weights([(k[len("param."):], v) for k, v in tensors.items() if k.startswith("param.")],
+                                strict=False)
+    write_drafter(drafter, ckpt / "drafter")
+    mx.save_safetensors(str(ckpt / "optimizer.safetensors"),
+                        {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")})
+    (ckpt / "trainer_state.json").write_text(meta["trainer_state"])
+    return ckpt
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1075,6 +1190,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup", type=float, default=d.warmup)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule, help="after the warm-up")
+    p.add_argument("--ce-weight", type=float, default=None, help="default 0.1 (dspark) / 1.0 (dflash)")
+    p.add_argument("--tv-weight", type=float, default=None, help="L1 distillation weight; default 0.9 (dspark) / 0 (dflash)")
+    p.add_argument("--confidence-weight", type=float, default=d.confidence_weight)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--loss-decay-gamma", type=float, default=None)
     p.add_argument("--eval-fraction", type=float, default=d.eval_fraction)
@@ -1089,6 +1208,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="cap on memory: shrinks anchors/batch to fit, caches target features in the rest")
     p.add_argument("--feature-cache", default=None, help="folder to keep target features in (reused across runs)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoint exists")
+    p.add_argument("--chunk-seconds", type=float, default=None, metavar="SECONDS",
+                   help="train for about this long, save the checkpoint and exit with status 75 if steps remain "
+                        "(the same command resumes): runs spread over time-limited calls")
+    p.add_argument("--pack-to", default=None, metavar="DIR",
+                   help="after training (or a chunk), write the resumable state as <=--piece-mb pieces to DIR "
+                        "(trainable weights, optimizer, trainer state; no frozen copies of the target)")
+    p.add_argument("--piece-mb", type=float, default=16.0)
+    p.add_argument("--resume-from", default=None, metavar="DIR", help="resume from a --pack-to folder")
     p.add_argument("--quantize", type=int, default=None, choices=[2, 3, 4, 5, 6, 8],
                    help="also write a quantized copy to OUT-<bits>bit")
     p.add_argument("--target-dtype", default=None, choices=("float32", "bfloat16", "float16"),
@@ -1101,6 +1228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         intermediate_size=a.intermediate_size, markov_rank=a.markov_rank, confidence_head=not a.no_confidence_head,
         mask_token_id=a.mask_token_id, layout=a.layout, seq_len=a.seq_len, batch_size=a.batch_size,
         num_anchors=a.num_anchors, steps=a.steps, lr=a.lr, warmup=a.warmup, weight_decay=a.weight_decay,
+        lr_schedule=a.lr_schedule, ce_weight=a.ce_weight, tv_weight=a.tv_weight, confidence_weight=a.confidence_weight,
         loss_decay_gamma=a.loss_decay_gamma, eval_fraction=a.eval_fraction, eval_blocks=a.eval_blocks,
         max_sequences=a.max_sequences, seed=a.seed, save_every=a.save_every, memory_budget_gb=a.memory_budget,
         target_dtype=a.target_dtype, time_budget_s=a.time_budget,
@@ -1112,13 +1240,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         drafter, ev = train(a.target, a.data, a.out, cfg, generate=a.generate, max_new_tokens=a.max_new_tokens,
                             gen_temp=a.gen_temp, feature_cache=a.feature_cache, resume=not a.no_resume,
                             progress=not a.no_progress, eval_data=a.eval_data, gen_batch=a.gen_batch,
-                            generate_only=a.generate_only)
+                            generate_only=a.generate_only, chunk_seconds=a.chunk_seconds,
+                            resume_from=a.resume_from)
         if a.generate_only:
             print(f"[mlx-specdec] wrote {Path(a.out) / 'generated.jsonl'} in {time.time() - t0:.0f}s", file=sys.stderr)
             return 0
+        if a.pack_to:
+            pieces = pack_checkpoint(a.out, drafter.target_model, a.pack_to, int(a.piece_mb * 1e6))
+            print(f"[mlx-specdec] packed the checkpoint into {len(pieces) - 1} piece(s) in {a.pack_to}", file=sys.stderr)
     except ValueError as e:
         print(f"[mlx-specdec] error: {e}", file=sys.stderr)
         return 2
+    if ev.get("unfinished"):
+        print(f"[mlx-specdec] chunk done at step {ev['step']}/{ev['steps']} in {time.time() - t0:.0f}s; "
+              "run the same command again to resume", file=sys.stderr)
+        return 75
     print(f"[mlx-specdec] wrote {drafter.kind} drafter to {a.out} in {time.time() - t0:.0f}s", file=sys.stderr)
     if ev:
         print(json.dumps(ev, indent=1))

@@ -5,8 +5,10 @@
 * a few dozen steps of self-distillation lower the loss; the saved drafter loads with our
   ``load_drafter`` *and* mlx-vlm's, whose draft distributions equal ours, and greedy decoding
   with it is token-identical to plain decoding;
-* checkpoints resume to the same weights as an uninterrupted run; the DeepSpec layout keeps the
-  target's embedding/head copies frozen; the memory budget shrinks the step.
+* checkpoints resume to the same weights as an uninterrupted run, also when a run is cut into
+  time-limited chunks and its state travels as small pieces without the frozen copies of the
+  target's embedding/head; the DeepSpec layout keeps those copies frozen; the memory budget
+  shrinks the step.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from mlx_specdec_plugin.train import (
     fit_to_budget,
     main as train_main,
     new_drafter,
+    pack_checkpoint,
+    unpack_checkpoint,
 )
 
 PROMPTS = ["def fib(n):", "the cat sat on the", "1, 2, 3, 4,", "hello world", "import os\nimport", "a b c d",
@@ -177,6 +181,46 @@ def test_resume_matches_uninterrupted_run(target):
     a = dict(tree_flatten(full.drafter.module.parameters()))
     b = dict(tree_flatten(resumed.drafter.module.parameters()))
     assert max(mx.abs(a[k] - b[k]).max().item() for k in a) < 1e-5
+
+
+def test_a_run_cut_into_chunks_and_moved_as_pieces_resumes_to_the_uninterrupted_weights(target, monkeypatch):
+    import mlx_specdec_plugin.train as train_mod
+
+    root, model, tok = target
+    records = [{"text": "the quick brown fox jumps over the lazy dog. " * 6 + p} for p in PROMPTS]
+    cfg = TrainConfig(strategy="dspark", layout="deepspec", steps=6, **SMALL)
+    full = Trainer(model, tok, cfg, root / "chunk_full", resume=False, progress=False)
+    full.add_records(records)
+    full.fit()
+
+    clock = iter(range(0, 10_000))  # a clock that ticks once per reading: the chunk ends mid-run
+    monkeypatch.setattr(train_mod.time, "time", lambda: float(next(clock)))
+    first = Trainer(model, tok, cfg, root / "chunk_a", resume=False, progress=False)
+    first.add_records(records)
+    first.fit(stop_after_s=8)
+    monkeypatch.undo()
+    assert not first.finished and 0 < first.step < 6
+    assert not (root / "chunk_a" / "model.safetensors").exists()  # no drafter written for a chunk
+
+    pieces = pack_checkpoint(root / "chunk_a", model, root / "moved", max_piece_bytes=60_000)
+    assert len(pieces) > 2 and all(p.stat().st_size <= 60_000 for p in pieces[:-1])
+    blob = b"".join(p.read_bytes() for p in pieces[:-1])
+    assert b"embed_tokens" not in blob and b"lm_head" not in blob  # the frozen copies stay behind
+    unpack_checkpoint(root / "moved", root / "chunk_b", model)  # another machine, a fresh folder
+    second = Trainer(model, tok, cfg, root / "chunk_b", resume=True, progress=False)
+    assert second.step == first.step
+    second.add_records(records)
+    second.fit()
+    assert second.finished
+    a = dict(tree_flatten(full.drafter.module.parameters()))
+    b = dict(tree_flatten(second.drafter.module.parameters()))
+    assert a.keys() == b.keys()
+    assert max(mx.abs(a[k] - b[k]).max().item() for k in a) < 1e-5
+
+    damaged = root / "moved" / pieces[1].name
+    damaged.write_bytes(b"x" + damaged.read_bytes()[1:])
+    with pytest.raises(ValueError, match="sha256"):
+        unpack_checkpoint(root / "moved", root / "chunk_c", model)
 
 
 def test_deepspec_layout_keeps_embed_and_head_frozen(target):
