@@ -78,7 +78,9 @@ def run(cmd, log: Path, env=None) -> subprocess.Popen:
 def train_cmd(strategy: str, overrides: dict, data: list, out: Path, extra=()) -> list:
     knobs = {**BASE, **overrides}
     return [PY, "-m", "mlx_specdec_plugin", "train", "--target", WORK / "model", "--strategy", strategy,
-            "--data", *data, "--out", out, *COMMON, *[x for kv in knobs.items() for x in kv], *extra]
+            "--data", *data, "--out", out, *COMMON, *[x for kv in knobs.items() for x in kv],
+            # MLX keeps freed buffers cached per process: a limit lets several share the GPU
+            "--memory-budget", os.environ.get("MEM_GB", "26"), *extra]
 
 
 def data_files(which: str) -> list:
@@ -112,7 +114,7 @@ def prepare(a) -> None:
         subprocess.run([PY, "-c", "import sys; from pathlib import Path; from mlx_specdec_plugin.fetch import "
                         "convert_gguf; convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]), 'float32', "
                         "manifest={'name': 'smollm2'})", gguf, WORK / "model"], check=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+                       env={**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"})
         stamp("target converted")
     prompts = WORK / "prompts.jsonl"
     subprocess.run([PY, ROOT / "docs/scripts/make_train_prompts.py", "--out", prompts, "--n", str(a.prompts)],
@@ -124,7 +126,8 @@ def prepare(a) -> None:
     stamp(f"answering {len(lines)} prompts, greedy and T=1 side by side, {a.gen_seconds}s cap")
     procs = [run([PY, "-m", "mlx_specdec_plugin", "train", "--target", WORK / "model", "--generate", "--generate-only",
                   "--gen-temp", str(t), "--gen-batch", str(a.gen_batch), "--max-new-tokens", str(a.max_new),
-                  "--data", WORK / f"prompts_t{t}.jsonl", "--out", WORK / f"gen_t{t}", "--no-progress"],
+                  "--data", WORK / f"prompts_t{t}.jsonl", "--out", WORK / f"gen_t{t}", "--no-progress",
+                  "--memory-budget", "40"],
                  WORK / f"gen_t{t}.log") for t in (0, 1)]
     deadline = time.time() + a.gen_seconds
     while any(p.poll() is None for p in procs) and time.time() < deadline:
