@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""mlx-vlm's own DFlash loop and ours side by side on a Gemma-4-shaped mlx-vlm target, with the same
+drafter file: loop overhead at equal acceptance (issue 12, item 5).
+
+mlx-vlm 0.7.10 runs its speculative loop only on its own language models (``capture_layer_ids``,
+``rollback_speculative_cache``), so no mlx-lm target can show it; a random-weight Gemma-4 VLM in
+mlx-vlm's format can (``mlx_specdec_plugin.tiny_vlm``, sized by ``--hidden`` / ``--layers``). The
+drafter is a z-lab-layout DFlash checkpoint written for that target (``tests/drafter_fixtures.py``),
+loaded by each side with its own loader. Greedy, text-only prompt; rows in one process, passes
+interleaved, medians reported:
+
+* ``plain``: ``mlx_vlm.generate`` with no drafter;
+* ``mlx-vlm dflash``: ``mlx_vlm.generate(draft_model=..., draft_kind="dflash")``;
+* ``ours dflash``: ``mlx_specdec_plugin.vlm.generate(draft_model=<the same folder>)``, the verify
+  width mlx-vlm uses (the drafter's block size).
+
+Both sides must emit the plain tokens (checked), and with the same drafter and width they accept the
+same drafts, so the speed ratio between them is loop overhead.
+
+    python docs/scripts/vlm_loop_bench.py --json docs/bench/vlm/gemma4_dflash.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlx_specdec_plugin  # noqa: F401  first: the fast CPU BLAS before mlx.core
+import mlx.core as mx
+from mlx_vlm import generate as vlm_generate
+from mlx_vlm import load as vlm_load
+from mlx_vlm.prompt_utils import apply_chat_template
+from mlx_vlm.speculative.drafters import load_drafter as vlm_load_drafter
+
+from mlx_specdec_plugin import SpecStats, blas, vlm
+from mlx_specdec_plugin.tiny_vlm import save_tiny_gemma4_vlm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from drafter_fixtures import write_dflash  # noqa: E402
+
+GEMMA_DRAFT = {"model_type": "gemma4", "final_logit_softcapping": 30.0}  # z-lab's Gemma-4 DFlash keys
+
+
+def flat_target_dir(vlm_dir: Path, out: Path, model) -> Path:
+    """The language model's config and embedding as a flat folder, for the fixture writer."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((vlm_dir / "config.json").read_text())["text_config"]
+    (out / "config.json").write_text(json.dumps(cfg))
+    mx.save_safetensors(str(out / "model.safetensors"),
+                        {"model.embed_tokens.weight": model.language_model.model.embed_tokens.weight})
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--block-size", type=int, default=8, help="drafter block (anchor included) = verify width")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--passes", type=int, default=3)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="vlm_loop_bench_"))
+    shape = dict(hidden_size=a.hidden, num_hidden_layers=a.layers, intermediate_size=4 * a.hidden,
+                 num_attention_heads=8, num_key_value_heads=2, head_dim=a.hidden // 8,
+                 global_head_dim=a.hidden // 4)
+    try:
+        save_tiny_gemma4_vlm(root / "g4", seed=1, sharpness=4.0, **shape)
+    except TypeError as e:  # the tiny writer's knobs are named after the config keys
+        print(f"cannot build the target with {shape}: {e}", file=sys.stderr)
+        return 2
+    model, processor = vlm_load(str(root / "g4"))
+    taps = tuple(sorted({1, a.layers // 2, a.layers - 2})) if a.layers >= 6 else (0, a.layers - 2)
+    drafter_dir = write_dflash(root / "dflash", flat_target_dir(root / "g4", root / "flat", model),
+                               target_layer_ids=taps, seed=7, block_size=a.block_size, config_overrides=GEMMA_DRAFT)
+    theirs, kind = vlm_load_drafter(str(drafter_dir))
+    prompt = apply_chat_template(processor, model.config, "Count: 1 2 3 4 5 6 7 8 9 10 11 12", num_images=0)
+    common = dict(max_tokens=a.max_tokens, temperature=0.0)
+
+    def plain():
+        return vlm_generate(model, processor, prompt, **common).token_ids, None
+
+    def mlx_vlm_loop():
+        r = vlm_generate(model, processor, prompt, draft_model=theirs, draft_kind=kind, **common)
+        return r.token_ids, None
+
+    def ours():
+        stats = SpecStats()
+        r = vlm.generate(model, processor, prompt, draft_model=str(drafter_dir), num_draft_tokens=a.block_size - 1,
+                         stats=stats, **common)
+        return r.token_ids, stats
+
+    rows = {"plain": plain, "mlx-vlm dflash": mlx_vlm_loop, "ours dflash": ours}
+    times = {n: [] for n in rows}
+    outputs, taus, status = {}, {}, {}
+    for n, fn in rows.items():  # warm-up (compilation, caches) and the identity check
+        try:
+            outputs[n], st = fn()
+            taus[n] = st.mean_accepted_length if st else None
+            status[n] = "ok"
+        except Exception as e:  # mlx-vlm's loop may refuse a target/drafter pair: say which and why
+            status[n] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+    for _ in range(a.passes):
+        for n, fn in rows.items():
+            if status[n] != "ok":
+                continue
+            t0 = time.perf_counter()
+            toks, _ = fn()
+            times[n].append(len(toks) / (time.perf_counter() - t0))
+    ref = outputs.get("plain")
+    result = {"target": {"kind": "gemma4 VLM, random weights", **shape}, "drafter": {"kind": "dflash", "taps": taps,
+              "block_size": a.block_size}, "max_tokens": a.max_tokens, "passes": a.passes, "blas": blas.status().kind,
+              "rows": []}
+    base = statistics.median(times["plain"]) if times["plain"] else None
+    print(f"{'method':<16} {'tok/s':>7} {'min':>7} {'max':>7} {'vs plain':>8}  same tokens  status")
+    for n in rows:
+        ts = times[n]
+        med = statistics.median(ts) if ts else None
+        row = {"method": n, "status": status[n], "tok_s_median": med, "tok_s_min": min(ts) if ts else None,
+               "tok_s_max": max(ts) if ts else None, "speedup": med / base if med and base else None,
+               "same_tokens_as_plain": outputs.get(n) == ref if n in outputs else None, "tau": taus.get(n)}
+        result["rows"].append(row)
+        if med:
+            print(f"{n:<16} {med:7.1f} {min(ts):7.1f} {max(ts):7.1f} {row['speedup']:8.2f}  "
+                  f"{str(row['same_tokens_as_plain']):<11}  {status[n]}" + (f"  tau {row['tau']:.2f}" if row["tau"] else ""))
+        else:
+            print(f"{n:<16} {'-':>7} {'-':>7} {'-':>7} {'-':>8}  {'-':<11}  {status[n]}")
+    ours_row, theirs_row = result["rows"][2], result["rows"][1]
+    if ours_row["tok_s_median"] and theirs_row["tok_s_median"]:
+        result["ours_vs_mlx_vlm"] = ours_row["tok_s_median"] / theirs_row["tok_s_median"]
+        print(f"ours / mlx-vlm: {result['ours_vs_mlx_vlm']:.2f}x at equal acceptance")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
