@@ -360,3 +360,16 @@ def write_gemma4_dspark(
     for k in drop_weights:
         weights.pop(k)
     return _save(path, config, weights, prefix_model=True)
+
+
+GEMMA_DRAFT = {"model_type": "gemma4", "final_logit_softcapping": 30.0}  # z-lab's Gemma-4 DFlash config keys
+
+
+def flat_target_dir(vlm_dir: Path, out: Path, model) -> Path:
+    """An mlx-vlm model's language-model config (and embedding) as a flat folder, for the writers above."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((vlm_dir / "config.json").read_text())["text_config"]
+    (out / "config.json").write_text(json.dumps(cfg))
+    mx.save_safetensors(str(out / "model.safetensors"),
+                        {"model.embed_tokens.weight": model.language_model.model.embed_tokens.weight})
+    return out

@@ -121,7 +121,6 @@ def test_rounds_that_draft_nothing_cost_no_drafter_forward_and_drafting_resumes_
 
     eager = dspark.build(target, drafter, StrategyOptions())
     cache = target.make_cache()
-    history = [5, 9, 11, 4]
     for chunk in ([5, 9, 11], [4]):
         _, hidden = target(mx.array([chunk], dtype=mx.uint32), cache, eager.tap_layers)
         eager.extend(chunk, hidden)

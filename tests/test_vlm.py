@@ -9,8 +9,6 @@ good (many drafts accepted) and random (nearly all rejected).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 
 pytest.importorskip("mlx_vlm")
 
-from drafter_fixtures import write_dflash, write_dspark  # noqa: E402
+from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dflash, write_dspark  # noqa: E402
 from mlx_vlm import generate as vlm_generate  # noqa: E402
 from mlx_vlm import load as vlm_load  # noqa: E402
 from mlx_vlm.prompt_utils import apply_chat_template  # noqa: E402
@@ -27,19 +25,6 @@ from mlx_specdec_plugin import SpecStats, vlm  # noqa: E402
 from mlx_specdec_plugin.tiny_vlm import IMAGE_ID, save_tiny_gemma4_vlm, write_png  # noqa: E402
 
 MAX_TOKENS = 40
-GEMMA_DRAFT = {"model_type": "gemma4", "final_logit_softcapping": 30.0}  # z-lab's Gemma-4 DFlash config keys
-
-
-def flat_target_dir(vlm_dir: Path, out: Path, model) -> Path:
-    """The language model's config (and embedding) as a flat folder, for the fixture writers."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = json.loads((vlm_dir / "config.json").read_text())["text_config"]
-    (out / "config.json").write_text(json.dumps(cfg))
-    mx.save_safetensors(str(out / "model.safetensors"),
-                        {"model.embed_tokens.weight": model.language_model.model.embed_tokens.weight})
-    return out
-
-
 def bigram_markov(refs, V, scale=20.0):
     """A rank-V Markov head predicting the reference continuations' bigrams (a 'good' DSpark)."""
     w2 = np.zeros((V, V), np.float32)

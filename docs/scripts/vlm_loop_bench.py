@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import mlx_specdec_plugin  # noqa: F401  first: the fast CPU BLAS before mlx.core
-import mlx.core as mx
 from mlx_vlm import generate as vlm_generate
 from mlx_vlm import load as vlm_load
 from mlx_vlm.prompt_utils import apply_chat_template
@@ -41,20 +40,7 @@ from mlx_specdec_plugin import SpecStats, blas, vlm
 from mlx_specdec_plugin.tiny_vlm import save_tiny_gemma4_vlm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from drafter_fixtures import write_dflash  # noqa: E402
-
-GEMMA_DRAFT = {"model_type": "gemma4", "final_logit_softcapping": 30.0}  # z-lab's Gemma-4 DFlash keys
-
-
-def flat_target_dir(vlm_dir: Path, out: Path, model) -> Path:
-    """The language model's config and embedding as a flat folder, for the fixture writer."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = json.loads((vlm_dir / "config.json").read_text())["text_config"]
-    (out / "config.json").write_text(json.dumps(cfg))
-    mx.save_safetensors(str(out / "model.safetensors"),
-                        {"model.embed_tokens.weight": model.language_model.model.embed_tokens.weight})
-    return out
-
+from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dflash  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
