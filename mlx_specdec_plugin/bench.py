@@ -154,6 +154,12 @@ def load_models(args) -> Models:
     if args.model:
         from mlx_lm import load
 
+        from .loading import LoadError, resolve
+
+        try:
+            args.model = resolve(args.model, "--model")
+        except LoadError as e:
+            raise SystemExit(f"[mlx-specdec] error: {e}") from None
         model, tokenizer = load(args.model)
         models = Models(model, tokenizer, args.model)
     else:
@@ -162,8 +168,12 @@ def load_models(args) -> Models:
         models = Models(model, byte_tokenizer(), name, config=config)
     if args.draft_model:
         from .cli import load_draft, local_path
+        from .loading import LoadError
 
-        args.draft_model = local_path(args.draft_model)
+        try:
+            args.draft_model = local_path(args.draft_model)
+        except LoadError as e:
+            raise SystemExit(f"[mlx-specdec] error: {e}") from None
         models.draft, models.draft_name = load_draft(args.draft_model), args.draft_model
     elif args.random_draft:
         spec = args.random_draft

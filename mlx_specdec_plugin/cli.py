@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
 from typing import List, Optional
+
+from .loading import LoadError, default_model_hint, read_config, resolve
 
 ACCEPTOR_CHOICES_HELP = "auto (greedy at T=0, rejection otherwise), rejection, block, greedy, match, or a plugin's"
 
@@ -47,8 +50,14 @@ def draft_tokens_type(value: str):
 
 
 def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
-    """Let upstream's ``--num-draft-tokens`` (type=int) also take ``auto``; its default is kept."""
+    """Let upstream's ``--num-draft-tokens`` (type=int) also take ``auto``; its default is kept.
+    Upstream's ``--draft-model`` help names what else we accept there."""
+    from .fetch import SHIPPED_DRAFTERS
+
     for action in parser._actions:
+        if "--draft-model" in action.option_strings:
+            action.help = (action.help or "") + " mlx-specdec: also a DSpark/DFlash drafter folder or hub id, " \
+                f"or a drafter shipped in the package: {', '.join(sorted(SHIPPED_DRAFTERS))}."
         if "--num-draft-tokens" in action.option_strings:
             action.type = draft_tokens_type
             action.default = None  # resolved per strategy: 3 (upstream's) unless the drafter has a block
@@ -58,30 +67,23 @@ def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
 
 
 def local_path(path: str) -> str:
-    """A local folder as is; the name of a drafter shipped in the package (``smollm2-dspark``) its
-    folder; a Hugging Face repo id is fetched (configs and safetensors only — never Python files) into
-    the hub cache and its folder returned. Offline, the id is returned as is."""
-    from .fetch import SHIPPED_DRAFTERS, shipped_drafter
-
-    if Path(path).exists():
-        return path
-    if path in SHIPPED_DRAFTERS:
-        return str(shipped_drafter(path))
-    if path.count("/") != 1:
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
-    except Exception:  # offline or not a repo: let the loader report the path
-        return path
+    """The folder a ``--draft-model`` value names (a folder, a shipped drafter's name, a hub id
+    fetched without Python files); anything wrong is one :class:`~.loading.LoadError` line."""
+    return resolve(path, "--draft-model")
 
 
 def _draft_config(path: str) -> Optional[dict]:
-    config = Path(path) / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text())
-    return None
+    return read_config(Path(path), "--draft-model") if (Path(path) / "config.json").is_file() else None
+
+
+def check_strategy_has_draft(name: str, draft_path: Optional[str]) -> None:
+    """``--draft-strategy NAME`` of a strategy that needs a drafter, with no ``--draft-model``."""
+    from .plugins import registry
+
+    entry = registry().strategies.get(name)
+    if draft_path is None and entry is not None and entry.item.needs_draft:
+        raise LoadError(f"--draft-strategy {name} needs --draft-model (a drafter folder, a shipped drafter such as "
+                        "smollm2-dspark, or a small mlx-lm model)")
 
 
 def is_block_drafter_config(config: Optional[dict]) -> bool:
@@ -153,7 +155,17 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     if args.prompt_cache_file is not None:
         prompt_cache, metadata = load_prompt_cache(args.prompt_cache_file, return_metadata=True)
         args.model = args.model or metadata["model"]
-    model_path = args.model or DEFAULT_MODEL
+    try:
+        model_path = resolve(args.model, "--model") if args.model else resolve(DEFAULT_MODEL, "--model")
+    except LoadError as e:
+        _say(f"error: {e if args.model else default_model_hint(DEFAULT_MODEL)}")
+        return 2
+    try:
+        draft_path = local_path(args.draft_model) if args.draft_model else None
+        check_strategy_has_draft(args.draft_strategy, draft_path)
+    except LoadError as e:
+        _say(f"error: {e}")
+        return 2
     model, tokenizer = load(
         model_path,
         adapter_path=args.adapter_path,
@@ -185,8 +197,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     prompt = tokenizer.encode(prompt, add_special_tokens=not use_chat_template)
 
     draft = None
-    if args.draft_model:
-        args.draft_model = local_path(args.draft_model)
+    args.draft_model = draft_path
     config = _draft_config(args.draft_model) if args.draft_model else None
     if args.draft_model and args.draft_strategy != "none":
         draft = load_draft(args.draft_model, args.trust_remote_code)
@@ -343,6 +354,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in RUNS_MODELS and not {"-h", "--help"} & set(argv[1:]):
         announce_blas()
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        near = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f"; did you mean {near[0]}?" if near else f"; commands: {', '.join(COMMANDS)}"
+        print(f"mlx-specdec: unknown command {argv[0]!r}{hint}", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: mlx-specdec {" + ",".join(COMMANDS) + "} [options]\n")
         print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")

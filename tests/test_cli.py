@@ -53,3 +53,45 @@ def test_strategies_lists_plugins_with_their_distribution():
     proc = run(SCRIPT, "strategies")
     assert "lookup" in proc.stdout and "mlx-specdec-plugin 0.1.0" in proc.stdout
     assert "rejection" in proc.stdout and "block" in proc.stdout
+
+
+def error_lines(proc):
+    """The stderr lines a failed command printed, the BLAS announcement left out."""
+    return [l for l in proc.stderr.splitlines() if l.strip() and "CPU BLAS" not in l]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing model", "--model /no/such/dir: no such folder"),
+    ("truncated drafter config", "config.json is not valid JSON (line 1"),
+    ("shipped name typo", "--draft-model smollm2-dsprak: no such folder or shipped drafter; did you mean smollm2-dspark?"),
+    ("strategy without drafter", "--draft-strategy dspark needs --draft-model"),
+    ("no model offline", "no --model given, and mlx-lm's default"),
+])
+def test_a_bad_model_or_drafter_is_one_line_before_any_generation(model_path, tmp_path, case, expected):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"architectures": ["DFlashDraftModel"], "block_')
+    args = {
+        "missing model": ["--model", "/no/such/dir"],
+        "truncated drafter config": ["--model", model_path, "--draft-model", str(broken)],
+        "shipped name typo": ["--model", model_path, "--draft-model", "smollm2-dsprak"],
+        "strategy without drafter": ["--model", model_path, "--draft-strategy", "dspark"],
+        "no model offline": [],
+    }[case]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([SCRIPT, "generate", *args, "--prompt", "hi", "--max-tokens", "4"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "strategy:" not in proc.stderr and proc.stdout == ""  # before anything is chosen or generated
+
+
+def test_an_unknown_command_says_which_and_suggests_one():
+    proc = run(SCRIPT, "generat", check=False)
+    assert proc.returncode == 2
+    assert error_lines(proc) == ["mlx-specdec: unknown command 'generat'; did you mean generate?"]
+
+
+def test_generate_help_names_the_shipped_drafters():
+    assert "smollm2-dspark" in run(SCRIPT, "generate", "--help").stdout
