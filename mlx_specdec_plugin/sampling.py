@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, List, Optional, Sequence
 
 import mlx.core as mx
@@ -226,6 +227,8 @@ def _one_hot(indices: mx.array, size: int) -> mx.array:
     return (mx.arange(size)[None, :] == indices[:, None]).astype(mx.float32)
 
 
+@partial(mx.compile, inputs=mx.random.state, outputs=mx.random.state)
 def sample_from(probs: mx.array) -> mx.array:
-    """Draw one token per row from probability rows ``(n, V)`` (zeros allowed)."""
+    """Draw one token per row from probability rows ``(n, V)`` (zeros allowed), uint32 ``(n,)``.
+    Compiled, as mlx-lm compiles its own sampling (the random state threads through)."""
     return mx.random.categorical(mx.log(probs)).astype(mx.uint32)
