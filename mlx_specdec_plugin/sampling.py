@@ -208,19 +208,26 @@ def greedy_tokens(processed: mx.array) -> List[int]:
     ``|c| <= |max| + log V``; so when the top logit leads the runner-up by more than
     ``4 * eps * (2 |max| + log V + 1)`` the two argmaxes agree. Rows closer than that (near
     ties) are decided on the normalised values, exactly as mlx-lm does."""
-    x = processed
+    top, close = _argmax_and_near_ties(processed)
+    mx.eval(top, close)
+    ids, near = top.tolist(), close.tolist()
+    if any(near):
+        exact = mx.argmax(normalise(processed), axis=-1).tolist()
+        ids = [e if n else i for i, e, n in zip(ids, exact, near)]
+    return ids
+
+
+@mx.compile
+def _argmax_and_near_ties(x: mx.array):
+    """Each row's argmax of ``x (n, V)`` and whether the runner-up is too close for it to be
+    trusted without the normalisation (see :func:`greedy_tokens`); one compiled graph."""
     vocab = x.shape[-1]
     top = mx.argmax(x, axis=-1)
     best = mx.take_along_axis(x, top[:, None], axis=-1)[:, 0].astype(mx.float32)
     runner_up = mx.max(mx.where(mx.arange(vocab)[None, :] == top[:, None], -mx.inf, x), axis=-1).astype(mx.float32)
     eps = float(mx.finfo(x.dtype).eps)
     close = (best - runner_up) <= 4.0 * eps * (2.0 * mx.abs(best) + math.log(vocab) + 1.0)
-    mx.eval(top, close)
-    ids, near = top.tolist(), close.tolist()
-    if any(near):
-        exact = mx.argmax(normalise(x), axis=-1).tolist()
-        ids = [e if n else i for i, e, n in zip(ids, exact, near)]
-    return ids
+    return top, close
 
 
 def _one_hot(indices: mx.array, size: int) -> mx.array:
