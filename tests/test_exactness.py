@@ -1,9 +1,20 @@
 """Spec: the speculative loop emits tokens distributed exactly as the target would sample them.
 
-The joint of the first 3 generated tokens over 20,000 seeded generations is compared with the
-target's exact joint (enumerated from mlx-lm's own processors and filters) by a chi-square test,
-for every exact acceptor x sampling configuration. A planted wrong acceptor must fail it.
+The joint of the first 3 generated tokens over 10,000 seeded generations is compared with the
+target's exact joint (enumerated from mlx-lm's own processors and filters) by a chi-square test
+(alpha 1e-3), for every exact acceptor x sampling configuration. Planted wrong acceptors must fail it.
+
+Power (why 10,000, not the 20,000 of earlier releases): these whole-loop tests prove the
+integration (draft chain, verify rows, per-row processor histories, cache rollback, emission) for
+every acceptor x configuration; the acceptance rules themselves are checked on given p and q at
+30,000 rounds each in ``test_acceptors.py``. The planted acceptor that keeps every draft fails here
+with p ~ 0 (below 1e-300), and so does one that is wrong in only 1 round in 10 (asserted below
+1e-12; measured p ~ 1e-90). The smallest such fraction the test catches grows by
+sqrt(2), from ~2.5 % to ~3.5 % of rounds (noncentrality ~ n * fraction^2), measured with this
+mixture at n = 5,000 and 8,000 (p ~ 1e-3 at 5 %, n = 5,000).
 """
+
+import random
 
 import mlx.core as mx
 import pytest
@@ -15,12 +26,13 @@ from mlx_specdec_plugin.acceptors import AcceptorSpec
 from mlx_specdec_plugin.drafting import Verdict
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.plugins import registry
 from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
 from tiny_lm import ContextLM, perturbed
 
 VOCAB = 6
 PROMPT = [1, 2, 3]
-SAMPLES = 20_000
+SAMPLES = 10_000
 ALPHA = 1e-3  # runs are seeded, so the verdict is deterministic
 
 
@@ -85,6 +97,22 @@ def test_the_test_catches_a_wrong_acceptor(pair):
     sampler_kw, proc_kw = CONFIGS["T1"]
     joint = exact_joint(target, PROMPT, 3, VOCAB, sampler_kw, proc_kw)
     samples = draw(target, draft, accept_always, sampler_kw, proc_kw, SAMPLES, strategy="draft-model")
+    assert chi_square_pvalue(samples, joint) < 1e-12
+
+
+def test_the_test_catches_an_acceptor_wrong_in_one_round_in_ten(pair):
+    """The power at SAMPLES: rejection sampling, except that one round in ten (its own seeded coin)
+    keeps every draft."""
+    target, draft = pair
+    sampler_kw, proc_kw = CONFIGS["T1"]
+    coin = random.Random(0)
+    rejection = registry().acceptor("rejection").accept
+
+    def sometimes_wrong(d, scores):
+        return accept_always(d, scores) if coin.random() < 0.1 else rejection(d, scores)
+
+    joint = exact_joint(target, PROMPT, 3, VOCAB, sampler_kw, proc_kw)
+    samples = draw(target, draft, sometimes_wrong, sampler_kw, proc_kw, SAMPLES, strategy="draft-model")
     assert chi_square_pvalue(samples, joint) < 1e-12
 
 
