@@ -24,9 +24,16 @@ def models(request, tmp_path_factory):
     return target, other, tok
 
 
+_REFERENCES = {}
+
+
 def reference_tokens(model, tok, prompt):
-    ids = mx.array(tok.encode(prompt))
-    return [t for t, _ in generate_step(ids, model, max_tokens=MAX_TOKENS)]
+    """mlx-lm's plain greedy decoding of ``prompt`` (computed once per model and prompt)."""
+    key = (id(model), prompt)
+    if key not in _REFERENCES:
+        ids = mx.array(tok.encode(prompt))
+        _REFERENCES[key] = (model, [t for t, _ in generate_step(ids, model, max_tokens=MAX_TOKENS)])
+    return list(_REFERENCES[key][1])
 
 
 def spec_tokens(model, tok, prompt, **kw):
