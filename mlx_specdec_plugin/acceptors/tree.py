@@ -82,6 +82,7 @@ def _accept_point_masses(draft: Draft, scores: TargetScores) -> Verdict:
     rows = mx.array([p + 1 for p in parents], dtype=mx.int32)
     p_child = p[rows, draft.tokens.astype(mx.int32)]  # p of each node under its parent's row
     coins = mx.random.uniform(shape=(g,))
+    mx.eval(p_child, coins)
     p_child, coins, tokens = p_child.tolist(), coins.tolist(), draft.tokens.tolist()
     kids = tree.children(parents)
     node, path = -1, []
@@ -124,7 +125,7 @@ def _accept_without_replacement(draft: Draft, scores: TargetScores) -> Verdict:
         chosen = None
         for c in group:
             t = tokens[c]
-            r_c, q_c = r[t].item(), q[t].item()
+            r_c, q_c = mx.stack([r[t], q[t]]).tolist()
             if q_c > 0 and coins[c] * q_c < r_c:  # coin < min(1, r(c) / q(c))
                 chosen = c
                 break
