@@ -10,6 +10,11 @@ lose) is a plain decoding step, pipelined as mlx-lm's ``generate_step`` is: whil
 next empty round is already queued on its lazy token, so such rounds cost what plain decoding
 costs. The draft length of each round is decided once, after the previous round is recorded and
 before any of its own tokens are drawn.
+
+Tree drafts (``Draft.parents``) take the same round: the target verifies every node in one
+forward (``tree=draft.parents``), the verdict names the accepted path, and the loop keeps the verify
+rows ``verdict.rows`` (the pending token and that path) in the cache (compacted into place), the
+hidden states and the emitted log-probabilities. For a chain those rows are ``0..accepted``.
 """
 
 from __future__ import annotations

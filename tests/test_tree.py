@@ -42,7 +42,7 @@ PREFIX = [3, 1, 4, 1, 5]
 ROOT = 9
 NODES = [2, 6, 5, 3, 5, 8]
 PARENTS = (-1, -1, 0, 1, 1, 3)
-MAX_TOKENS = 48
+MAX_TOKENS = 32
 
 CACHE_KINDS = {
     "KVCache": lambda n: [KVCache() for _ in range(n)],
