@@ -39,7 +39,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import mlx.nn as nn
 
+from .drafters import Drafter
+from .generate import resolve_strategy
+from .loading import LoadError, check_draft, load_draft
 from .oracle_bench import OracleProposer
+from .plugins import registry
 from .calibrate import Progress, blas_id, device_name, measure_verify_curve, quantization_of
 from .scheduler import AdaptiveScheduler, CostCurve, make_scheduler
 
@@ -130,9 +134,10 @@ class Models:
     model: nn.Module
     tokenizer: Any
     name: str
-    draft: Any = None
+    draft: Any = None  # a loaded Drafter, an mlx-lm model, or None
     draft_name: str = ""
     config: dict = field(default_factory=dict)
+    draft_strategy: Optional[str] = None  # the strategy that claims ``draft``
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +147,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--draft-model", help="classic draft model (mlx-lm path) or a DFlash/DSpark checkpoint folder")
     g.add_argument("--random-draft", metavar="SHAPE|layerskip:N",
                    help="draft: random weights of a shape with the target's vocabulary, or the target's first N layers")
-    g.add_argument("--draft-strategy", default=None, help="calibrate: the strategy whose drafting cost to measure")
     g.add_argument("--dtype", default="float32", help="random weights: float32, bfloat16, float16")
     g.add_argument("--quantize", type=int, default=None, choices=[2, 3, 4, 5, 6, 8], help="random weights: bits")
     g.add_argument("--weights-seed", type=int, default=0)
@@ -167,14 +171,12 @@ def load_models(args) -> Models:
         name = f"random:{args.random_weights}:{args.dtype}" + (f":q{args.quantize}" if args.quantize else "")
         models = Models(model, byte_tokenizer(), name, config=config)
     if args.draft_model:
-        from .cli import load_draft, local_path
-        from .loading import LoadError
-
         try:
-            args.draft_model = local_path(args.draft_model)
+            path = check_draft(args.draft_model)
+            choice = load_draft(path, models.model)
         except LoadError as e:
             raise SystemExit(f"[mlx-specdec] error: {e}") from None
-        models.draft, models.draft_name = load_draft(args.draft_model), args.draft_model
+        models.draft, models.draft_name, models.draft_strategy = choice.draft, path, choice.strategy
     elif args.random_draft:
         spec = args.random_draft
         if spec.startswith("layerskip:"):
@@ -237,6 +239,10 @@ def _register_oracle() -> None:
 
 
 # ---- methods -------------------------------------------------------------------------------
+def _needs_draft(strategy: str) -> bool:
+    return registry().strategy(strategy).needs_draft
+
+
 @dataclass
 class Method:
     name: str
@@ -272,7 +278,7 @@ def plan_methods(strategies: Sequence[str], acceptors: Sequence[str], ks: Sequen
 
 def mlx_vlm_support(models: Models) -> str:
     """Why mlx-vlm's DFlash/DSpark loop can or cannot run this pair (it is never run on mlx-lm targets)."""
-    if not isinstance(models.draft, str):
+    if not isinstance(models.draft, Drafter):
         return "n/a: no DFlash/DSpark drafter given (mlx-vlm's loop has no classic draft-model kind)"
     from .target import model_type_of
 
@@ -366,7 +372,7 @@ def run_bench(
     auto_cap = width - 1
     for m in runnable:  # auto's one-time calibration (cached) happens here, not inside a timed run
         if m.kind == "ours" and m.k == "auto" and m.strategy != "oracle":
-            make_scheduler(model=models.model, draft_model=None if m.strategy == "lookup" else models.draft,
+            make_scheduler(model=models.model, draft_model=models.draft if _needs_draft(m.strategy) else None,
                            strategy=m.strategy, width=auto_cap)
     others = [m for m in runnable if m.kind != "plain"]
     runs: Dict[str, List[Run]] = {m.name: [] for m in runnable}
@@ -394,7 +400,7 @@ def run_bench(
                             raise SystemExit("oracle drafters need --temp 0 (they replay the greedy continuation)")
                         kw["strategy_options"] = {"reference": references[i], "prompt_len": len(prompt),
                                                   "accept": m.accept, "seed": seed + i + 1000 * p}
-                    elif m.strategy != "lookup":
+                    elif _needs_draft(m.strategy):
                         draft = models.draft
                         if draft is None:
                             raise SystemExit(f"strategy '{m.strategy}' needs --draft-model or --random-draft")
@@ -650,12 +656,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not strategies:
         strategies = ["lookup"]
         if models.draft is not None:
-            from .cli import _draft_config, resolve_cli_strategy
-
-            config = _draft_config(models.draft) if isinstance(models.draft, str) else None
-            strategies.insert(0, resolve_cli_strategy("auto", models.draft, config)[0])
-    classic = models.draft is not None and not isinstance(models.draft, str)
-    methods = plan_methods(strategies, args.acceptors, args.num_draft_tokens, classic, isinstance(models.draft, str),
+            strategies.insert(0, models.draft_strategy or resolve_strategy(models.draft, "auto").name)
+    classic = isinstance(models.draft, nn.Module)
+    methods = plan_methods(strategies, args.acceptors, args.num_draft_tokens, classic, isinstance(models.draft, Drafter),
                            args.temp == 0)
     prompts = load_prompts(args.prompts, args.num_prompts)
     result = run_bench(models, prompts, methods, max_tokens=args.max_tokens, temp=args.temp, top_p=args.top_p,

@@ -400,6 +400,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="mlx-specdec calibrate",
                                      description="Measure and cache T_verify(w) and the drafter's cost on this machine")
     add_model_args(parser)
+    parser.add_argument("--draft-strategy", default=None,
+                        help="the strategy whose drafting cost to measure (auto: the one --draft-model's config names; "
+                        "default: none, the verify curve only)")
     parser.add_argument("--width", type=int, default=16, help="measure verify widths w = 1..WIDTH (default 16)")
     parser.add_argument("--draft-width", type=int, default=8, help="drafter lengths k = 1..K (default 8)")
     parser.add_argument("--context", type=int, default=256, help="tokens in the cache while measuring (default 256)")
@@ -411,7 +414,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     models = load_models(args)
-    strategy = args.draft_strategy if args.draft_strategy not in (None, "none") else None
+    strategy = models.draft_strategy if args.draft_strategy == "auto" else args.draft_strategy
+    strategy = strategy if strategy not in (None, "none") else None
     cal = calibrate(models.model, name=models.name, draft_model=models.draft, strategy=strategy,
                     width=args.width, draft_width=args.draft_width, context=args.context, repeats=args.repeats,
                     use_cache=not args.force, progress=not args.no_progress, quick=args.quick)

@@ -134,12 +134,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     k = a.num_draft_tokens if a.num_draft_tokens == "auto" else int(a.num_draft_tokens)
-    from .cli import local_path
     from .fetch import fetch_model
+    from .loading import resolve
 
     try:
         model = a.model or str(fetch_model("smollm2"))
-        draft = local_path(a.draft_model)
+        draft = resolve(a.draft_model, "--draft-model")
         run_demo(model, draft, a.prompt, a.max_tokens, a.temp, k, a.seed)
     except (ValueError, RuntimeError) as e:
         print(f"[mlx-specdec] error: {e}", file=sys.stderr)

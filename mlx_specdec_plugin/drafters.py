@@ -127,6 +127,15 @@ def detect_kind(raw: dict) -> str:
     )
 
 
+def is_drafter_config(config: Optional[dict]) -> bool:
+    """A DSpark/DFlash checkpoint's config (either layout), as opposed to a plain mlx-lm model's.
+    A cheap look at the keys; :func:`detect_kind` decides the kind (and refuses what is unsupported)."""
+    if not config:
+        return False
+    archs = " ".join(str(a) for a in config.get("architectures") or [])
+    return "dflash_config" in config or "DSpark" in archs or "DFlash" in archs or "target_layer_ids" in config
+
+
 def _int(raw: dict, key: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"drafter config: '{key}' must be an integer >= {minimum}, got {value!r}")

@@ -46,6 +46,8 @@ from mlx_vlm.generate.common import GenerationResult
 from . import caches
 from .drafting import Proposer
 from .generate import prepare
+from .loading import LoadError, check_draft, load_draft
+from .options import add_speculative_args, draft_tokens_type, say as _say, strategy_options
 from .loop import speculative_generate_step
 from .sampling import make_sampler
 from .stats import SpecStats
@@ -133,7 +135,7 @@ class VLMTargetAdapter(TargetAdapter):
         if not self.can_capture:
             raise ValueError(
                 f"hidden-state taps need an mlx-vlm language model with capture_layer_ids; "
-                f"'{self.model_type}' has none (use --draft lookup or none)"
+                f"'{self.model_type}' has none (use --draft-strategy lookup or none)"
             )
         if not self._probed:
             self._probe(taps)
@@ -585,28 +587,20 @@ def generate(
 
 
 def speculative_arg_parser() -> argparse.ArgumentParser:
-    """Our flags for ``mlx-specdec vlm`` (parsed before mlx-vlm's own parser sees the rest)."""
-    from .cli import ACCEPTOR_CHOICES_HELP
-
+    """Our flags for ``mlx-specdec vlm`` (parsed before mlx-vlm's own parser sees the rest): the
+    ones ``generate`` has (:func:`~.options.add_speculative_args`; ``--draft`` is a hidden alias of
+    ``--draft-strategy``) and ``--num-draft-tokens`` (an int or ``auto``)."""
     parser = argparse.ArgumentParser(prog="mlx-specdec vlm", add_help=False, allow_abbrev=False)
-    group = parser.add_argument_group("speculative decoding (mlx-specdec)")
+    add_speculative_args(parser, strategy_aliases=("--draft",))
+    group = parser._action_groups[-1]
     group.add_argument(
-        "--draft",
-        default="auto",
-        help="dflash, dspark, lookup, none, draft-model or an installed plugin (`mlx-specdec strategies`). "
-        "auto (default): from --draft-model's config, else lookup. none: plain mlx-vlm decoding.",
+        "--num-draft-tokens", type=draft_tokens_type, default=None,
+        help="proposals per round (default 3; DSpark/DFlash: the checkpoint's block unless set), or 'auto': "
+        "choose per round from this machine's calibrated cost curve and the running acceptance",
     )
-    group.add_argument("--acceptor", default="auto", help=ACCEPTOR_CHOICES_HELP)
-    group.add_argument(
-        "--num-draft-tokens", type=int, default=None,
-        help="proposals per round (default 3; DSpark/DFlash: the checkpoint's block unless set)",
-    )
-    group.add_argument(
-        "--block-size", type=int, default=None,
-        help="DFlash/DSpark verify width per round, anchor included (short for chat, 16 for code/math); "
-        "mlx-vlm's --draft-block-size is read as this when it is not given",
-    )
-    group.add_argument("--lookup-max-ngram", type=int, default=3, help="lookup: longest suffix n-gram to match (default 3)")
+    for action in group._group_actions:
+        if "--block-size" in action.option_strings:
+            action.help += "; mlx-vlm's --draft-block-size is read as this when it is not given"
     return parser
 
 
@@ -649,44 +643,48 @@ def parse_vlm_args(argv: List[str]) -> Tuple[argparse.Namespace, argparse.Namesp
 
 
 def vlm_main(argv: Optional[List[str]] = None) -> int:
-    """``mlx-specdec vlm``: ``mlx_vlm generate`` (every flag, its defaults) plus ``--draft``,
+    """``mlx-specdec vlm``: ``mlx_vlm generate`` (every flag, its defaults) plus ``--draft-strategy``,
     ``--acceptor``, ``--num-draft-tokens``, ``--block-size``, ``--lookup-max-ngram``."""
-    from .cli import _draft_config, _say, load_draft, resolve_cli_strategy
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args, spec, rest = parse_vlm_args(argv)
     modality = getattr(args, "output_modality", "text")
 
-    if spec.draft == "none" or (spec.draft == "auto" and modality != "text"):
-        why = "--draft none" if spec.draft == "none" else f"--output-modality {modality}"
+    if spec.draft_strategy == "none" or (spec.draft_strategy == "auto" and modality != "text"):
+        why = "--draft-strategy none" if spec.draft_strategy == "none" else f"--output-modality {modality}"
         _say(f"strategy: none ({why}: mlx-vlm's own generation)")
-        if spec.draft == "none":
+        if spec.draft_strategy == "none":
             rest = _without_option(rest, "--draft-model")
         from mlx_vlm.generate.dispatch import main as upstream_main
 
         _upstream(rest, upstream_main)
         return 0
     if modality != "text":
-        _say(f"error: speculative decoding generates text; --output-modality {modality} needs --draft none")
+        _say(f"error: speculative decoding generates text; --output-modality {modality} needs --draft-strategy none")
         return 2
     if args.chat:
-        _say("error: --chat is not supported with speculative decoding yet (use --draft none)")
+        _say("error: --chat is not supported with speculative decoding yet (use --draft-strategy none)")
         return 2
     if args.thinking_budget is not None or args.kv_bits is not None:
-        _say("error: --thinking-budget / --kv-bits are not supported with speculative decoding (use --draft none)")
+        _say("error: --thinking-budget / --kv-bits are not supported with speculative decoding (use --draft-strategy none)")
         return 2
     if args.draft_kind is not None and args.draft_kind not in ("dflash",):
-        _say(f"error: --draft-kind {args.draft_kind} is mlx-vlm's own drafter; ours: --draft dflash/dspark/lookup")
+        _say(f"error: --draft-kind {args.draft_kind} is mlx-vlm's own drafter; ours: --draft-strategy dflash/dspark/lookup")
         return 2
-    return _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_strategy)
+    return _speculative_cli(args, spec)
 
 
-def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_strategy) -> int:
+def _speculative_cli(args, spec) -> int:
     from mlx_vlm.generate.common import resolve_sampling_defaults
     from mlx_vlm.generate.dispatch import _video_sampling_kwargs
     from mlx_vlm.prompt_utils import apply_chat_template
     from mlx_vlm.utils import load
 
+    try:
+        draft_path = check_draft(args.draft_model, spec.draft_strategy)
+        strategy_options(spec.draft_strategy, spec.strategy_options)
+    except LoadError as e:
+        _say(f"error: {e}")
+        return 2
     if args.seed is not None:
         mx.random.seed(args.seed)
     for name in ("image", "audio", "video"):
@@ -702,13 +700,13 @@ def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_st
         config, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k
     )
 
-    draft, dconfig = None, _draft_config(args.draft_model) if args.draft_model else None
-    if args.draft_model:
-        draft = load_draft(args.draft_model, args.trust_remote_code)
-    strategy, why = resolve_cli_strategy(spec.draft, draft, dconfig)
-    if strategy in (None, "none", "lookup"):
-        draft = None
-    _say(f"strategy: {strategy or 'none'} ({why})")
+    try:  # the drafter reads the language model (its embedding, head and hidden states)
+        choice = load_draft(draft_path, VLMTargetAdapter(model).model, spec.draft_strategy, args.trust_remote_code)
+        options = strategy_options(choice.strategy, spec.strategy_options)
+    except LoadError as e:
+        _say(f"error: {e}")
+        return 2
+    _say(f"strategy: {choice.strategy or 'none'} ({choice.reason})")
 
     prompt = args.prompt
     if args.system:
@@ -764,12 +762,12 @@ def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_st
             verbose=args.verbose,
             max_kv_size=args.max_kv_size,
             prefill_step_size=args.prefill_step_size,
-            draft_model=draft,
-            draft_strategy=strategy or "none",
+            draft_model=choice.draft,
+            draft_strategy=choice.strategy or "none",
             acceptor=spec.acceptor,
             num_draft_tokens=spec.num_draft_tokens,
             block_size=block_size,
-            strategy_options={"max_ngram": spec.lookup_max_ngram},
+            strategy_options=options,
             **kwargs,
         )
     except ValueError as e:

@@ -13,7 +13,8 @@ import mlx.nn as nn
 import pytest
 
 from mlx_specdec_plugin import bench, calibrate
-from mlx_specdec_plugin.cli import draft_tokens_type, main as cli_main
+from mlx_specdec_plugin.cli import main as cli_main
+from mlx_specdec_plugin.options import draft_tokens_type
 from mlx_specdec_plugin.scheduler import CostCurve
 from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
 
@@ -123,7 +124,7 @@ def test_num_draft_tokens_auto_on_the_command_line(tmp_path, cache_dir, capsys):
 def test_upstream_default_is_kept():
     from mlx_lm.generate import setup_arg_parser
 
-    from mlx_specdec_plugin.cli import allow_auto_draft_tokens
+    from mlx_specdec_plugin.options import allow_auto_draft_tokens
 
     parser = setup_arg_parser()
     default = parser.parse_args([]).num_draft_tokens

@@ -1,5 +1,6 @@
-"""Spec: ``mlx-specdec vlm`` is ``mlx_vlm generate`` (its parser, flags and defaults) plus ``--draft``,
-``--acceptor``, ``--num-draft-tokens``, ``--block-size``, ``--lookup-max-ngram``; at temperature 0
+"""Spec: ``mlx-specdec vlm`` is ``mlx_vlm generate`` (its parser, flags and defaults) plus the flags
+``generate`` has (``--draft-strategy``, with ``--draft`` kept as a hidden alias, ``--acceptor``,
+``--num-draft-tokens`` including ``auto``, ``--block-size``, ``--strategy-option``); at temperature 0
 it prints what ``mlx_vlm generate`` prints."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def upstream_output(monkeypatch, capsys, argv):
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra", [[], ["--draft", "lookup", "--acceptor", "block", "--num-draft-tokens", "4"],
+@pytest.mark.parametrize("extra", [[], ["--draft-strategy", "lookup", "--acceptor", "block", "--num-draft-tokens", "4"],
                                    ["--draft-model", "DFLASH", "--block-size", "6"], ["--draft", "none"]])
 def test_same_output_as_mlx_vlm_generate(paths, monkeypatch, capsys, extra):
     extra = [paths["dflash"] if a == "DFLASH" else a for a in extra]
@@ -59,7 +60,8 @@ def test_help_lists_upstream_and_our_flags():
     out = subprocess.run([sys.executable, "-m", "mlx_specdec_plugin", "vlm", "--help"], capture_output=True, text=True,
                          env=env, timeout=120).stdout
     for flag in ("--image", "--audio", "--temperature", "--max-tokens", "--draft-model", "--processor-kwargs",
-                 "--draft ", "--acceptor", "--num-draft-tokens", "--block-size", "--lookup-max-ngram"):
+                 "--draft-strategy", "--acceptor", "--num-draft-tokens", "--block-size", "--strategy-option",
+                 "--lookup-max-ngram"):
         assert flag in out, flag
 
 
