@@ -38,14 +38,24 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_map
+from mlx_lm import load as mlx_lm_load
+from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
+from mlx_lm.sample_utils import make_sampler
+from mlx_lm.utils import _get_classes, load_tokenizer
 
+from .calibrate import (Calibration, CostCurve, Progress, blas_id, cache_path, calibrate, device_name,
+                        measure_verify_curve, quantization_of)
 from .drafters import Drafter
-from .generate import resolve_strategy
-from .loading import LoadError, check_draft, load_draft
+from .drafting import Strategy
+from .generate import auto_scheduler, proposer_factory, resolve_strategy, stream_generate
+from .loading import LoadError, check_draft, load_draft, resolve
 from .oracle_bench import OracleProposer
-from .plugins import registry
-from .calibrate import Progress, blas_id, device_name, measure_verify_curve, quantization_of
-from .scheduler import AdaptiveScheduler, CostCurve, make_scheduler
+from .plugins import Registered, registry
+from .scheduler import AdaptiveScheduler
+from .stats import SpecStats
+from .target import model_type_of, vocab_size_of
+from .tiny import write_byte_tokenizer
 
 PROMPT_SETS = ("chat", "code", "math")
 
@@ -84,9 +94,6 @@ SHAPES: Dict[str, dict] = {
 def random_model(shape: str, dtype: str = "float32", bits: Optional[int] = None, seed: int = 0,
                  std: float = 0.02, **overrides) -> Tuple[nn.Module, dict]:
     """A random model of ``shape`` (a :data:`SHAPES` name), HF-style N(0, std) init."""
-    from mlx.utils import tree_map
-    from mlx_lm.utils import _get_classes
-
     if shape not in SHAPES:
         raise ValueError(f"unknown shape '{shape}'; known: {', '.join(SHAPES)}")
     config = {**SHAPES[shape], **overrides}
@@ -106,8 +113,6 @@ def random_model(shape: str, dtype: str = "float32", bits: Optional[int] = None,
 
 def layerskip_draft(model: nn.Module, config: dict, layers: int) -> nn.Module:
     """The target's first ``layers`` decoder layers + its norm and head (weights shared)."""
-    from mlx_lm.utils import _get_classes
-
     cfg = {**config, "num_hidden_layers": layers}
     model_cls, args_cls = _get_classes(cfg)
     draft = model_cls(args_cls.from_dict(cfg))
@@ -120,10 +125,6 @@ def layerskip_draft(model: nn.Module, config: dict, layers: int) -> nn.Module:
 
 
 def byte_tokenizer():
-    from mlx_lm.utils import load_tokenizer
-
-    from .tiny import write_byte_tokenizer
-
     with tempfile.TemporaryDirectory() as d:
         write_byte_tokenizer(Path(d))
         return load_tokenizer(Path(d))
@@ -156,15 +157,11 @@ def load_models(args) -> Models:
     if bool(args.model) == bool(args.random_weights):
         raise SystemExit("give exactly one of --model PATH or --random-weights SHAPE")
     if args.model:
-        from mlx_lm import load
-
-        from .loading import LoadError, resolve
-
         try:
             args.model = resolve(args.model, "--model")
         except LoadError as e:
             raise SystemExit(f"[mlx-specdec] error: {e}") from None
-        model, tokenizer = load(args.model)
+        model, tokenizer = mlx_lm_load(args.model)
         models = Models(model, tokenizer, args.model)
     else:
         model, config = random_model(args.random_weights, args.dtype, args.quantize, args.weights_seed)
@@ -184,8 +181,6 @@ def load_models(args) -> Models:
                 raise SystemExit("--random-draft layerskip:N needs --random-weights")
             models.draft = layerskip_draft(models.model, models.config, int(spec.split(":", 1)[1]))
         else:
-            from .target import vocab_size_of
-
             models.draft, _ = random_model(spec, args.dtype, args.quantize, args.weights_seed + 1,
                                            vocab_size=vocab_size_of(models.model))
         models.draft_name = f"random:{spec}"
@@ -224,9 +219,6 @@ def encode(tokenizer, prompt: str, chat: bool) -> List[int]:
 
 # ---- bench-only drafters -------------------------------------------------------------------
 def _register_oracle() -> None:
-    from .drafting import Strategy
-    from .plugins import Registered, registry
-
     reg = registry()
     if "oracle" not in reg.strategies:
         def build(target, draft, options):
@@ -280,8 +272,6 @@ def mlx_vlm_support(models: Models) -> str:
     """Why mlx-vlm's DFlash/DSpark loop can or cannot run this pair (it is never run on mlx-lm targets)."""
     if not isinstance(models.draft, Drafter):
         return "n/a: no DFlash/DSpark drafter given (mlx-vlm's loop has no classic draft-model kind)"
-    from .target import model_type_of
-
     mt = model_type_of(models.model)
     return (f"unsupported: mlx-vlm's dflash loop needs an mlx-vlm LanguageModel target with capture_layer_ids and "
             f"rollback_speculative_cache; this is an mlx-lm '{mt}' model (dense qwen3 lacks both in mlx-vlm "
@@ -342,12 +332,6 @@ def run_bench(
     repeats: int = 3,
     passes: int = 1,
 ) -> dict:
-    from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    from .generate import stream_generate
-    from .stats import SpecStats
-
     tokenizer = models.tokenizer
     tokenizer.eos_token_ids = set()  # fixed budget: every method decodes max_tokens tokens
     encoded = [encode(tokenizer, p, chat) for _, p in prompts]
@@ -372,8 +356,7 @@ def run_bench(
     auto_cap = width - 1
     for m in runnable:  # auto's one-time calibration (cached) happens here, not inside a timed run
         if m.kind == "ours" and m.k == "auto" and m.strategy != "oracle":
-            make_scheduler(model=models.model, draft_model=models.draft if _needs_draft(m.strategy) else None,
-                           strategy=m.strategy, width=auto_cap)
+            auto_scheduler(models.model, models.draft if _needs_draft(m.strategy) else None, m.strategy, auto_cap)
     others = [m for m in runnable if m.kind != "plain"]
     runs: Dict[str, List[Run]] = {m.name: [] for m in runnable}
     schedulers: Dict[str, list] = {m.name: [] for m in runnable}
@@ -407,7 +390,7 @@ def run_bench(
                     k = m.k
                     if k == "auto":  # exactly what num_draft_tokens="auto" gives a user: the cached calibration
                         sched = (AdaptiveScheduler(curve) if m.strategy == "oracle" else  # oracles: no drafter to time
-                                 make_scheduler(model=models.model, draft_model=draft, strategy=m.strategy, width=auto_cap))
+                                 auto_scheduler(models.model, draft, m.strategy, auto_cap))
                         schedulers[m.name].append(sched)
                         kw["draft_length"] = sched
                         k = auto_cap
@@ -463,8 +446,6 @@ def _decode_rate(run: Run) -> Tuple[float, float]:
 
 def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, baseline: Dict[int, float], schedulers) -> dict:
     """Pooled tokens/s; speedup, ideal and efficiency are medians over slots of paired ratios."""
-    from .stats import SpecStats
-
     toks = secs = 0.0
     speedups, ideals, effs = [], [], []
     for run in runs:
@@ -673,4 +654,56 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot_dir:
         paths = plot(result, Path(args.plot_dir))
         print("plots: " + (", ".join(map(str, paths)) if paths else "skipped (matplotlib is not installed)"))
+    return 0
+
+
+# ---- calibrate command ---------------------------------------------------------------------
+def format_curve(cal: Calibration) -> str:
+    v = cal.curve.verify
+    lines = [f"model={cal.key['model']} quantization={cal.key['quantization']} mlx={cal.key['mlx']} "
+             f"device={cal.key['device']} drafter={cal.key['drafter']} context={cal.key['context']}",
+             f"{'w':>3} {'T_verify(w) ms':>15} {'/ T(1)':>7}"]
+    for w, t in enumerate(v, 1):
+        lines.append(f"{w:>3} {t * 1e3:>15.3f} {t / v[0]:>7.2f}")
+    if len(cal.curve.draft) > 1:
+        lines.append(f"{'k':>3} {'T_draft(k) ms':>15}")
+        for k, t in enumerate(cal.curve.draft):
+            lines.append(f"{k:>3} {t * 1e3:>15.3f}")
+    return "\n".join(lines)
+
+
+def calibrate_main(argv: Optional[List[str]] = None) -> int:
+    """``mlx-specdec calibrate``: measure and cache the cost curve (the models as ``bench`` loads them)."""
+    parser = argparse.ArgumentParser(prog="mlx-specdec calibrate",
+                                     description="Measure and cache T_verify(w) and the drafter's cost on this machine")
+    add_model_args(parser)
+    parser.add_argument("--draft-strategy", default=None,
+                        help="the strategy whose drafting cost to measure (auto: the one --draft-model's config names; "
+                        "default: none, the verify curve only)")
+    parser.add_argument("--width", type=int, default=16, help="measure verify widths w = 1..WIDTH (default 16)")
+    parser.add_argument("--draft-width", type=int, default=8, help="drafter lengths k = 1..K (default 8)")
+    parser.add_argument("--context", type=int, default=256, help="tokens in the cache while measuring (default 256)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--force", action="store_true", help="re-measure even if a cached curve exists")
+    parser.add_argument("--quick", action="store_true",
+                        help="measure a few widths and draft lengths and interpolate (what `auto`'s first run does)")
+    parser.add_argument("--json", action="store_true", help="print the curve as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    models = load_models(args)
+    strategy = models.draft_strategy if args.draft_strategy == "auto" else args.draft_strategy
+    strategy = strategy if strategy not in (None, "none") else None
+    build = proposer_factory(models.model, models.draft, strategy) if strategy else None
+    cal = calibrate(models.model, name=models.name, draft_model=models.draft, strategy=strategy, build=build,
+                    width=args.width, draft_width=args.draft_width, context=args.context, repeats=args.repeats,
+                    use_cache=not args.force, progress=not args.no_progress, quick=args.quick)
+    cal_path = cache_path(cal.key)
+    if args.force:  # re-measured: store it
+        cal_path.parent.mkdir(parents=True, exist_ok=True)
+        cal_path.write_text(json.dumps(cal.as_dict(), indent=1))
+    if args.json:
+        print(json.dumps({**cal.as_dict(), "path": str(cal_path)}, indent=1))
+    else:
+        print(format_curve(cal))
+        print(f"cached at {cal_path}")
     return 0

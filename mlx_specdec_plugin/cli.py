@@ -179,9 +179,9 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
 
 
 def calibrate_main(argv: Optional[List[str]] = None) -> int:
-    from .calibrate import main
+    from .bench import calibrate_main
 
-    return main(argv)
+    return calibrate_main(argv)
 
 
 def server_main(argv: Optional[List[str]] = None) -> int:

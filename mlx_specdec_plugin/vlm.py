@@ -33,7 +33,6 @@ import argparse
 import codecs
 import inspect
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
@@ -41,19 +40,37 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models import cache as lm_cache
 from mlx_lm.sample_utils import make_logits_processors
-from mlx_vlm.generate.common import GenerationResult
+from mlx_vlm import generate as vlm_generate
+from mlx_vlm import stream_generate as vlm_stream_generate
+from mlx_vlm.apc import multimodal_token_ids_from_config
+from mlx_vlm.generate.common import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MIN_P,
+    DEFAULT_REPETITION_CONTEXT_SIZE,
+    GenerationResult,
+    _chunked_prefill_enabled,
+    resolve_sampling_defaults,
+)
+from mlx_vlm.generate.common import wired_limit as vlm_wired_limit
+from mlx_vlm.generate.dispatch import _video_sampling_kwargs, normalize_resize_shape, parse_arguments
+from mlx_vlm.generate.dispatch import main as upstream_main
+from mlx_vlm.models import cache as vlm_cache
+from mlx_vlm.models.cache import make_prompt_cache as vlm_make_prompt_cache
+from mlx_vlm.prompt_utils import apply_chat_template
+from mlx_vlm.sample_utils import clamp_temperature
+from mlx_vlm.tokenizer_utils import make_streaming_detokenizer
+from mlx_vlm.utils import StoppingCriteria, prepare_inputs, should_add_special_tokens
+from mlx_vlm.utils import load as vlm_load
 
 from . import caches
 from .drafting import Proposer
-from .generate import prepare
+from .generate import SPEC_KEYS, Step, response_steps, speculate
 from .loading import LoadError, check_draft, load_draft
 from .options import add_speculative_args, draft_tokens_type, say as _say, strategy_options
-from .loop import speculative_generate_step
 from .sampling import make_sampler
 from .stats import SpecStats
 from .target import TargetAdapter, check_tap_range
 
-SPEC_KEYS = ("draft_strategy", "acceptor", "num_draft_tokens", "block_size", "strategy_options", "stats")
 # mlx-vlm generate_step keys that shape the distribution or the cache; handled here.
 _SAMPLING_KEYS = (
     "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "repetition_context_size",
@@ -85,8 +102,6 @@ _SEQUENCE_ALIGNED = {
 
 def _to_mlx_lm_cache(c: Any) -> Any:
     """mlx-vlm's KVCache / RotatingKVCache (fresh) as mlx-lm's, which :mod:`.caches` rolls back."""
-    from mlx_vlm.models import cache as vlm_cache
-
     if type(c) is vlm_cache.KVCache:
         return lm_cache.KVCache()
     if type(c) is vlm_cache.RotatingKVCache and c.keep == 0:
@@ -116,9 +131,7 @@ class VLMTargetAdapter(TargetAdapter):
         self.vocab_size = int(getattr(config, "vocab_size", 0) or self.vocab_size)
 
     def make_cache(self, max_kv_size: Optional[int] = None) -> List[Any]:
-        from mlx_vlm.models.cache import make_prompt_cache
-
-        return [_to_mlx_lm_cache(c) for c in make_prompt_cache(self.model, max_kv_size=max_kv_size)]
+        return [_to_mlx_lm_cache(c) for c in vlm_make_prompt_cache(self.model, max_kv_size=max_kv_size)]
 
     @property
     def can_capture(self) -> bool:
@@ -201,9 +214,6 @@ class EmbeddedPrompt:
     @classmethod
     def from_inputs(cls, model: nn.Module, input_ids: mx.array, pixel_values=None, mask=None, **data_kwargs) -> "EmbeddedPrompt":
         """Embed with mlx-vlm's ``model.get_input_embeddings`` (as ``mlx_vlm.generate_step``)."""
-        from mlx_vlm.apc import multimodal_token_ids_from_config
-        from mlx_vlm.generate.common import _chunked_prefill_enabled
-
         if input_ids.ndim == 1:
             input_ids = input_ids[None]
         if input_ids.shape[0] != 1:
@@ -276,9 +286,6 @@ def prepare_prompt(model, processor, prompt, image=None, audio=None, video=None,
     """mlx-vlm's input preparation (``prepare_inputs`` with the processor, or caller-given
     ``input_ids``/``pixel_values``/``mask``), then :meth:`EmbeddedPrompt.from_inputs`.
     ``kwargs`` are processor kwargs (``resize_shape``, ``processor_kwargs`` entries, ...)."""
-    from mlx_vlm.generate.dispatch import normalize_resize_shape
-    from mlx_vlm.utils import prepare_inputs, should_add_special_tokens
-
     if isinstance(image, str):
         image = [image]
     if isinstance(audio, str):
@@ -320,13 +327,6 @@ class SpecGenerationResult(GenerationResult):
 def make_vlm_sampling(model, kwargs: dict):
     """Pop mlx-vlm's sampling kwargs and build ``(sampler, logits_processors)`` with mlx-vlm's
     defaults (checkpoint generation config, then temperature 0, top-p 1, top-k 0)."""
-    from mlx_vlm.generate.common import (
-        DEFAULT_MIN_P,
-        DEFAULT_REPETITION_CONTEXT_SIZE,
-        resolve_sampling_defaults,
-    )
-    from mlx_vlm.sample_utils import clamp_temperature
-
     get = kwargs.pop
     temperature, top_p, top_k = resolve_sampling_defaults(
         getattr(model, "config", None), temperature=get("temperature", None), top_p=get("top_p", None),
@@ -385,16 +385,12 @@ def stream_generate(
     """
     spec_kwargs = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
-        from mlx_vlm import stream_generate as vlm_stream_generate
-
         yield from vlm_stream_generate(model, processor, prompt, image, audio, video, **kwargs)
         return
     if kwargs.pop("draft_block_size", None) is not None and spec_kwargs.get("block_size") is None:
         raise ValueError("use block_size= (draft_block_size is mlx-vlm's own drafter option)")
     max_tokens = kwargs.pop("max_tokens", None)
     if max_tokens is None:
-        from mlx_vlm.generate.common import DEFAULT_MAX_TOKENS
-
         max_tokens = DEFAULT_MAX_TOKENS
     if max_tokens == 0:
         raise ValueError("max_tokens must be non-zero (use -1 for no limit)")
@@ -410,39 +406,16 @@ def stream_generate(
     direct = {k: kwargs.pop(k) for k in ("input_ids", "pixel_values", "mask") if kwargs.get(k) is not None}
     _refuse_unsupported(kwargs)
     target = VLMTargetAdapter(model)
-    target, proposer, acceptor_spec, sampling, strategy, k = prepare(
-        target.model,
-        draft_model,
-        sampler=sampler,
-        logits_processors=processors,
-        num_draft_tokens=spec_kwargs.pop("num_draft_tokens", None),
-        prefill_step_size=prefill_step_size,
-        target=target,
-        **spec_kwargs,
-    )
-    if strategy is None:  # resolve_strategy said plain decoding (draft_strategy="none")
-        from mlx_vlm import stream_generate as vlm_stream_generate
-
+    run = speculate(target.model, draft_model, target=target, sampler=sampler, logits_processors=processors,
+                    prefill_step_size=prefill_step_size, stats=stats, **spec_kwargs)
+    if run is None:  # resolve_strategy said plain decoding (draft_strategy="none")
         yield from vlm_stream_generate(model, processor, prompt, image, audio, video, max_tokens=max_tokens, **kwargs)
         return
-    stats.strategy, stats.acceptor = strategy.name, acceptor_spec.name
     embedded = prepare_prompt(model, processor, prompt, image, audio, video, **direct, **kwargs)
     embedded.check()
     cache = target.make_cache(max_kv_size=max_kv_size)
-    tokens = speculative_generate_step(
-        embedded.input_ids[0],
-        target,
-        proposer,
-        acceptor_spec.accept,
-        num_draft_tokens=k,
-        max_tokens=max_tokens,
-        sampling=sampling,
-        prompt_cache=cache,
-        prefill_step_size=prefill_step_size,
-        stats=stats,
-        prefill_fn=embedded.prefill,
-    )
-    yield from _results(tokens, processor, tokenizer, embedded.input_ids.size, model, stats, skip_ids)
+    tokens = run.tokens(embedded.input_ids[0], max_tokens, cache, prefill_fn=embedded.prefill)
+    yield from _results(tokens, processor, tokenizer, embedded.input_ids.size, model, run.stats, skip_ids)
 
 
 def _stop_fn(tokenizer, model):
@@ -456,51 +429,38 @@ def _stop_fn(tokenizer, model):
 
 
 def _results(tokens, processor, tokenizer, prompt_tokens: int, model, stats: SpecStats, skip_ids):
-    from mlx_vlm.generate.common import wired_limit
-    from mlx_vlm.tokenizer_utils import make_streaming_detokenizer
-
+    """mlx-vlm's result protocol over :func:`~.generate.response_steps`: one result per token, then
+    the last one with ``finish_reason`` and ``token_ids``; a stop token is not shown."""
     stop = _stop_fn(tokenizer, model)
     detokenizer = make_streaming_detokenizer(processor)
     generated: List[int] = []
-    finish = "length"
-    token = logprobs = None
-    from_draft = False
-    n = -1
 
-    def result(text, **extra):
+    def result(step: Step, **extra) -> SpecGenerationResult:
         return SpecGenerationResult(
-            text=text,
-            token=token,
-            logprobs=logprobs,
+            text=detokenizer.last_segment,
+            token=step.token,
+            logprobs=step.logprobs,
             prompt_tokens=prompt_tokens,
-            generation_tokens=n + 1,
-            total_tokens=prompt_tokens + n + 1,
-            prompt_tps=prompt_tps,
-            generation_tps=(n + 1) / max(time.perf_counter() - tic, 1e-9),
+            generation_tokens=step.n + 1,
+            total_tokens=prompt_tokens + step.n + 1,
+            prompt_tps=step.prompt_tps,
+            generation_tps=step.generation_tps,
             peak_memory=mx.get_peak_memory() / 1e9,
-            from_draft=from_draft,
+            from_draft=step.from_draft,
             spec=stats,
             **extra,
         )
 
-    with wired_limit(model):
-        tic = time.perf_counter()
-        prompt_tps = 0.0
-        try:
-            for n, (token, logprobs, from_draft) in enumerate(tokens):
-                if n == 0:
-                    prompt_tps = prompt_tokens / max(time.perf_counter() - tic, 1e-9)
-                    tic = time.perf_counter()
-                generated.append(token)
-                if stop(token):
-                    finish = "stop"
-                    break
-                detokenizer.add_token(token, skip_special_token_ids=skip_ids)
-                yield result(detokenizer.last_segment)
-        finally:
-            tokens.close()
-        detokenizer.finalize()
-        yield result(detokenizer.last_segment, finish_reason=finish, token_ids=list(generated))
+    with vlm_wired_limit(model):
+        for step in response_steps(tokens, prompt_tokens, stop):
+            if step.token is not None and (step.finish is None or step.finish == "stop"):
+                generated.append(step.token)
+            if step.finish is not None:
+                detokenizer.finalize()
+                yield result(step, finish_reason=step.finish, token_ids=list(generated))
+                return
+            detokenizer.add_token(step.token, skip_special_token_ids=skip_ids)
+            yield result(step)
 
 
 def generate(
@@ -516,12 +476,8 @@ def generate(
     """``mlx_vlm.generate`` over our :func:`stream_generate` (same arguments plus the speculative
     ones); returns mlx-vlm's ``GenerationResult``. With ``verbose`` the speculative statistics
     follow mlx-vlm's lines."""
-    from mlx_vlm.utils import StoppingCriteria
-
     speculative = kwargs.get("draft_model") is not None or kwargs.get("draft_strategy") not in (None, "none")
     if not speculative:
-        from mlx_vlm import generate as vlm_generate
-
         for k in SPEC_KEYS:
             kwargs.pop(k, None)
         kwargs.pop("draft_model", None)
@@ -628,8 +584,6 @@ def _upstream(argv: List[str], call):
 
 def parse_vlm_args(argv: List[str]) -> Tuple[argparse.Namespace, argparse.Namespace, List[str]]:
     """``(upstream args, our args, argv left for upstream)``. ``--help`` prints both parts."""
-    from mlx_vlm.generate.dispatch import parse_arguments
-
     ours = speculative_arg_parser()
     spec, rest = ours.parse_known_args(argv)
     try:
@@ -654,8 +608,6 @@ def vlm_main(argv: Optional[List[str]] = None) -> int:
         _say(f"strategy: none ({why}: mlx-vlm's own generation)")
         if spec.draft_strategy == "none":
             rest = _without_option(rest, "--draft-model")
-        from mlx_vlm.generate.dispatch import main as upstream_main
-
         _upstream(rest, upstream_main)
         return 0
     if modality != "text":
@@ -674,11 +626,6 @@ def vlm_main(argv: Optional[List[str]] = None) -> int:
 
 
 def _speculative_cli(args, spec) -> int:
-    from mlx_vlm.generate.common import resolve_sampling_defaults
-    from mlx_vlm.generate.dispatch import _video_sampling_kwargs
-    from mlx_vlm.prompt_utils import apply_chat_template
-    from mlx_vlm.utils import load
-
     try:
         draft_path = check_draft(args.draft_model, spec.draft_strategy)
         strategy_options(spec.draft_strategy, spec.strategy_options)
@@ -690,7 +637,7 @@ def _speculative_cli(args, spec) -> int:
     for name in ("image", "audio", "video"):
         if isinstance(getattr(args, name), str):
             setattr(args, name, [getattr(args, name)])
-    model, processor = load(
+    model, processor = vlm_load(
         args.model, args.adapter_path, revision=args.revision, trust_remote_code=args.trust_remote_code,
         quantize_activations=args.quantize_activations, expert_cache_gb=args.expert_cache_gb,
         max_kv_size=args.max_kv_size,

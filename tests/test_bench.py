@@ -14,6 +14,7 @@ import pytest
 
 from mlx_specdec_plugin import bench, calibrate
 from mlx_specdec_plugin.cli import main as cli_main
+from mlx_specdec_plugin.generate import proposer_factory
 from mlx_specdec_plugin.options import draft_tokens_type
 from mlx_specdec_plugin.scheduler import CostCurve
 from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
@@ -97,7 +98,8 @@ def test_calibrate_caches_the_curve_per_model_quantization_mlx_and_device(cache_
 def test_calibrate_measures_the_drafter(cache_dir):
     cfg = tiny_config("llama")
     target, draft = make_tiny_model(cfg, seed=0), make_tiny_model(cfg, seed=1)
-    cal = calibrate.calibrate(target, draft_model=draft, strategy="draft-model", width=3, draft_width=2,
+    build = proposer_factory(target, draft, "draft-model")  # the engine builds, the calibration times
+    cal = calibrate.calibrate(target, draft_model=draft, strategy="draft-model", build=build, width=3, draft_width=2,
                               repeats=1, context=8, progress=False)
     assert len(cal.curve.draft) == 3 and cal.curve.draft[0] == 0.0 and cal.curve.draft[2] > 0
     assert cal.key["drafter"].startswith("draft-model:")

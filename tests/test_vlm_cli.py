@@ -68,3 +68,14 @@ def test_help_lists_upstream_and_our_flags():
 def test_unsupported_combinations_fail_clearly(paths, capsys):
     assert vlm_main(common(paths) + ["--draft", "lookup", "--kv-bits", "4"]) == 2
     assert "--kv-bits" in capsys.readouterr().err
+
+
+def test_auto_draft_length_as_in_generate(paths, monkeypatch, capsys, tmp_path):
+    """``--num-draft-tokens auto`` (generate's SPEC_KEYS): calibrated through the VLM's language model, cached,
+    and at temperature 0 still what ``mlx_vlm generate`` prints."""
+    monkeypatch.setenv("MLX_SPECDEC_CACHE", str(tmp_path / "cache"))
+    expected = upstream_output(monkeypatch, capsys, common(paths))
+    assert vlm_main(common(paths) + ["--draft-model", paths["dflash"], "--num-draft-tokens", "auto"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == expected and "strategy: dflash" in captured.err
+    assert list((tmp_path / "cache" / "calibration").glob("*.json"))
