@@ -41,7 +41,6 @@ import mlx.nn as nn
 from mlx.utils import tree_map
 from mlx_lm import load as mlx_lm_load
 from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
-from mlx_lm.sample_utils import make_sampler
 from mlx_lm.utils import _get_classes, load_tokenizer
 
 from .calibrate import (Calibration, CostCurve, Progress, blas_id, cache_path, calibrate, device_name,
@@ -52,6 +51,7 @@ from .generate import auto_scheduler, proposer_factory, resolve_strategy, stream
 from .loading import LoadError, check_draft, load_draft, resolve
 from .oracle_bench import OracleProposer
 from .plugins import Registered, registry
+from .sampling import SamplingParams
 from .scheduler import AdaptiveScheduler
 from .stats import SpecStats
 from .target import model_type_of, vocab_size_of
@@ -343,7 +343,8 @@ def run_bench(
                    enabled=progress)
 
     # warm-up (compilation, allocator) so that the first method is not penalised
-    for _ in mlx_lm_stream_generate(models.model, tokenizer, encoded[0], max_tokens=4, sampler=make_sampler(temp)):
+    for _ in mlx_lm_stream_generate(models.model, tokenizer, encoded[0], max_tokens=4,
+                                    sampler=SamplingParams(temp).sampler()):
         pass
     context = int(statistics.mean(len(e) for e in encoded)) + max_tokens // 2
     verify = measure_verify_curve(models.model, width, context, repeats=repeats, progress=bar)
@@ -367,7 +368,8 @@ def run_bench(
         for i, prompt in enumerate(encoded):
             order = others[slot % len(others):] + others[: slot % len(others)] if others else []
             for m in [plain] + order + [plain]:
-                sampler = make_sampler(temp, top_p)
+                sampling = SamplingParams(temp, top_p)
+                sampler = sampling.sampler()  # for mlx-lm's loops: draws what mlx-lm's make_sampler draws
                 mx.random.seed(seed + i)
                 if m.kind == "plain":
                     gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens,
@@ -396,7 +398,7 @@ def run_bench(
                         k = auto_cap
                     gen = stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, draft_model=draft,
                                           draft_strategy=m.strategy, acceptor=m.acceptor, num_draft_tokens=k,
-                                          sampler=sampler, stats=SpecStats(), **kw)
+                                          sampling=sampling, stats=SpecStats(), **kw)
                 run = _timed(gen)
                 run.slot = slot
                 runs[m.name].append(run)

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import sys
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
+import mlx.core as mx
+from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
+from mlx_lm.models.cache import load_prompt_cache
+from mlx_lm.utils import load
+
+from . import blas
+from .generate import generate
 from .loading import LoadError, check_draft, default_model_hint, load_draft, resolve
 from .options import add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
+from .plugins import registry
+from .sampling import SamplingParams
 
 
 def local_path(path: str) -> str:
@@ -23,14 +33,6 @@ def local_path(path: str) -> str:
 
 
 def generate_main(argv: Optional[List[str]] = None) -> int:
-    import mlx.core as mx
-    from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
-    from mlx_lm.models.cache import load_prompt_cache
-    from mlx_lm.sample_utils import make_sampler
-    from mlx_lm.utils import load
-
-    from .generate import generate
-
     parser = setup_arg_parser()
     parser.prog = "mlx-specdec generate"
     parser.description = "mlx_lm.generate with exact speculative decoding"
@@ -94,7 +96,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     strategy = choice.strategy
     _say(f"strategy: {strategy or 'none'} ({choice.reason})")
 
-    sampler = make_sampler(
+    sampling = SamplingParams(
         args.temp,
         args.top_p,
         args.min_p,
@@ -102,12 +104,12 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
         top_k=args.top_k,
         xtc_probability=args.xtc_probability,
         xtc_threshold=args.xtc_threshold,
-        xtc_special_tokens=tokenizer.encode("\n") + list(tokenizer.eos_token_ids),
+        xtc_special_tokens=tuple(tokenizer.encode("\n")) + tuple(tokenizer.eos_token_ids),
     )
     kwargs = dict(
         max_tokens=args.max_tokens,
         verbose=args.verbose,
-        sampler=sampler,
+        sampling=sampling,
         prefill_step_size=args.prefill_step_size,
         prompt_cache=prompt_cache,
         draft_model=choice.draft,
@@ -138,8 +140,6 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
 
 
 def strategies_main(argv: Optional[List[str]] = None) -> int:
-    from .plugins import registry
-
     parser = argparse.ArgumentParser(prog="mlx-specdec strategies", description="List installed strategies and acceptors")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -166,76 +166,30 @@ def strategies_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def fetch_main(argv: Optional[List[str]] = None) -> int:
-    from .fetch import main
-
-    return main(argv)
-
-
-def bench_main(argv: Optional[List[str]] = None) -> int:
-    from .bench import main
-
-    return main(argv)
-
-
-def calibrate_main(argv: Optional[List[str]] = None) -> int:
-    from .bench import calibrate_main
-
-    return calibrate_main(argv)
-
-
-def server_main(argv: Optional[List[str]] = None) -> int:
-    from .server import main
-
-    return main(argv)
-
-
-def vlm_main(argv: Optional[List[str]] = None) -> int:
-    from .vlm import vlm_main
-
-    return vlm_main(argv)
-
-
-COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main, "bench": bench_main,
-            "calibrate": calibrate_main, "server": server_main}
-
-COMMANDS["vlm"] = vlm_main
-
-
-def train_main(argv: Optional[List[str]] = None) -> int:
-    from .train import main
-
-    return main(argv)
-
-
-COMMANDS["train"] = train_main
-
-
-def demo_main(argv: Optional[List[str]] = None) -> int:
-    from .demo import main
-
-    return main(argv)
-
-
-COMMANDS["demo"] = demo_main
-
-
-def doctor_main(argv: Optional[List[str]] = None) -> int:
-    from .doctor import main
-
-    return main(argv)
-
-
-COMMANDS["doctor"] = doctor_main
+# command -> (module, function): imported only when the command runs, as mlx-lm dispatches.
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "generate": (__name__, "generate_main"),
+    "strategies": (__name__, "strategies_main"),
+    "fetch": ("mlx_specdec_plugin.fetch", "main"),
+    "bench": ("mlx_specdec_plugin.bench", "main"),
+    "calibrate": ("mlx_specdec_plugin.bench", "calibrate_main"),
+    "server": ("mlx_specdec_plugin.server", "main"),
+    "vlm": ("mlx_specdec_plugin.vlm", "vlm_main"),
+    "train": ("mlx_specdec_plugin.train", "main"),
+    "demo": ("mlx_specdec_plugin.demo", "main"),
+    "doctor": ("mlx_specdec_plugin.doctor", "main"),
+}
 RUNS_MODELS = ("generate", "bench", "calibrate", "server", "vlm", "train", "demo")
+
+
+def command(name: str) -> Callable[[Optional[List[str]]], int]:
+    """The ``main(argv)`` of command ``name``."""
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 def announce_blas() -> None:
     """One stderr line on Linux CPU runs: which BLAS MLX uses, and how to opt out or get a fast one."""
-    import mlx.core as mx
-
-    from . import blas
-
     if blas.status().kind != "platform" and mx.default_device() == mx.cpu:
         print(f"[mlx-specdec] {blas.describe()}", file=sys.stderr)
 
@@ -263,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  demo        SmolLM2 + the shipped DSpark drafter vs plain decoding: acceptance, speedup, exactness")
         print("  doctor      the device, the BLAS behind MLX's CPU backend and its measured GFLOP/s")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    return command(argv[0])(argv[1:])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 ``from mlx_specdec_plugin import stream_generate`` in place of mlx-lm's: with no drafter and no
 ``draft_strategy`` the call goes straight to mlx-lm; otherwise our loop runs, with the extra
 keyword arguments ``draft_strategy=``, ``acceptor=``, ``num_draft_tokens=``, ``block_size=``,
-``strategy_options=`` and ``stats=`` (a :class:`SpecStats` to fill). ``num_draft_tokens="auto"``
+``strategy_options=``, ``sampling=`` (a :class:`~.sampling.SamplingParams`, instead of mlx-lm's
+``sampler=`` / ``logits_processors=``; :mod:`.sampling` says which samplers keep every acceptor
+exact) and ``stats=`` (a :class:`SpecStats` to fill). ``num_draft_tokens="auto"``
 chooses each round's draft length (up to :data:`AUTO_MAX_DRAFT_TOKENS`) with
 :class:`~mlx_specdec_plugin.scheduler.AdaptiveScheduler` from the cached cost curve of this machine
 (``cost_curve=`` injects one; ``draft_length=`` any ``(stats, cap) -> int`` callable). Every response is a
@@ -26,7 +28,7 @@ from .acceptors import AcceptorSpec
 from .drafting import Proposer, Strategy, StrategyOptions
 from .loop import Prefill, speculative_generate_step
 from .plugins import registry
-from .sampling import Sampling
+from .sampling import Sampling, SamplingParams
 from .scheduler import AdaptiveScheduler, CostCurve, make_scheduler
 from .stats import SpecStats
 from .target import TargetAdapter
@@ -35,7 +37,7 @@ DEFAULT_NUM_DRAFT_TOKENS = 3
 AUTO_MAX_DRAFT_TOKENS = 8  # the scheduler's cap for num_draft_tokens="auto"
 # The keyword arguments both drop-in APIs (this module's and :mod:`.vlm`'s) take beyond upstream's.
 SPEC_KEYS = ("draft_strategy", "acceptor", "num_draft_tokens", "block_size", "strategy_options", "stats",
-             "draft_length", "cost_curve")
+             "draft_length", "cost_curve", "sampling")
 
 
 @dataclass
@@ -83,8 +85,9 @@ def resolve_acceptor(name: Optional[str], sampling: Sampling) -> AcceptorSpec:
         raise ValueError(f"acceptor '{name}' is exact only at temperature 0; use 'rejection' or 'block'")
     if spec.needs_distribution and not sampling.known:
         raise ValueError(
-            f"acceptor '{name}' needs the sampling distribution, but the sampler is opaque; build it "
-            "with mlx_lm's or our make_sampler, or use acceptor='match'"
+            f"acceptor '{name}' needs the sampling distribution, but the sampler is opaque (nothing inside a "
+            "sampler is read); pass sampling=SamplingParams(...) or mlx_specdec_plugin.make_sampler(...) (the same "
+            "arguments and draws as mlx-lm's), or use acceptor='match'"
         )
     return spec
 
@@ -102,17 +105,20 @@ def prepare(
     block_size: Optional[int] = None,
     strategy_options: Optional[dict] = None,
     target: Optional[TargetAdapter] = None,
+    sampling: Optional[SamplingParams] = None,
 ):
     """Resolve and validate everything before generation: returns
     ``(target, proposer, acceptor_spec, sampling, strategy, num_draft_tokens)``; raises
     ``ValueError`` with one clear message on bad input. ``strategy`` is ``None`` for plain decoding.
-    ``num_draft_tokens=None``: the proposer's ``cap`` (its natural block) if it has one, else 3."""
+    ``num_draft_tokens=None``: the proposer's ``cap`` (its natural block) if it has one, else 3.
+    ``sampling``: how tokens are drawn (:class:`~.sampling.SamplingParams`, what the front ends
+    build), or else mlx-lm's ``sampler`` / ``logits_processors`` (see :mod:`.sampling`)."""
     strategy = resolve_strategy(draft_model, draft_strategy)
     requested = num_draft_tokens
     if requested is not None and int(requested) < 1:
         raise ValueError(f"num_draft_tokens must be >= 1, got {num_draft_tokens}")
     num_draft_tokens = int(requested or DEFAULT_NUM_DRAFT_TOKENS)
-    sampling = Sampling.create(sampler, logits_processors)
+    sampling = Sampling.create(sampler, logits_processors, params=sampling)
     spec = resolve_acceptor(acceptor, sampling)
     if strategy is None:
         return None, None, spec, sampling, None, num_draft_tokens
@@ -191,6 +197,7 @@ def speculate(
     target: Optional[TargetAdapter] = None,
     sampler=None,
     logits_processors=None,
+    sampling: Optional[SamplingParams] = None,
     prefill_step_size: int = 2048,
     draft_strategy: Optional[str] = None,
     acceptor: Optional[str] = None,
@@ -210,7 +217,7 @@ def speculate(
         model, draft_model, draft_strategy=draft_strategy, acceptor=acceptor, sampler=sampler,
         logits_processors=logits_processors, num_draft_tokens=AUTO_MAX_DRAFT_TOKENS if auto else num_draft_tokens,
         prefill_step_size=prefill_step_size, block_size=block_size, strategy_options=strategy_options,
-        target=target,
+        target=target, sampling=sampling,
     )
     if strategy is None:
         return None
@@ -265,6 +272,17 @@ def response_steps(tokens, prompt_tokens: int, is_stop: Callable[[int], bool],
     yield step(finish)
 
 
+def upstream_sampling(sampling: Optional[SamplingParams], kwargs: dict) -> dict:
+    """``sampler=`` / ``logits_processors=`` for an upstream call (plain decoding) from ``sampling``
+    (the processors after the caller's own ones); ``{}`` without it."""
+    if sampling is None:
+        return {}
+    if kwargs.get("sampler") is not None:
+        raise ValueError("give sampling= (SamplingParams) or sampler=, not both")
+    return {"sampler": sampling.sampler(),
+            "logits_processors": sampling.logits_processors() + list(kwargs.get("logits_processors") or [])}
+
+
 def _encode(tokenizer: TokenizerWrapper, prompt) -> mx.array:
     if isinstance(prompt, mx.array):
         return prompt
@@ -285,6 +303,7 @@ def stream_generate(
     """mlx-lm's ``stream_generate`` with speculative decoding (see the module docstring)."""
     spec_kwargs = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
+        kwargs.update(upstream_sampling(spec_kwargs.get("sampling"), kwargs))
         yield from mlx_lm_stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs)
         return
     if max_tokens == 0:

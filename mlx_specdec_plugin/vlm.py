@@ -39,7 +39,6 @@ from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models import cache as lm_cache
-from mlx_lm.sample_utils import make_logits_processors
 from mlx_vlm import generate as vlm_generate
 from mlx_vlm import stream_generate as vlm_stream_generate
 from mlx_vlm.apc import multimodal_token_ids_from_config
@@ -64,10 +63,10 @@ from mlx_vlm.utils import load as vlm_load
 
 from . import caches
 from .drafting import Proposer
-from .generate import SPEC_KEYS, Step, response_steps, speculate
+from .generate import SPEC_KEYS, Step, response_steps, speculate, upstream_sampling
 from .loading import LoadError, check_draft, load_draft
 from .options import add_speculative_args, draft_tokens_type, say as _say, strategy_options
-from .sampling import make_sampler
+from .sampling import SamplingParams
 from .stats import SpecStats
 from .target import TargetAdapter, check_tap_range
 
@@ -324,34 +323,40 @@ class SpecGenerationResult(GenerationResult):
     spec: Optional[SpecStats] = None
 
 
-def make_vlm_sampling(model, kwargs: dict):
-    """Pop mlx-vlm's sampling kwargs and build ``(sampler, logits_processors)`` with mlx-vlm's
-    defaults (checkpoint generation config, then temperature 0, top-p 1, top-k 0)."""
+def make_vlm_sampling(model, kwargs: dict, sampling: Optional[SamplingParams] = None) -> Dict[str, Any]:
+    """Pop mlx-vlm's sampling kwargs into :func:`~.generate.speculate`'s: ``sampling`` (a
+    :class:`~.sampling.SamplingParams` with mlx-vlm's defaults: the checkpoint's generation config,
+    then temperature 0, top-p 1, top-k 0; or the one given) and the caller's extra
+    ``logits_processors``; a caller's own ``sampler=`` is kept as it is (see :mod:`.sampling`)."""
     get = kwargs.pop
     temperature, top_p, top_k = resolve_sampling_defaults(
         getattr(model, "config", None), temperature=get("temperature", None), top_p=get("top_p", None),
         top_k=get("top_k", None),
     )
-    min_p = get("min_p", DEFAULT_MIN_P)
-    sampler = get("sampler", None) or make_sampler(
-        temp=clamp_temperature(float(temperature)), top_p=float(top_p or 0.0), min_p=float(min_p or 0.0),
-        top_k=int(top_k or 0),
-    )
     ctx = DEFAULT_REPETITION_CONTEXT_SIZE
-    processors = make_logits_processors(
-        get("logit_bias", None),
-        get("repetition_penalty", None),
-        get("repetition_context_size", ctx) or ctx,
-        get("presence_penalty", None),
-        get("presence_context_size", ctx) or ctx,
-        get("frequency_penalty", None),
-        get("frequency_context_size", ctx) or ctx,
+    params = SamplingParams(
+        temp=clamp_temperature(float(temperature)),
+        top_p=float(top_p or 0.0),
+        min_p=float(get("min_p", DEFAULT_MIN_P) or 0.0),
+        top_k=int(top_k or 0),
+        logit_bias=get("logit_bias", None),
+        repetition_penalty=get("repetition_penalty", None),
+        repetition_context_size=get("repetition_context_size", ctx) or ctx,
+        presence_penalty=get("presence_penalty", None),
+        presence_context_size=get("presence_context_size", ctx) or ctx,
+        frequency_penalty=get("frequency_penalty", None),
+        frequency_context_size=get("frequency_context_size", ctx) or ctx,
     )
-    processors.extend(get("logits_processors", None) or [])
+    extra = list(get("logits_processors", None) or [])
+    sampler = get("sampler", None)
     seed = get("seed", None)
     if seed is not None:
         mx.random.seed(int(seed))
-    return sampler, processors
+    if sampler is not None:
+        if sampling is not None:
+            raise ValueError("give sampling= (SamplingParams) or sampler=, not both")
+        return {"sampler": sampler, "logits_processors": params.logits_processors() + extra}
+    return {"sampling": sampling or params, "logits_processors": extra}
 
 
 def _refuse_unsupported(kwargs: dict) -> None:
@@ -385,6 +390,7 @@ def stream_generate(
     """
     spec_kwargs = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
+        kwargs.update(upstream_sampling(spec_kwargs.get("sampling"), kwargs))
         yield from vlm_stream_generate(model, processor, prompt, image, audio, video, **kwargs)
         return
     if kwargs.pop("draft_block_size", None) is not None and spec_kwargs.get("block_size") is None:
@@ -401,16 +407,13 @@ def stream_generate(
     prefill_step_size = kwargs.pop("prefill_step_size", None) or 2048
     max_kv_size = kwargs.pop("max_kv_size", None)
     stats: SpecStats = spec_kwargs.pop("stats", None) or SpecStats()
-    sampler, processors = make_vlm_sampling(model, kwargs)
+    drawing = make_vlm_sampling(model, kwargs, spec_kwargs.pop("sampling", None))
 
     direct = {k: kwargs.pop(k) for k in ("input_ids", "pixel_values", "mask") if kwargs.get(k) is not None}
     _refuse_unsupported(kwargs)
     target = VLMTargetAdapter(model)
-    run = speculate(target.model, draft_model, target=target, sampler=sampler, logits_processors=processors,
+    run = speculate(target.model, draft_model, target=target, **drawing,
                     prefill_step_size=prefill_step_size, stats=stats, **spec_kwargs)
-    if run is None:  # resolve_strategy said plain decoding (draft_strategy="none")
-        yield from vlm_stream_generate(model, processor, prompt, image, audio, video, max_tokens=max_tokens, **kwargs)
-        return
     embedded = prepare_prompt(model, processor, prompt, image, audio, video, **direct, **kwargs)
     embedded.check()
     cache = target.make_cache(max_kv_size=max_kv_size)
