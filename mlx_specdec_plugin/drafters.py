@@ -39,7 +39,7 @@ from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .target import TargetAdapter, text_model
+from .target import TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 KINDS = ("dspark", "dflash")
@@ -487,14 +487,8 @@ class Drafter:
         return h * mx.array(self.embed_scale, dtype=h.dtype) if self.embed_scale != 1.0 else h
 
     def head(self, h: mx.array) -> mx.array:
-        if "lm_head" in self.module:
-            out = self.module.lm_head(h)
-        else:
-            model = text_model(self.target_model)  # qwen3_5: the wrapped text model's head
-            tied = getattr(getattr(model, "args", None), "tie_word_embeddings", None)
-            if tied is None:
-                tied = not hasattr(model, "lm_head")
-            out = model.model.embed_tokens.as_linear(h) if tied or not hasattr(model, "lm_head") else model.lm_head(h)
+        own = "lm_head" in self.module  # else the target's (tied or not), without the target's soft-capping
+        out = self.module.lm_head(h) if own else lm_head(self.target_model, h, softcap=False)
         cap = self.config.final_logit_softcapping
         return mx.tanh(out / cap) * cap if cap else out
 

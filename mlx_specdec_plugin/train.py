@@ -58,7 +58,7 @@ from .drafters import (
     normalize_config,
     validate_against_target,
 )
-from .target import FAMILIES, TargetAdapter, _head
+from .target import FAMILIES, TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst", ".c", ".h", ".js", ".ts", ".json", ".html", ".css", ".sh", ".toml")
@@ -421,7 +421,7 @@ class TargetFeatures:
         self.computed_tokens = 0
 
     def head(self, h: mx.array) -> mx.array:
-        return _head(self.model, h)
+        return lm_head(self.model, h)
 
     def _forward(self, tokens: mx.array) -> Tuple[mx.array, mx.array]:
         cache = self.adapter.make_cache()
