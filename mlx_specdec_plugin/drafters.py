@@ -500,10 +500,11 @@ class Drafter:
         if isinstance(target_model, TargetAdapter):
             target_model = target_model.model
         validate_against_target(self.config, target_model)
-        return replace(self, target_model=target_model, embed_scale=_embed_scale(target_model, self.config))
+        return replace(self, target_model=target_model, embed_scale=drafter_embed_scale(target_model, self.config))
 
 
-def _embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
+def drafter_embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
+    """The factor a drafter scales its embedding by: its own (Gemma-4 DSpark) or its target's."""
     if c is not None and c.gemma4 is not None:  # owns its embedding and its scale
         from .drafters_gemma4 import embed_scale
 
@@ -671,7 +672,7 @@ def load_drafter(
     packed = None
     if config.quantization and (unpack if unpack is not None else quantize is None and unpack_by_default()):
         packed, module = module, unpack_quantized(build_module(config, weights))
-    return Drafter(config, module, target_model, path, _embed_scale(target_model, config), packed)
+    return Drafter(config, module, target_model, path, drafter_embed_scale(target_model, config), packed)
 
 
 def unpack_quantized(module: nn.Module) -> nn.Module:

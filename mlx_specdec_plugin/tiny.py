@@ -72,7 +72,7 @@ def make_tiny_model(config: dict, seed: int = 0, sharpness: float = 1.0) -> nn.M
     return model
 
 
-def _byte_tokenizer_json() -> dict:
+def byte_tokenizer_json() -> dict:
     # GPT-2 style byte-to-unicode alphabet, so every byte is one token and decoding is lossless.
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -106,7 +106,7 @@ def _byte_tokenizer_json() -> dict:
 
 def write_byte_tokenizer(path: Path) -> None:
     path = Path(path)
-    (path / "tokenizer.json").write_text(json.dumps(_byte_tokenizer_json()))
+    (path / "tokenizer.json").write_text(json.dumps(byte_tokenizer_json()))
     (path / "tokenizer_config.json").write_text(
         json.dumps(
             {
