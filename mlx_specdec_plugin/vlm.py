@@ -187,8 +187,10 @@ class VLMTargetAdapter(TargetAdapter):
         out = self.model(cache=cache, capture_layer_ids=capture, **kwargs) if capture else self.model(cache=cache, **kwargs)
         return out.logits, self.gather(out.hidden_states, taps)
 
-    def __call__(self, tokens, cache, taps=(), record=None):
+    def __call__(self, tokens, cache, taps=(), record=None, tree=None):
         # ``record`` (per-position recurrent states) is left empty: the rollback replays instead.
+        if tree is not None:
+            raise ValueError("tree verification is not implemented for mlx-vlm targets (use a chain strategy)")
         return self.forward(cache, taps, inputs=tokens)
 
 
