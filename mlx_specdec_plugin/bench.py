@@ -38,88 +38,27 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx_lm import load as mlx_lm_load
+from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
+from mlx_lm.utils import load_tokenizer
 
+from .calibrate import (Calibration, CostCurve, Progress, blas_id, cache_path, calibrate, device_name,
+                        measure_verify_curve, quantization_of)
+from .drafters import Drafter
+from .drafting import Strategy
+from .generate import auto_scheduler, proposer_factory, resolve_strategy, stream_generate
+from .loading import LoadError, check_draft, load_draft, resolve
 from .oracle_bench import OracleProposer
-from .calibrate import Progress, blas_id, device_name, measure_verify_curve, quantization_of
-from .scheduler import AdaptiveScheduler, CostCurve, make_scheduler
+from .plugins import Registered, registry
+from .sampling import SamplingParams
+from .scheduler import AdaptiveScheduler
+from .stats import SpecStats
+from .target import model_type_of, vocab_size_of
+from .tiny import SHAPES, layerskip_draft, random_model, write_byte_tokenizer
 
 PROMPT_SETS = ("chat", "code", "math")
 
-# Real model shapes (random weights). vocab 151936 = the Qwen tokenizer.
-_QWEN3 = dict(model_type="qwen3", vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=40960,
-              head_dim=128, num_key_value_heads=8, hidden_act="silu")
-_QWEN2 = dict(model_type="qwen2", vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=32768,
-              tie_word_embeddings=True, hidden_act="silu")
-SHAPES: Dict[str, dict] = {
-    "qwen3-0.6b": {**_QWEN3, "hidden_size": 1024, "num_hidden_layers": 28, "intermediate_size": 3072,
-                   "num_attention_heads": 16, "tie_word_embeddings": True},
-    "qwen3-1.7b": {**_QWEN3, "hidden_size": 2048, "num_hidden_layers": 28, "intermediate_size": 6144,
-                   "num_attention_heads": 16, "tie_word_embeddings": True},
-    "qwen3-4b": {**_QWEN3, "hidden_size": 2560, "num_hidden_layers": 36, "intermediate_size": 9728,
-                 "num_attention_heads": 32, "tie_word_embeddings": True},
-    "qwen3-8b": {**_QWEN3, "hidden_size": 4096, "num_hidden_layers": 36, "intermediate_size": 12288,
-                 "num_attention_heads": 32, "tie_word_embeddings": False},
-    "qwen2.5-0.5b": {**_QWEN2, "hidden_size": 896, "num_hidden_layers": 24, "intermediate_size": 4864,
-                     "num_attention_heads": 14, "num_key_value_heads": 2},
-    "qwen2.5-1.5b": {**_QWEN2, "hidden_size": 1536, "num_hidden_layers": 28, "intermediate_size": 8960,
-                     "num_attention_heads": 12, "num_key_value_heads": 2},
-    # CPU-sized shapes (byte vocabulary + a few thousand ids), for this project's own measurements.
-    "tiny": dict(model_type="llama", vocab_size=258, hidden_size=32, num_hidden_layers=2, intermediate_size=64,
-                 num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10000.0,
-                 max_position_embeddings=4096, tie_word_embeddings=False),
-    "cpu-small": dict(model_type="llama", vocab_size=4096, hidden_size=512, num_hidden_layers=8,
-                      intermediate_size=1536, num_attention_heads=8, num_key_value_heads=4, rms_norm_eps=1e-5,
-                      rope_theta=10000.0, max_position_embeddings=4096, tie_word_embeddings=False),
-    "cpu-draft": dict(model_type="llama", vocab_size=4096, hidden_size=256, num_hidden_layers=2,
-                      intermediate_size=768, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
-                      rope_theta=10000.0, max_position_embeddings=4096, tie_word_embeddings=False),
-}
-
-
-# ---- models --------------------------------------------------------------------------------
-def random_model(shape: str, dtype: str = "float32", bits: Optional[int] = None, seed: int = 0,
-                 std: float = 0.02, **overrides) -> Tuple[nn.Module, dict]:
-    """A random model of ``shape`` (a :data:`SHAPES` name), HF-style N(0, std) init."""
-    from mlx.utils import tree_map
-    from mlx_lm.utils import _get_classes
-
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape '{shape}'; known: {', '.join(SHAPES)}")
-    config = {**SHAPES[shape], **overrides}
-    model_cls, args_cls = _get_classes(config)
-    model = model_cls(args_cls.from_dict(config))
-    mx.random.seed(seed)
-    model.update(tree_map(lambda p: mx.random.normal(p.shape) * std, model.parameters()))
-    for _, m in model.named_modules():
-        if isinstance(m, nn.RMSNorm):
-            m.weight = mx.ones_like(m.weight)
-    model.set_dtype(getattr(mx, dtype))
-    if bits:
-        nn.quantize(model, group_size=64, bits=bits)
-    mx.eval(model.parameters())
-    return model, config
-
-
-def layerskip_draft(model: nn.Module, config: dict, layers: int) -> nn.Module:
-    """The target's first ``layers`` decoder layers + its norm and head (weights shared)."""
-    from mlx_lm.utils import _get_classes
-
-    cfg = {**config, "num_hidden_layers": layers}
-    model_cls, args_cls = _get_classes(cfg)
-    draft = model_cls(args_cls.from_dict(cfg))
-    draft.model.embed_tokens = model.model.embed_tokens
-    draft.model.norm = model.model.norm
-    draft.model.layers = model.model.layers[:layers]
-    if hasattr(model, "lm_head"):
-        draft.lm_head = model.lm_head
-    return draft
-
-
 def byte_tokenizer():
-    from mlx_lm.utils import load_tokenizer
-
-    from .tiny import write_byte_tokenizer
-
     with tempfile.TemporaryDirectory() as d:
         write_byte_tokenizer(Path(d))
         return load_tokenizer(Path(d))
@@ -130,9 +69,10 @@ class Models:
     model: nn.Module
     tokenizer: Any
     name: str
-    draft: Any = None
+    draft: Any = None  # a loaded Drafter, an mlx-lm model, or None
     draft_name: str = ""
     config: dict = field(default_factory=dict)
+    draft_strategy: Optional[str] = None  # the strategy that claims ``draft``
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +82,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--draft-model", help="classic draft model (mlx-lm path) or a DFlash/DSpark checkpoint folder")
     g.add_argument("--random-draft", metavar="SHAPE|layerskip:N",
                    help="draft: random weights of a shape with the target's vocabulary, or the target's first N layers")
-    g.add_argument("--draft-strategy", default=None, help="calibrate: the strategy whose drafting cost to measure")
     g.add_argument("--dtype", default="float32", help="random weights: float32, bfloat16, float16")
     g.add_argument("--quantize", type=int, default=None, choices=[2, 3, 4, 5, 6, 8], help="random weights: bits")
     g.add_argument("--weights-seed", type=int, default=0)
@@ -152,29 +91,23 @@ def load_models(args) -> Models:
     if bool(args.model) == bool(args.random_weights):
         raise SystemExit("give exactly one of --model PATH or --random-weights SHAPE")
     if args.model:
-        from mlx_lm import load
-
-        from .loading import LoadError, resolve
-
         try:
             args.model = resolve(args.model, "--model")
         except LoadError as e:
             raise SystemExit(f"[mlx-specdec] error: {e}") from None
-        model, tokenizer = load(args.model)
+        model, tokenizer = mlx_lm_load(args.model)
         models = Models(model, tokenizer, args.model)
     else:
         model, config = random_model(args.random_weights, args.dtype, args.quantize, args.weights_seed)
         name = f"random:{args.random_weights}:{args.dtype}" + (f":q{args.quantize}" if args.quantize else "")
         models = Models(model, byte_tokenizer(), name, config=config)
     if args.draft_model:
-        from .cli import load_draft, local_path
-        from .loading import LoadError
-
         try:
-            args.draft_model = local_path(args.draft_model)
+            path = check_draft(args.draft_model)
+            choice = load_draft(path, models.model)
         except LoadError as e:
             raise SystemExit(f"[mlx-specdec] error: {e}") from None
-        models.draft, models.draft_name = load_draft(args.draft_model), args.draft_model
+        models.draft, models.draft_name, models.draft_strategy = choice.draft, path, choice.strategy
     elif args.random_draft:
         spec = args.random_draft
         if spec.startswith("layerskip:"):
@@ -182,8 +115,6 @@ def load_models(args) -> Models:
                 raise SystemExit("--random-draft layerskip:N needs --random-weights")
             models.draft = layerskip_draft(models.model, models.config, int(spec.split(":", 1)[1]))
         else:
-            from .target import vocab_size_of
-
             models.draft, _ = random_model(spec, args.dtype, args.quantize, args.weights_seed + 1,
                                            vocab_size=vocab_size_of(models.model))
         models.draft_name = f"random:{spec}"
@@ -222,9 +153,6 @@ def encode(tokenizer, prompt: str, chat: bool) -> List[int]:
 
 # ---- bench-only drafters -------------------------------------------------------------------
 def _register_oracle() -> None:
-    from .drafting import Strategy
-    from .plugins import Registered, registry
-
     reg = registry()
     if "oracle" not in reg.strategies:
         def build(target, draft, options):
@@ -237,6 +165,10 @@ def _register_oracle() -> None:
 
 
 # ---- methods -------------------------------------------------------------------------------
+def _needs_draft(strategy: str) -> bool:
+    return registry().strategy(strategy).needs_draft
+
+
 @dataclass
 class Method:
     name: str
@@ -272,10 +204,8 @@ def plan_methods(strategies: Sequence[str], acceptors: Sequence[str], ks: Sequen
 
 def mlx_vlm_support(models: Models) -> str:
     """Why mlx-vlm's DFlash/DSpark loop can or cannot run this pair (it is never run on mlx-lm targets)."""
-    if not isinstance(models.draft, str):
+    if not isinstance(models.draft, Drafter):
         return "n/a: no DFlash/DSpark drafter given (mlx-vlm's loop has no classic draft-model kind)"
-    from .target import model_type_of
-
     mt = model_type_of(models.model)
     return (f"unsupported: mlx-vlm's dflash loop needs an mlx-vlm LanguageModel target with capture_layer_ids and "
             f"rollback_speculative_cache; this is an mlx-lm '{mt}' model (dense qwen3 lacks both in mlx-vlm "
@@ -336,12 +266,6 @@ def run_bench(
     repeats: int = 3,
     passes: int = 1,
 ) -> dict:
-    from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    from .generate import stream_generate
-    from .stats import SpecStats
-
     tokenizer = models.tokenizer
     tokenizer.eos_token_ids = set()  # fixed budget: every method decodes max_tokens tokens
     encoded = [encode(tokenizer, p, chat) for _, p in prompts]
@@ -353,7 +277,8 @@ def run_bench(
                    enabled=progress)
 
     # warm-up (compilation, allocator) so that the first method is not penalised
-    for _ in mlx_lm_stream_generate(models.model, tokenizer, encoded[0], max_tokens=4, sampler=make_sampler(temp)):
+    for _ in mlx_lm_stream_generate(models.model, tokenizer, encoded[0], max_tokens=4,
+                                    sampler=SamplingParams(temp).sampler()):
         pass
     context = int(statistics.mean(len(e) for e in encoded)) + max_tokens // 2
     verify = measure_verify_curve(models.model, width, context, repeats=repeats, progress=bar)
@@ -366,8 +291,7 @@ def run_bench(
     auto_cap = width - 1
     for m in runnable:  # auto's one-time calibration (cached) happens here, not inside a timed run
         if m.kind == "ours" and m.k == "auto" and m.strategy != "oracle":
-            make_scheduler(model=models.model, draft_model=None if m.strategy == "lookup" else models.draft,
-                           strategy=m.strategy, width=auto_cap)
+            auto_scheduler(models.model, models.draft if _needs_draft(m.strategy) else None, m.strategy, auto_cap)
     others = [m for m in runnable if m.kind != "plain"]
     runs: Dict[str, List[Run]] = {m.name: [] for m in runnable}
     schedulers: Dict[str, list] = {m.name: [] for m in runnable}
@@ -378,7 +302,8 @@ def run_bench(
         for i, prompt in enumerate(encoded):
             order = others[slot % len(others):] + others[: slot % len(others)] if others else []
             for m in [plain] + order + [plain]:
-                sampler = make_sampler(temp, top_p)
+                sampling = SamplingParams(temp, top_p)
+                sampler = sampling.sampler()  # for mlx-lm's loops: draws what mlx-lm's make_sampler draws
                 mx.random.seed(seed + i)
                 if m.kind == "plain":
                     gen = mlx_lm_stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens,
@@ -394,20 +319,20 @@ def run_bench(
                             raise SystemExit("oracle drafters need --temp 0 (they replay the greedy continuation)")
                         kw["strategy_options"] = {"reference": references[i], "prompt_len": len(prompt),
                                                   "accept": m.accept, "seed": seed + i + 1000 * p}
-                    elif m.strategy != "lookup":
+                    elif _needs_draft(m.strategy):
                         draft = models.draft
                         if draft is None:
                             raise SystemExit(f"strategy '{m.strategy}' needs --draft-model or --random-draft")
                     k = m.k
                     if k == "auto":  # exactly what num_draft_tokens="auto" gives a user: the cached calibration
                         sched = (AdaptiveScheduler(curve) if m.strategy == "oracle" else  # oracles: no drafter to time
-                                 make_scheduler(model=models.model, draft_model=draft, strategy=m.strategy, width=auto_cap))
+                                 auto_scheduler(models.model, draft, m.strategy, auto_cap))
                         schedulers[m.name].append(sched)
                         kw["draft_length"] = sched
                         k = auto_cap
                     gen = stream_generate(models.model, tokenizer, prompt, max_tokens=max_tokens, draft_model=draft,
                                           draft_strategy=m.strategy, acceptor=m.acceptor, num_draft_tokens=k,
-                                          sampler=sampler, stats=SpecStats(), **kw)
+                                          sampling=sampling, stats=SpecStats(), **kw)
                 run = _timed(gen)
                 run.slot = slot
                 runs[m.name].append(run)
@@ -457,8 +382,6 @@ def _decode_rate(run: Run) -> Tuple[float, float]:
 
 def summarise(m: Method, runs: Sequence[Run], curve: CostCurve, baseline: Dict[int, float], schedulers) -> dict:
     """Pooled tokens/s; speedup, ideal and efficiency are medians over slots of paired ratios."""
-    from .stats import SpecStats
-
     toks = secs = 0.0
     speedups, ideals, effs = [], [], []
     for run in runs:
@@ -650,12 +573,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not strategies:
         strategies = ["lookup"]
         if models.draft is not None:
-            from .cli import _draft_config, resolve_cli_strategy
-
-            config = _draft_config(models.draft) if isinstance(models.draft, str) else None
-            strategies.insert(0, resolve_cli_strategy("auto", models.draft, config)[0])
-    classic = models.draft is not None and not isinstance(models.draft, str)
-    methods = plan_methods(strategies, args.acceptors, args.num_draft_tokens, classic, isinstance(models.draft, str),
+            strategies.insert(0, models.draft_strategy or resolve_strategy(models.draft, "auto").name)
+    classic = isinstance(models.draft, nn.Module)
+    methods = plan_methods(strategies, args.acceptors, args.num_draft_tokens, classic, isinstance(models.draft, Drafter),
                            args.temp == 0)
     prompts = load_prompts(args.prompts, args.num_prompts)
     result = run_bench(models, prompts, methods, max_tokens=args.max_tokens, temp=args.temp, top_p=args.top_p,
@@ -670,4 +590,56 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot_dir:
         paths = plot(result, Path(args.plot_dir))
         print("plots: " + (", ".join(map(str, paths)) if paths else "skipped (matplotlib is not installed)"))
+    return 0
+
+
+# ---- calibrate command ---------------------------------------------------------------------
+def format_curve(cal: Calibration) -> str:
+    v = cal.curve.verify
+    lines = [f"model={cal.key['model']} quantization={cal.key['quantization']} mlx={cal.key['mlx']} "
+             f"device={cal.key['device']} drafter={cal.key['drafter']} context={cal.key['context']}",
+             f"{'w':>3} {'T_verify(w) ms':>15} {'/ T(1)':>7}"]
+    for w, t in enumerate(v, 1):
+        lines.append(f"{w:>3} {t * 1e3:>15.3f} {t / v[0]:>7.2f}")
+    if len(cal.curve.draft) > 1:
+        lines.append(f"{'k':>3} {'T_draft(k) ms':>15}")
+        for k, t in enumerate(cal.curve.draft):
+            lines.append(f"{k:>3} {t * 1e3:>15.3f}")
+    return "\n".join(lines)
+
+
+def calibrate_main(argv: Optional[List[str]] = None) -> int:
+    """``mlx-specdec calibrate``: measure and cache the cost curve (the models as ``bench`` loads them)."""
+    parser = argparse.ArgumentParser(prog="mlx-specdec calibrate",
+                                     description="Measure and cache T_verify(w) and the drafter's cost on this machine")
+    add_model_args(parser)
+    parser.add_argument("--draft-strategy", default=None,
+                        help="the strategy whose drafting cost to measure (auto: the one --draft-model's config names; "
+                        "default: none, the verify curve only)")
+    parser.add_argument("--width", type=int, default=16, help="measure verify widths w = 1..WIDTH (default 16)")
+    parser.add_argument("--draft-width", type=int, default=8, help="drafter lengths k = 1..K (default 8)")
+    parser.add_argument("--context", type=int, default=256, help="tokens in the cache while measuring (default 256)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--force", action="store_true", help="re-measure even if a cached curve exists")
+    parser.add_argument("--quick", action="store_true",
+                        help="measure a few widths and draft lengths and interpolate (what `auto`'s first run does)")
+    parser.add_argument("--json", action="store_true", help="print the curve as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    models = load_models(args)
+    strategy = models.draft_strategy if args.draft_strategy == "auto" else args.draft_strategy
+    strategy = strategy if strategy not in (None, "none") else None
+    build = proposer_factory(models.model, models.draft, strategy) if strategy else None
+    cal = calibrate(models.model, name=models.name, draft_model=models.draft, strategy=strategy, build=build,
+                    width=args.width, draft_width=args.draft_width, context=args.context, repeats=args.repeats,
+                    use_cache=not args.force, progress=not args.no_progress, quick=args.quick)
+    cal_path = cache_path(cal.key)
+    if args.force:  # re-measured: store it
+        cal_path.parent.mkdir(parents=True, exist_ok=True)
+        cal_path.write_text(json.dumps(cal.as_dict(), indent=1))
+    if args.json:
+        print(json.dumps({**cal.as_dict(), "path": str(cal_path)}, indent=1))
+    else:
+        print(format_curve(cal))
+        print(f"cached at {cal_path}")
     return 0

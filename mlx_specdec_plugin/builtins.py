@@ -20,7 +20,8 @@ def register_strategies(register):
             needs_draft=True,
         )
     )
-    register(Strategy("lookup", lookup.build, "prompt lookup: continue an earlier n-gram match (no weights)"))
+    register(Strategy("lookup", lookup.build, "prompt lookup: continue an earlier n-gram match (no weights)",
+                      options=lookup.OPTIONS))
     register(
         Strategy(
             "dspark",
@@ -28,6 +29,7 @@ def register_strategies(register):
             "DSpark (DeepSpec): parallel block drafter on target hidden states + Markov head",
             claims=dspark.claims,
             needs_draft=True,
+            options=dspark.OPTIONS,
         )
     )
     register(

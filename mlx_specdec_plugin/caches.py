@@ -139,11 +139,6 @@ def trimmable(cache: List[Any]) -> bool:
     return all(type(c) in TRIMMABLE_TYPES for c in leaves(cache))
 
 
-def needs_state(cache: List[Any]) -> bool:
-    """True when rolling ``cache`` back needs a :func:`begin_round` snapshot (recurrent leaves)."""
-    return any(type(c) is ArraysCache for c in leaves(cache))
-
-
 @dataclass
 class Round:
     """What :func:`end_round` needs to undo one round: saved recurrent / ring states, the replay

@@ -1,4 +1,4 @@
-"""``mlx-specdec calibrate``: measure this machine's cost curve for a model (and drafter).
+"""The calibration library: this machine's cost curve for a model (and drafter), and :class:`CostCurve`.
 
 ``T_verify(w)``: one target forward of ``w`` new tokens over a ``context``-token cache, for
 ``w = 1..W``, rolled back after each measurement (median of ``repeats``). The drafter's cost
@@ -9,29 +9,89 @@ was measured.
 
 The curve is cached as JSON under :func:`cache_dir` (``$MLX_SPECDEC_CACHE``, else the platform's
 user cache directory), keyed by model, quantization, mlx version, device and drafter.
+
+The drafter is timed in proposers the caller builds (``build``, e.g.
+:func:`~.generate.proposer_factory`): strategies are resolved by the engine, never here. The
+``mlx-specdec calibrate`` command is :func:`~.bench.calibrate_main`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
-from . import blas
-from .scheduler import CostCurve
+from . import blas, caches
+from .acceptors import greedy
+from .drafting import Proposer
+from .loop import speculative_generate_step
+from .sampling import Sampling
+from .stats import SpecStats
+from .target import TargetAdapter
 
 CACHE_VERSION = 2
+Build = Callable[[], Tuple[TargetAdapter, Proposer]]  # a fresh (target, proposer), as prepare builds them
+
+
+@dataclass
+class CostCurve:
+    """Seconds per round piece. ``verify[w-1]``: one target forward of ``w`` tokens (plus the
+    acceptance work), ``w = 1..W``. ``draft[k]``: proposing ``k`` tokens, ``k = 0..K`` (``draft[0]``
+    is usually 0). Widths past the measured range are extrapolated linearly from the last two."""
+
+    verify: List[float]
+    draft: List[float] = field(default_factory=lambda: [0.0])
+
+    def __post_init__(self):
+        if not self.verify or any(v <= 0 for v in self.verify):
+            raise ValueError("CostCurve.verify needs positive times for w = 1..W")
+        if not self.draft:
+            self.draft = [0.0]
+
+    @staticmethod
+    def _at(values: Sequence[float], i: int) -> float:
+        if i < len(values):
+            return float(values[i])
+        if len(values) == 1:
+            return float(values[0])
+        slope = max(float(values[-1]) - float(values[-2]), 0.0)
+        return float(values[-1]) + slope * (i - len(values) + 1)
+
+    def verify_time(self, w: int) -> float:
+        return self._at(self.verify, w - 1)
+
+    def draft_time(self, k: int) -> float:
+        if k <= 0:
+            return float(self.draft[0]) if self.draft else 0.0
+        return self._at(self.draft, k)
+
+    @classmethod
+    def linear(cls, step: float, per_token: float, width: int = 16, draft_per_token: float = 0.0,
+               draft_fixed: float = 0.0) -> "CostCurve":
+        """``T_verify(w) = step + per_token * (w - 1)``; ``T_draft(k) = draft_fixed + draft_per_token * k``."""
+        return cls(
+            [step + per_token * (w - 1) for w in range(1, width + 1)],
+            [0.0] + [draft_fixed + draft_per_token * k for k in range(1, width + 1)],
+        )
+
+    def as_dict(self) -> dict:
+        return {"verify_s": list(self.verify), "draft_s": list(self.draft)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CostCurve":
+        return cls(list(d["verify_s"]), list(d.get("draft_s") or [0.0]))
 
 
 def cache_dir() -> Path:
@@ -83,8 +143,6 @@ def quantization_of(model: nn.Module) -> str:
 
 
 def _flat_params(model: nn.Module):
-    from mlx.utils import tree_flatten
-
     return tree_flatten(model.parameters())
 
 
@@ -176,8 +234,6 @@ class Progress:
 
 # ---- measurement ---------------------------------------------------------------------------
 def _ctx_tokens(vocab: int, n: int, seed: int = 0) -> List[int]:
-    import random
-
     rng = random.Random(seed)
     return [rng.randrange(min(vocab, 32000)) for _ in range(n)]
 
@@ -219,13 +275,12 @@ def measure_verify_curve(
     warmup: int = 2,
     progress: Optional[Progress] = None,
     widths: Optional[Sequence[int]] = None,
+    target: Optional[TargetAdapter] = None,
 ) -> List[float]:
     """Median seconds of one forward of ``w`` tokens on a ``context``-token cache, ``w = 1..width``
-    (only ``widths`` are measured when given; the rest are interpolated)."""
-    from . import caches
-    from .target import TargetAdapter
-
-    target = TargetAdapter(model)
+    (only ``widths`` are measured when given; the rest are interpolated). ``target``: the adapter
+    to measure through (default ``TargetAdapter(model)``; a VLM's language model needs its own)."""
+    target = target or TargetAdapter(model)
     cache = target.make_cache()
     ctx = _ctx_tokens(target.vocab_size, max(context, 1))
     for start in range(0, len(ctx), 512):
@@ -252,31 +307,21 @@ def measure_verify_curve(
 
 
 def measure_draft_curve(
-    model: nn.Module,
-    draft_model: Any,
-    strategy: str,
+    build: Build,
     width: int = 8,
     repeats: int = 2,
     prompt: Optional[List[int]] = None,
-    strategy_options: Optional[dict] = None,
     progress: Optional[Progress] = None,
     lengths: Optional[Sequence[int]] = None,
 ) -> List[float]:
     """Median seconds of ``propose(ctx, k)`` inside real rounds of one generation with our loop
-    (greedy), for ``k = 0..width``. The rounds cycle through ``lengths`` (default ``1..width``)
-    ``repeats`` times after one warm-up round; lengths not measured (or never reached, as when
-    lookup finds nothing) are interpolated from those that were."""
-    from .generate import prepare
-    from .loop import speculative_generate_step
-    from .stats import SpecStats
-
-    prompt = prompt or _ctx_tokens(10**9, 64, seed=7)
-    prompt = [t % _vocab(model) for t in prompt]
+    (greedy), for ``k = 0..width``, with a proposer from ``build()`` (the caller decides which
+    strategy and drafter; nothing is resolved here). The rounds cycle through ``lengths`` (default
+    ``1..width``) ``repeats`` times after one warm-up round; lengths not measured (or never reached,
+    as when lookup finds nothing) are interpolated from those that were."""
+    target, proposer = build()
+    prompt = [t % target.vocab_size for t in (prompt or _ctx_tokens(10**9, 64, seed=7))]
     schedule = [width] + [k for _ in range(repeats) for k in (lengths or range(1, width + 1))]
-    target, proposer, spec, sampling, _, _ = prepare(
-        model, draft_model, draft_strategy=strategy, acceptor="greedy", num_draft_tokens=width,
-        strategy_options=strategy_options,
-    )
     stats = SpecStats()
     plan = iter(schedule)
 
@@ -285,8 +330,9 @@ def measure_draft_curve(
             progress.update(1, f"draft k={_stats.rounds[-1].proposed}")
         return min(next(plan, 0), cap)
 
-    tokens = speculative_generate_step(mx.array(prompt), target, proposer, spec.accept, num_draft_tokens=width,
-                                       max_tokens=-1, sampling=sampling, stats=stats, draft_length=draft_length)
+    tokens = speculative_generate_step(mx.array(prompt), target, proposer, greedy.accept, num_draft_tokens=width,
+                                       max_tokens=-1, sampling=Sampling.create(), stats=stats,
+                                       draft_length=draft_length)
     for _ in tokens:
         if len(stats.rounds) > len(schedule):
             break
@@ -299,12 +345,6 @@ def measure_draft_curve(
     if not med:
         return [0.0] * (width + 1)
     return [0.0] + interpolate(med, width)
-
-
-def _vocab(model) -> int:
-    from .target import vocab_size_of
-
-    return vocab_size_of(model)
 
 
 @dataclass
@@ -324,17 +364,22 @@ def calibrate(
     name: Optional[str] = None,
     draft_model: Any = None,
     strategy: Optional[str] = None,
+    build: Optional[Build] = None,
     width: int = 16,
     draft_width: int = 8,
     context: int = 256,
     repeats: int = 5,
     use_cache: bool = True,
     progress: bool = True,
-    strategy_options: Optional[dict] = None,
     quick: bool = False,
+    target: Optional[TargetAdapter] = None,
 ) -> Calibration:
-    """Measure (or load from the cache) the verify curve and the drafter's cost. ``quick``: measure
-    only :func:`quick_points` of each curve and interpolate the rest (seconds, not minutes)."""
+    """Measure (or load from the cache) the verify curve and the drafter's cost. ``strategy`` and
+    ``draft_model`` name the drafter in the cache key; ``build`` makes the proposers that are timed
+    (:func:`~.generate.proposer_factory`; required with a ``strategy``). ``quick``: measure only
+    :func:`quick_points` of each curve and interpolate the rest (seconds, not minutes)."""
+    if strategy and build is None:
+        raise ValueError("calibrate: timing a drafter needs build= (e.g. generate.proposer_factory(...))")
     drafter = f"{strategy or 'none'}:{drafter_id(draft_model)}" if draft_model is not None else (strategy or "none")
     key = cache_key(model, name, drafter, context)
     key["width"], key["draft_width"] = width, (draft_width if strategy else 0)
@@ -353,11 +398,10 @@ def calibrate(
     draft_repeats = 2
     bar = Progress(repeats + (1 + draft_repeats * len(lengths) if strategy else 0), "calibrate", enabled=progress)
     try:
-        verify = measure_verify_curve(model, width, context, repeats, progress=bar, widths=widths)
+        verify = measure_verify_curve(model, width, context, repeats, progress=bar, widths=widths, target=target)
         draft = [0.0]
         if strategy:
-            draft = measure_draft_curve(model, draft_model, strategy, draft_width, draft_repeats, progress=bar,
-                                        strategy_options=strategy_options, lengths=lengths)
+            draft = measure_draft_curve(build, draft_width, draft_repeats, progress=bar, lengths=lengths)
     finally:
         bar.close()
     cal = Calibration(key, CostCurve(verify, draft), seconds=time.perf_counter() - t0)
@@ -370,58 +414,10 @@ def calibrate(
 
 
 def cached_or_quick_curve(model, draft_model=None, strategy=None, width: int = 8, progress: Optional[bool] = None,
-                          strategy_options: Optional[dict] = None) -> CostCurve:
+                          build: Optional[Build] = None, target: Optional[TargetAdapter] = None) -> CostCurve:
     """For ``--num-draft-tokens auto`` without an explicit curve: the cached calibration, or a
     quick one (a few widths and draft lengths, 3 repeats, 128-token context) measured now, with a
     progress bar on a terminal (``progress``: force it on or off), and cached."""
     show = sys.stderr.isatty() if progress is None else progress
-    return calibrate(model, draft_model=draft_model, strategy=strategy, width=width + 1, draft_width=width,
-                     context=128, repeats=3, progress=show, quick=True, strategy_options=strategy_options).curve
-
-
-# ---- CLI -----------------------------------------------------------------------------------
-def format_curve(cal: Calibration) -> str:
-    v = cal.curve.verify
-    lines = [f"model={cal.key['model']} quantization={cal.key['quantization']} mlx={cal.key['mlx']} "
-             f"device={cal.key['device']} drafter={cal.key['drafter']} context={cal.key['context']}",
-             f"{'w':>3} {'T_verify(w) ms':>15} {'/ T(1)':>7}"]
-    for w, t in enumerate(v, 1):
-        lines.append(f"{w:>3} {t * 1e3:>15.3f} {t / v[0]:>7.2f}")
-    if len(cal.curve.draft) > 1:
-        lines.append(f"{'k':>3} {'T_draft(k) ms':>15}")
-        for k, t in enumerate(cal.curve.draft):
-            lines.append(f"{k:>3} {t * 1e3:>15.3f}")
-    return "\n".join(lines)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    from .bench import add_model_args, load_models
-
-    parser = argparse.ArgumentParser(prog="mlx-specdec calibrate",
-                                     description="Measure and cache T_verify(w) and the drafter's cost on this machine")
-    add_model_args(parser)
-    parser.add_argument("--width", type=int, default=16, help="measure verify widths w = 1..WIDTH (default 16)")
-    parser.add_argument("--draft-width", type=int, default=8, help="drafter lengths k = 1..K (default 8)")
-    parser.add_argument("--context", type=int, default=256, help="tokens in the cache while measuring (default 256)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--force", action="store_true", help="re-measure even if a cached curve exists")
-    parser.add_argument("--quick", action="store_true",
-                        help="measure a few widths and draft lengths and interpolate (what `auto`'s first run does)")
-    parser.add_argument("--json", action="store_true", help="print the curve as JSON")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    models = load_models(args)
-    strategy = args.draft_strategy if args.draft_strategy not in (None, "none") else None
-    cal = calibrate(models.model, name=models.name, draft_model=models.draft, strategy=strategy,
-                    width=args.width, draft_width=args.draft_width, context=args.context, repeats=args.repeats,
-                    use_cache=not args.force, progress=not args.no_progress, quick=args.quick)
-    cal_path = cache_path(cal.key)
-    if args.force:  # re-measured: store it
-        cal_path.parent.mkdir(parents=True, exist_ok=True)
-        cal_path.write_text(json.dumps(cal.as_dict(), indent=1))
-    if args.json:
-        print(json.dumps({**cal.as_dict(), "path": str(cal_path)}, indent=1))
-    else:
-        print(format_curve(cal))
-        print(f"cached at {cal_path}")
-    return 0
+    return calibrate(model, draft_model=draft_model, strategy=strategy, build=build, width=width + 1,
+                     draft_width=width, context=128, repeats=3, progress=show, quick=True, target=target).curve

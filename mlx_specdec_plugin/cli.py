@@ -8,62 +8,22 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import sys
-from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
-from .loading import LoadError, default_model_hint, read_config, resolve
+import mlx.core as mx
+from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
+from mlx_lm.models.cache import load_prompt_cache
+from mlx_lm.utils import load
 
-ACCEPTOR_CHOICES_HELP = "auto (greedy at T=0, rejection otherwise), rejection, block, greedy, match, or a plugin's"
-
-
-def add_speculative_args(parser: argparse.ArgumentParser) -> None:
-    """Our flags, added to upstream's parser (``--draft-model``/``--num-draft-tokens`` are upstream's)."""
-    group = parser.add_argument_group("speculative decoding (mlx-specdec)")
-    group.add_argument(
-        "--draft-strategy",
-        default="auto",
-        help="auto, dspark, dflash, draft-model, lookup, none, or any installed plugin "
-        "(`mlx-specdec strategies` lists them). auto: from --draft-model's config, else lookup.",
-    )
-    group.add_argument("--acceptor", default="auto", help=ACCEPTOR_CHOICES_HELP)
-    group.add_argument(
-        "--block-size",
-        type=int,
-        default=None,
-        help="DFlash/DSpark verify width per round, anchor included (short for chat, 16 for code/math)",
-    )
-    group.add_argument(
-        "--lookup-max-ngram", type=int, default=3, help="lookup: longest suffix n-gram to match (default 3)"
-    )
-
-
-def draft_tokens_type(value: str):
-    """``--num-draft-tokens``: an int (upstream's meaning) or ``auto`` (our per-round scheduler)."""
-    if str(value).lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {value!r}") from None
-
-
-def allow_auto_draft_tokens(parser: argparse.ArgumentParser) -> None:
-    """Let upstream's ``--num-draft-tokens`` (type=int) also take ``auto``; its default is kept.
-    Upstream's ``--draft-model`` help names what else we accept there."""
-    from .fetch import SHIPPED_DRAFTERS
-
-    for action in parser._actions:
-        if "--draft-model" in action.option_strings:
-            action.help = (action.help or "") + " mlx-specdec: also a DSpark/DFlash drafter folder or hub id, " \
-                f"or a drafter shipped in the package: {', '.join(sorted(SHIPPED_DRAFTERS))}."
-        if "--num-draft-tokens" in action.option_strings:
-            action.type = draft_tokens_type
-            action.default = None  # resolved per strategy: 3 (upstream's) unless the drafter has a block
-            action.help = (action.help or "") + " Default: 3 (upstream's), or a DSpark/DFlash drafter's " \
-                "trained block (--block-size caps it). 'auto': choose per round from this machine's " \
-                "calibrated cost curve and the running acceptance (mlx-specdec)."
+from . import blas
+from .generate import generate
+from .loading import LoadError, check_draft, default_model_hint, load_draft, resolve
+from .options import add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
+from .plugins import registry
+from .sampling import SamplingParams
 
 
 def local_path(path: str) -> str:
@@ -72,76 +32,7 @@ def local_path(path: str) -> str:
     return resolve(path, "--draft-model")
 
 
-def _draft_config(path: str) -> Optional[dict]:
-    return read_config(Path(path), "--draft-model") if (Path(path) / "config.json").is_file() else None
-
-
-def check_strategy_has_draft(name: str, draft_path: Optional[str]) -> None:
-    """``--draft-strategy NAME`` of a strategy that needs a drafter, with no ``--draft-model``."""
-    from .plugins import registry
-
-    entry = registry().strategies.get(name)
-    if draft_path is None and entry is not None and entry.item.needs_draft:
-        raise LoadError(f"--draft-strategy {name} needs --draft-model (a drafter folder, a shipped drafter such as "
-                        "smollm2-dspark, or a small mlx-lm model)")
-
-
-def is_block_drafter_config(config: Optional[dict]) -> bool:
-    """DSpark / DFlash checkpoints (either layout) as opposed to a plain mlx-lm model."""
-    if not config:
-        return False
-    archs = " ".join(config.get("architectures") or [])
-    return "dflash_config" in config or "DSpark" in archs or "DFlash" in archs or "target_layer_ids" in config
-
-
-def load_draft(path: str, trust_remote_code: bool = False):
-    """What ``--draft-model PATH`` names: a DSpark/DFlash checkpoint folder (returned as its path,
-    the strategy loads it against the target) or an mlx-lm model (loaded here)."""
-    if is_block_drafter_config(_draft_config(path)):
-        return path
-    from mlx_lm import load
-
-    model, _ = load(path, tokenizer_config={"trust_remote_code": trust_remote_code})
-    return model
-
-
-def _say(message: str) -> None:
-    print(f"[mlx-specdec] {message}", file=sys.stderr, flush=True)
-
-
-def resolve_cli_strategy(name: str, draft, config: Optional[dict]) -> tuple:
-    """(strategy name or None for plain decoding, one-line reason). ``auto`` never fails."""
-    from .plugins import registry
-
-    installed = registry().strategies
-    if name != "auto":
-        return name, "requested"
-    if draft is not None:
-        if isinstance(draft, str):
-            archs = " ".join((config or {}).get("architectures") or [])
-            dcfg = (config or {}).get("dflash_config") or {}
-            dspark = "DSpark" in archs or dcfg.get("projector_type") == "dspark" or (
-                (config or {}).get("markov_rank") or dcfg.get("markov_rank") or 0
-            ) > 0
-            kind = "dspark" if dspark else "dflash"
-            if kind in installed:
-                return kind, f"--draft-model config is a {kind} checkpoint"
-            return ("lookup", f"--draft-model is a {kind} checkpoint but no '{kind}' strategy is installed; using lookup")
-        return "draft-model", "--draft-model is an mlx-lm model"
-    if "lookup" in installed:
-        return "lookup", "no --draft-model given: prompt lookup needs no weights"
-    return None, "no drafter available: plain decoding"
-
-
 def generate_main(argv: Optional[List[str]] = None) -> int:
-    import mlx.core as mx
-    from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
-    from mlx_lm.models.cache import load_prompt_cache
-    from mlx_lm.sample_utils import make_sampler
-    from mlx_lm.utils import load
-
-    from .generate import generate
-
     parser = setup_arg_parser()
     parser.prog = "mlx-specdec generate"
     parser.description = "mlx_lm.generate with exact speculative decoding"
@@ -161,8 +52,8 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
         _say(f"error: {e if args.model else default_model_hint(DEFAULT_MODEL)}")
         return 2
     try:
-        draft_path = local_path(args.draft_model) if args.draft_model else None
-        check_strategy_has_draft(args.draft_strategy, draft_path)
+        draft_path = check_draft(args.draft_model, args.draft_strategy)
+        options = strategy_options(args.draft_strategy, args.strategy_options)
     except LoadError as e:
         _say(f"error: {e}")
         return 2
@@ -196,19 +87,16 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
         parser.error("--image: use `mlx-specdec vlm` for image prompts")
     prompt = tokenizer.encode(prompt, add_special_tokens=not use_chat_template)
 
-    draft = None
-    args.draft_model = draft_path
-    config = _draft_config(args.draft_model) if args.draft_model else None
-    if args.draft_model and args.draft_strategy != "none":
-        draft = load_draft(args.draft_model, args.trust_remote_code)
-    strategy, why = resolve_cli_strategy(args.draft_strategy, draft, config)
-    if strategy is None or strategy == "none":
-        draft = None
-    _say(f"strategy: {strategy or 'none'} ({why})")
-    if draft is not None and strategy == "lookup":
-        draft = None
+    try:
+        choice = load_draft(draft_path, model, args.draft_strategy, args.trust_remote_code)
+        options = strategy_options(choice.strategy, args.strategy_options)
+    except LoadError as e:
+        _say(f"error: {e}")
+        return 2
+    strategy = choice.strategy
+    _say(f"strategy: {strategy or 'none'} ({choice.reason})")
 
-    sampler = make_sampler(
+    sampling = SamplingParams(
         args.temp,
         args.top_p,
         args.min_p,
@@ -216,15 +104,15 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
         top_k=args.top_k,
         xtc_probability=args.xtc_probability,
         xtc_threshold=args.xtc_threshold,
-        xtc_special_tokens=tokenizer.encode("\n") + list(tokenizer.eos_token_ids),
+        xtc_special_tokens=tuple(tokenizer.encode("\n")) + tuple(tokenizer.eos_token_ids),
     )
     kwargs = dict(
         max_tokens=args.max_tokens,
         verbose=args.verbose,
-        sampler=sampler,
+        sampling=sampling,
         prefill_step_size=args.prefill_step_size,
         prompt_cache=prompt_cache,
-        draft_model=draft,
+        draft_model=choice.draft,
         num_draft_tokens=args.num_draft_tokens,
     )
     if strategy is None:
@@ -235,7 +123,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
             draft_strategy=strategy,
             acceptor=args.acceptor,
             block_size=args.block_size,
-            strategy_options={"max_ngram": args.lookup_max_ngram},
+            strategy_options=options,
         )
         if args.max_kv_size is not None:
             kwargs["max_kv_size"] = args.max_kv_size
@@ -252,8 +140,6 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
 
 
 def strategies_main(argv: Optional[List[str]] = None) -> int:
-    from .plugins import registry
-
     parser = argparse.ArgumentParser(prog="mlx-specdec strategies", description="List installed strategies and acceptors")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -261,7 +147,9 @@ def strategies_main(argv: Optional[List[str]] = None) -> int:
     rows = {
         kind: [
             {"name": n, "distribution": e.distribution, "version": e.version, "plugin": e.plugin,
-             "description": e.item.description}
+             "description": e.item.description,
+             **({"options": {o.name: {"default": o.default, "help": o.help} for o in e.item.options}}
+                if getattr(e.item, "options", None) else {})}
             for n, e in sorted(entries.items())
         ]
         for kind, entries in (("strategies", reg.strategies), ("acceptors", reg.acceptors))
@@ -273,79 +161,35 @@ def strategies_main(argv: Optional[List[str]] = None) -> int:
         print(f"{kind}:")
         for r in items:
             print(f"  {r['name']:<14} {r['distribution']} {r['version']}  {r['description']}")
+            for name, o in (r.get("options") or {}).items():
+                print(f"  {'':<14} --strategy-option {name}=... (default {o['default']}): {o['help']}")
     return 0
 
 
-def fetch_main(argv: Optional[List[str]] = None) -> int:
-    from .fetch import main
-
-    return main(argv)
-
-
-def bench_main(argv: Optional[List[str]] = None) -> int:
-    from .bench import main
-
-    return main(argv)
-
-
-def calibrate_main(argv: Optional[List[str]] = None) -> int:
-    from .calibrate import main
-
-    return main(argv)
-
-
-def server_main(argv: Optional[List[str]] = None) -> int:
-    from .server import main
-
-    return main(argv)
-
-
-def vlm_main(argv: Optional[List[str]] = None) -> int:
-    from .vlm import vlm_main
-
-    return vlm_main(argv)
-
-
-COMMANDS = {"generate": generate_main, "strategies": strategies_main, "fetch": fetch_main, "bench": bench_main,
-            "calibrate": calibrate_main, "server": server_main}
-
-COMMANDS["vlm"] = vlm_main
-
-
-def train_main(argv: Optional[List[str]] = None) -> int:
-    from .train import main
-
-    return main(argv)
-
-
-COMMANDS["train"] = train_main
-
-
-def demo_main(argv: Optional[List[str]] = None) -> int:
-    from .demo import main
-
-    return main(argv)
-
-
-COMMANDS["demo"] = demo_main
-
-
-def doctor_main(argv: Optional[List[str]] = None) -> int:
-    from .doctor import main
-
-    return main(argv)
-
-
-COMMANDS["doctor"] = doctor_main
+# command -> (module, function): imported only when the command runs, as mlx-lm dispatches.
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "generate": (__name__, "generate_main"),
+    "strategies": (__name__, "strategies_main"),
+    "fetch": ("mlx_specdec_plugin.fetch", "main"),
+    "bench": ("mlx_specdec_plugin.bench", "main"),
+    "calibrate": ("mlx_specdec_plugin.bench", "calibrate_main"),
+    "server": ("mlx_specdec_plugin.server", "main"),
+    "vlm": ("mlx_specdec_plugin.vlm", "vlm_main"),
+    "train": ("mlx_specdec_plugin.train", "main"),
+    "demo": ("mlx_specdec_plugin.demo", "main"),
+    "doctor": ("mlx_specdec_plugin.doctor", "main"),
+}
 RUNS_MODELS = ("generate", "bench", "calibrate", "server", "vlm", "train", "demo")
+
+
+def command(name: str) -> Callable[[Optional[List[str]]], int]:
+    """The ``main(argv)`` of command ``name``."""
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 def announce_blas() -> None:
     """One stderr line on Linux CPU runs: which BLAS MLX uses, and how to opt out or get a fast one."""
-    import mlx.core as mx
-
-    from . import blas
-
     if blas.status().kind != "platform" and mx.default_device() == mx.cpu:
         print(f"[mlx-specdec] {blas.describe()}", file=sys.stderr)
 
@@ -373,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("  demo        SmolLM2 + the shipped DSpark drafter vs plain decoding: acceptance, speedup, exactness")
         print("  doctor      the device, the BLAS behind MLX's CPU backend and its measured GFLOP/s")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    return command(argv[0])(argv[1:])
 
 
 if __name__ == "__main__":

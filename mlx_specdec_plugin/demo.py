@@ -14,7 +14,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import List, Optional
+
+import mlx.core as mx
+from mlx_lm import load
+from mlx_lm import stream_generate as plain_stream_generate
+
+from . import blas
+from .bench import encode
+from .drafters import load_drafter
+from .fetch import fetch_model
+from .generate import stream_generate
+from .loading import resolve
+from .sampling import SamplingParams
+from .stats import SpecStats
 
 DEFAULT_PROMPT = "Give me three tips for staying focused while studying, with one sentence on each."
 
@@ -23,27 +37,17 @@ def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, tem
              num_draft_tokens, seed: int, out=sys.stdout, compare_auto: bool = True) -> dict:
     """Decode ``prompt`` speculatively (``num_draft_tokens``, then ``auto`` beside it when that is an
     int and ``compare_auto``), then plainly; print and return the comparison."""
-    import mlx.core as mx
-    from mlx_lm import load
-    from mlx_lm import stream_generate as plain_stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    from . import blas
-    from .bench import encode
-    from .drafters import load_drafter
-    from .generate import stream_generate
-    from .stats import SpecStats
-
     model, tokenizer = load(model_path)
     drafter = load_drafter(draft_path, model)  # validated against the target before anything runs
     ids = encode(tokenizer, prompt, chat=True)
 
     def decode(k, n: int, stats: Optional[SpecStats] = None, echo: bool = False):
         mx.random.seed(seed)
-        kw = dict(max_tokens=n, sampler=make_sampler(temp))
-        gen = (stream_generate(model, tokenizer, ids, **kw, draft_model=drafter, num_draft_tokens=k,
-                               stats=stats or SpecStats())
-               if k is not None else plain_stream_generate(model, tokenizer, ids, **kw))
+        sampling = SamplingParams(temp)
+        gen = (stream_generate(model, tokenizer, ids, max_tokens=n, sampling=sampling, draft_model=drafter,
+                               num_draft_tokens=k, stats=stats or SpecStats())
+               if k is not None else plain_stream_generate(model, tokenizer, ids, max_tokens=n,
+                                                           sampler=sampling.sampler()))
         text, last = "", None
         for r in gen:
             text += r.text
@@ -109,10 +113,6 @@ def run_demo(model_path: str, draft_path: str, prompt: str, max_tokens: int, tem
 
 def _forward_ms(model, ids: List[int], width: int, repeats: int = 3) -> float:
     """Best-of-``repeats`` milliseconds of one forward over ``width`` prompt tokens (no cache)."""
-    import time
-
-    import mlx.core as mx
-
     x = mx.array([ids[:width] + [ids[-1]] * max(0, width - len(ids))])
     best = float("inf")
     for _ in range(repeats + 1):
@@ -134,12 +134,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     k = a.num_draft_tokens if a.num_draft_tokens == "auto" else int(a.num_draft_tokens)
-    from .cli import local_path
-    from .fetch import fetch_model
-
     try:
         model = a.model or str(fetch_model("smollm2"))
-        draft = local_path(a.draft_model)
+        draft = resolve(a.draft_model, "--draft-model")
         run_demo(model, draft, a.prompt, a.max_tokens, a.temp, k, a.seed)
     except (ValueError, RuntimeError) as e:
         print(f"[mlx-specdec] error: {e}", file=sys.stderr)

@@ -39,7 +39,7 @@ from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .target import TargetAdapter, text_model
+from .target import TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 KINDS = ("dspark", "dflash")
@@ -125,6 +125,15 @@ def detect_kind(raw: dict) -> str:
         "config.json is not a DSpark or DFlash drafter: expected architectures *DSparkModel / "
         "DFlashDraftModel or a 'dflash_config' object"
     )
+
+
+def is_drafter_config(config: Optional[dict]) -> bool:
+    """A DSpark/DFlash checkpoint's config (either layout), as opposed to a plain mlx-lm model's.
+    A cheap look at the keys; :func:`detect_kind` decides the kind (and refuses what is unsupported)."""
+    if not config:
+        return False
+    archs = " ".join(str(a) for a in config.get("architectures") or [])
+    return "dflash_config" in config or "DSpark" in archs or "DFlash" in archs or "target_layer_ids" in config
 
 
 def _int(raw: dict, key: str, value: Any, minimum: int = 1) -> int:
@@ -478,14 +487,8 @@ class Drafter:
         return h * mx.array(self.embed_scale, dtype=h.dtype) if self.embed_scale != 1.0 else h
 
     def head(self, h: mx.array) -> mx.array:
-        if "lm_head" in self.module:
-            out = self.module.lm_head(h)
-        else:
-            model = text_model(self.target_model)  # qwen3_5: the wrapped text model's head
-            tied = getattr(getattr(model, "args", None), "tie_word_embeddings", None)
-            if tied is None:
-                tied = not hasattr(model, "lm_head")
-            out = model.model.embed_tokens.as_linear(h) if tied or not hasattr(model, "lm_head") else model.lm_head(h)
+        own = "lm_head" in self.module  # else the target's (tied or not), without the target's soft-capping
+        out = self.module.lm_head(h) if own else lm_head(self.target_model, h, softcap=False)
         cap = self.config.final_logit_softcapping
         return mx.tanh(out / cap) * cap if cap else out
 
@@ -497,10 +500,11 @@ class Drafter:
         if isinstance(target_model, TargetAdapter):
             target_model = target_model.model
         validate_against_target(self.config, target_model)
-        return replace(self, target_model=target_model, embed_scale=_embed_scale(target_model, self.config))
+        return replace(self, target_model=target_model, embed_scale=drafter_embed_scale(target_model, self.config))
 
 
-def _embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
+def drafter_embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
+    """The factor a drafter scales its embedding by: its own (Gemma-4 DSpark) or its target's."""
     if c is not None and c.gemma4 is not None:  # owns its embedding and its scale
         from .drafters_gemma4 import embed_scale
 
@@ -668,7 +672,7 @@ def load_drafter(
     packed = None
     if config.quantization and (unpack if unpack is not None else quantize is None and unpack_by_default()):
         packed, module = module, unpack_quantized(build_module(config, weights))
-    return Drafter(config, module, target_model, path, _embed_scale(target_model, config), packed)
+    return Drafter(config, module, target_model, path, drafter_embed_scale(target_model, config), packed)
 
 
 def unpack_quantized(module: nn.Module) -> nn.Module:

@@ -21,7 +21,7 @@ that path), in the cache, the hidden states and the emitted log-probabilities. A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import mlx.core as mx
 
@@ -134,6 +134,17 @@ class StrategyOptions:
 
 
 @dataclass(frozen=True)
+class StrategyOption:
+    """One option a strategy takes in ``strategy_options`` (``--strategy-option NAME=VALUE``).
+    ``type`` turns the command line's string into the value (``int``, ``float``, ``str``)."""
+
+    name: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
 class Strategy:
     """A drafter kind, registered through the ``register_strategies`` hook.
 
@@ -142,7 +153,9 @@ class Strategy:
     passed as ``draft_model`` (an mlx-lm model, a loaded drafter, or ``None``). It may raise
     ``ValueError`` with one clear message for incompatible input; it runs before any generation.
     ``claims(draft)`` tells ``auto`` whether this strategy is the natural one for a draft object.
-    ``needs_draft``: the strategy cannot run without a ``draft_model``.
+    ``needs_draft``: the strategy cannot run without a ``draft_model`` (front ends load one for it,
+    and only for it). ``options``: the keys it reads from ``strategy_options`` (``options.extra``),
+    which :meth:`parse_options` types and checks for the command line.
     """
 
     name: str
@@ -150,6 +163,24 @@ class Strategy:
     description: str = ""
     claims: Optional[Callable[[Any], bool]] = None
     needs_draft: bool = False
+    options: Tuple[StrategyOption, ...] = ()
+
+    def parse_options(self, raw: Dict[str, Any]) -> Dict[str, Any]:
+        """``raw`` (strings from the command line, or values) typed by :attr:`options`; one
+        ``ValueError`` naming the key for an option this strategy does not have or a bad value."""
+        known = {o.name: o for o in self.options}
+        out = {}
+        for key, value in raw.items():
+            if key not in known:
+                have = f"its options: {', '.join(known)}" if known else "it takes none"
+                raise ValueError(f"strategy '{self.name}' has no option '{key}' ({have})")
+            option = known[key]
+            try:
+                out[key] = option.type(value) if isinstance(value, str) else value
+            except (TypeError, ValueError):
+                kind = getattr(option.type, "__name__", "value")
+                raise ValueError(f"strategy '{self.name}': option {key}={value!r} is not a valid {kind}") from None
+        return out
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
+
+from mlx_lm import load as mlx_lm_load
+
+from .drafters import is_drafter_config, load_drafter
+from .drafting import Strategy
+from .fetch import SHIPPED_DRAFTERS, shipped_drafter
+from .generate import resolve_strategy
+from .plugins import registry
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
 
 class LoadError(ValueError):
     """A user-facing load error: one line, naming the value and what is wrong."""
-
-
-def _shipped() -> dict:
-    from .fetch import SHIPPED_DRAFTERS
-
-    return SHIPPED_DRAFTERS
 
 
 def _looks_like_path(value: str) -> bool:
@@ -51,10 +54,8 @@ def read_config(folder: Path, flag: str = "--model") -> dict:
 def resolve(value: str, flag: str = "--model", fetch: bool = True) -> str:
     """The local folder ``value`` names (checked to hold a readable ``config.json``), or one
     :class:`LoadError` line. ``fetch``: download a hub id that is not on disk (else refuse it)."""
-    shipped = _shipped()
+    shipped = SHIPPED_DRAFTERS
     if value in shipped:
-        from .fetch import shipped_drafter
-
         folder = str(shipped_drafter(value))
         read_config(Path(folder), flag)
         return folder
@@ -88,3 +89,92 @@ def default_model_hint(default: Optional[str]) -> str:
     """What to say when no ``--model`` was given and mlx-lm's default cannot be had."""
     return (f"no --model given, and mlx-lm's default ({default}) is not available offline: pass --model FOLDER, "
             "e.g. --model \"$(mlx-specdec fetch smollm2)\"")
+
+
+# --------------------------------------------------------------------------- the drafter, once
+
+
+@dataclass
+class DraftChoice:
+    """What ``--draft-model`` / ``--draft-strategy`` resolved to, loaded once for every generation.
+
+    ``strategy``: a registered strategy name, or ``None`` for plain decoding. ``draft``: what to pass
+    as ``draft_model=`` (a loaded :class:`~.drafters.Drafter` bound to the target, an mlx-lm model,
+    or ``None`` when the strategy drafts without weights). ``reason``: one line for the user.
+    ``path``: the drafter's folder, when one was named and used.
+    """
+
+    strategy: Optional[str]
+    draft: Any = None
+    reason: str = ""
+    path: Optional[str] = None
+
+
+def _strategy(name: str) -> Strategy:
+    try:
+        return registry().strategy(name)
+    except ValueError as e:
+        raise LoadError(f"--draft-strategy {name}: {e}") from None
+
+
+def check_draft(draft_model: Optional[str], strategy: str = "auto", fetch: bool = True) -> Optional[str]:
+    """Before the target is loaded: the folder ``--draft-model`` names (or ``None``), and a check that
+    ``--draft-strategy`` is installed and has the drafter it needs; one :class:`LoadError` line."""
+    path = resolve(draft_model, "--draft-model", fetch) if draft_model else None
+    if strategy not in ("auto", "none") and _strategy(strategy).needs_draft and path is None:
+        raise LoadError(f"--draft-strategy {strategy} needs --draft-model (a drafter folder, a shipped drafter such "
+                        "as smollm2-dspark, or a small mlx-lm model)")
+    return path
+
+
+def _load_weights(path: str, target_model, trust_remote_code: bool):
+    """A DSpark/DFlash folder as a :class:`Drafter` bound to ``target_model``, else an mlx-lm model."""
+    if is_drafter_config(read_config(Path(path), "--draft-model")):
+        try:
+            return load_drafter(path, target_model, trust_remote_code=trust_remote_code)
+        except ValueError as e:
+            raise LoadError(f"--draft-model {path}: {e}") from None
+    model, _ = mlx_lm_load(path, tokenizer_config={"trust_remote_code": trust_remote_code})
+    return model
+
+
+def _describe(draft) -> str:
+    kind = getattr(draft, "kind", None)
+    return f"a {kind} checkpoint" if isinstance(kind, str) else "an mlx-lm model"
+
+
+def load_draft(path: Optional[str], target_model, strategy: str = "auto",
+               trust_remote_code: bool = False) -> DraftChoice:
+    """Load what ``--draft-model`` names once (``path`` from :func:`check_draft`) and choose the
+    strategy. ``target_model``: the model the drafter reads (a VLM's language model). ``auto``: the
+    installed strategy that claims the loaded drafter (:attr:`Strategy.claims`), or the engine's
+    default without one (:func:`~.generate.resolve_strategy`). A strategy that does not need a
+    drafter (:attr:`Strategy.needs_draft` false) gets none, and nothing is loaded for it."""
+    if strategy == "none":
+        return DraftChoice(None, None, "requested")
+    if strategy != "auto":
+        chosen = _strategy(strategy)
+        if not chosen.needs_draft:
+            return DraftChoice(chosen.name, None, "requested" + ("; it drafts without --draft-model" if path else ""))
+        return DraftChoice(chosen.name, _load_weights(path, target_model, trust_remote_code), "requested", path)
+    if path is None:
+        try:
+            default = resolve_strategy(None, "auto")
+        except ValueError:
+            return DraftChoice(None, None, "no drafter available: plain decoding")
+        return DraftChoice(default.name, None, f"no --draft-model given: {default.description}")
+    draft = _load_weights(path, target_model, trust_remote_code)
+    try:
+        claimed = resolve_strategy(draft, "auto")
+    except ValueError:
+        claimed = None
+    if claimed is not None:
+        return DraftChoice(claimed.name, draft, f"--draft-model is {_describe(draft)}", path)
+    fallback = DraftChoice(None, None, f"--draft-model is {_describe(draft)} but no installed strategy drafts with "
+                           "it: plain decoding")
+    try:
+        default = resolve_strategy(None, "auto")
+    except ValueError:
+        return fallback
+    return DraftChoice(default.name, None, f"--draft-model is {_describe(draft)} but no installed strategy drafts "
+                       f"with it; using {default.name}")

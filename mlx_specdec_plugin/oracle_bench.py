@@ -6,7 +6,8 @@ The target's own greedy continuation is computed once (plain decoding, which als
 the oracle proposes the next k tokens of it, each replaced by a wrong token with probability
 1 - accept (decided from a seeded stream before the round, independent of the target). It costs
 nothing to draft, so the cost model's ideal speedup is tau * T_step / T_verify(k + 1), with
-T_verify measured in the same process; loop efficiency = measured speedup / ideal.
+T_verify measured in the same process (the calibration's meter, :func:`~.calibrate.measure_verify_curve`);
+loop efficiency = measured speedup / ideal.
 This is what runs on the GPU (random weights need no download); results go to stdout and JSON.
 
 Each configuration runs twice and the second run is timed ("warm"): on mlx-cuda 0.32.4 a
@@ -26,46 +27,20 @@ import json
 import random
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import mlx.core as mx
-import mlx.nn as nn
 from mlx_lm.generate import generate_step
-from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
-from mlx_lm.utils import _get_classes
+from mlx_lm.models.cache import make_prompt_cache
 
 from .drafting import Draft, DraftContext
 from .loop import speculative_generate_step
 from .acceptors import greedy
 from .bucketed import bucketed
+from .calibrate import measure_verify_curve
 from .stats import SpecStats
 from .target import TargetAdapter
-
-SHAPES: Dict[str, dict] = {
-    "qwen3-0.6b": dict(hidden_size=1024, num_hidden_layers=28, intermediate_size=3072, num_attention_heads=16,
-                       num_key_value_heads=8, head_dim=128),
-    "qwen3-4b": dict(hidden_size=2560, num_hidden_layers=36, intermediate_size=9728, num_attention_heads=32,
-                     num_key_value_heads=8, head_dim=128),
-    "qwen3-8b": dict(hidden_size=4096, num_hidden_layers=36, intermediate_size=12288, num_attention_heads=32,
-                     num_key_value_heads=8, head_dim=128),
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16),
-}
-
-
-def random_model(shape: str, dtype=mx.bfloat16, bits: Optional[int] = None) -> nn.Module:
-    config = dict(model_type="qwen3", vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1e6,
-                  max_position_embeddings=40960, tie_word_embeddings=False, **SHAPES[shape])
-    if shape == "tiny":
-        config["vocab_size"] = 1024
-    model_cls, args_cls = _get_classes(config)
-    model = model_cls(args_cls.from_dict(config))
-    model.set_dtype(dtype)
-    if bits:
-        nn.quantize(model, group_size=64, bits=bits)
-    mx.eval(model.parameters())
-    return model
-
+from .tiny import SHAPES, random_model
 
 class OracleProposer:
     """Proposes the reference continuation, each token corrupted with probability 1 - accept."""
@@ -87,27 +62,9 @@ class OracleProposer:
         return Draft(mx.array(out, dtype=mx.uint32), None, deterministic=True)
 
 
-def verify_cost_curve(model: nn.Module, prompt: mx.array, widths: Sequence[int], repeats: int = 5) -> Dict[int, float]:
-    """Seconds per forward of w tokens on top of the prompt's cache (median of repeats)."""
-    cache = make_prompt_cache(model)
-    model(prompt[None], cache=cache)
-    mx.eval([c.state for c in cache])
-    curve = {}
-    for w in widths:
-        x = prompt[None, :w] if w <= prompt.size else mx.zeros((1, w), dtype=mx.uint32)
-        times = []
-        for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            mx.eval(model(x, cache=cache))
-            times.append(time.perf_counter() - t0)
-            trim_prompt_cache(cache, w)
-        curve[w] = sorted(times[1:])[len(times[1:]) // 2]
-    return curve
-
-
 def run(shape: str, accepts: Sequence[float], ks: Sequence[int], prompt_len: int, tokens: int,
         bits: Optional[int], dtype: str, cache_kinds: Sequence[str] = ("plain",)) -> dict:
-    model = random_model(shape, getattr(mx, dtype), bits)
+    model, _ = random_model(shape, dtype, bits)
     vocab = model.args.vocab_size
     mx.random.seed(0)
     prompt = mx.random.randint(0, vocab, (prompt_len,)).astype(mx.uint32)
@@ -117,7 +74,9 @@ def run(shape: str, accepts: Sequence[float], ks: Sequence[int], prompt_len: int
     t0 = time.perf_counter()
     list(generate_step(prompt, model, max_tokens=tokens + 1))
     t_step = (time.perf_counter() - t0) / (tokens + 1)  # prefill included, as in the loop's runs
-    curve = verify_cost_curve(model, prompt, sorted({1, *[k + 1 for k in ks]}))
+    widths = sorted({1, *[k + 1 for k in ks]})
+    measured = measure_verify_curve(model, max(widths), prompt_len, repeats=5, widths=widths)
+    curve = {w: measured[w - 1] for w in widths}
     target = TargetAdapter(model)
     rows = []
     for kind, accept, k in itertools.product(cache_kinds, accepts, ks):

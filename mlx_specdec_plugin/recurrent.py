@@ -25,10 +25,11 @@ from mlx_lm.models.base import create_attention_mask, create_ssm_mask
 from mlx_lm.models.cache import ArraysCache
 from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
 
-# capture(model, tokens (1, L), cache, taps, record) -> (logits (1, L, V), [tapped (1, L, H)])
+# capture(model, tokens (1, L), cache, taps, record) -> (final hidden after norm, [tapped (1, L, H)]),
+# the tap forward of :mod:`.target` that also records per-position states into ``record``
 CaptureForward = Callable[[nn.Module, mx.array, List[Any], Sequence[int], Dict[int, Any]], Tuple[mx.array, List[mx.array]]]
 CAPTURES: Dict[str, CaptureForward] = {}
-PROBE = (1, 5, 2, 7, 3, 3, 0, 4)
+PROBE = (1, 5, 2, 7, 3, 3, 0, 4)  # the token ids every forward is proven on (this one and the tap forwards)
 PROBE_PREFIX = 5
 TOLERANCE = 1e-4
 
@@ -89,7 +90,7 @@ def gdn_capture(attn: nn.Module, x: mx.array, mask: Optional[mx.array], c: Array
     return out, selector
 
 
-def _gdn_layer(layer: nn.Module, h: mx.array, mask, c: Any, record: Dict[int, Any]) -> mx.array:
+def _gdn_layer(layer: nn.Module, h: mx.array, mask, c: Any, record: Optional[Dict[int, Any]]) -> mx.array:
     plain = record is None or not layer.is_linear or type(c) is not ArraysCache
     if plain or c.lengths is not None or c.left_padding is not None:
         return layer(h, mask, c)
@@ -99,14 +100,16 @@ def _gdn_layer(layer: nn.Module, h: mx.array, mask, c: Any, record: Dict[int, An
     return h + layer.mlp(layer.post_attention_layernorm(h))
 
 
-def _head(lm: nn.Module, h: mx.array) -> mx.array:
-    if lm.args.tie_word_embeddings:
-        return lm.model.embed_tokens.as_linear(h)
-    return lm.lm_head(h)
+GDN_HYBRIDS = ("qwen3_next", "qwen3_5", "qwen3_5_moe")
 
 
-def _gdn_hybrid_forward(model, tokens, cache, taps, record):
-    lm = getattr(model, "language_model", model)  # qwen3_5 wraps the text model
+def gdn_hybrid_forward(model, tokens, cache, taps, record: Optional[Dict[int, Any]] = None):
+    """Gated DeltaNet hybrids' forward up to the final norm: ``(hidden, [tapped])``. One full-attention
+    mask and one SSM mask, built from the first attention / linear layer's cache as the model's own
+    forward does (``qwen3_5``'s ``Model`` wraps its text model). With ``record`` (a round's
+    ``captured`` dict) every recurrent layer also records its per-position states; without it this
+    is the plain tap forward (:mod:`.target` registers it as the family's)."""
+    lm = getattr(model, "language_model", model)
     inner = lm.model
     h = inner.embed_tokens(tokens)
     fa_mask = create_attention_mask(h, cache[inner.fa_idx]) if inner.fa_idx is not None else None
@@ -116,11 +119,10 @@ def _gdn_hybrid_forward(model, tokens, cache, taps, record):
         h = _gdn_layer(layer, h, ssm_mask if layer.is_linear else fa_mask, c, record)
         if i in wanted:
             tapped[i] = h
-    return _head(lm, inner.norm(h)), [tapped[i] for i in taps]
+    return inner.norm(h), [tapped[i] for i in taps]
 
 
-for _t in ("qwen3_next", "qwen3_5", "qwen3_5_moe"):
-    CAPTURES[_t] = _gdn_hybrid_forward
+CAPTURES.update(dict.fromkeys(GDN_HYBRIDS, gdn_hybrid_forward))
 
 
 def _max_rel_diff(ref: Sequence[Optional[mx.array]], ours: Sequence[Optional[mx.array]]) -> float:
@@ -135,9 +137,11 @@ def _max_rel_diff(ref: Sequence[Optional[mx.array]], ours: Sequence[Optional[mx.
     return worst
 
 
-def probe_capture(model: nn.Module, make_cache: Callable[[], List[Any]], fwd: CaptureForward, vocab: int) -> float:
-    """Max relative difference between ``fwd`` and mlx-lm's forward: logits, final cache states,
-    and each selected per-position state against a cache fed only that prefix."""
+def probe_capture(model: nn.Module, make_cache: Callable[[], List[Any]], fwd: CaptureForward, vocab: int,
+                  head: Callable[[mx.array], mx.array]) -> float:
+    """Max relative difference between ``fwd`` (its hidden through ``head``) and mlx-lm's forward:
+    logits, final cache states, and each selected per-position state against a cache fed only that
+    prefix."""
     tokens = mx.array([[t % vocab for t in PROBE]], dtype=mx.uint32)
     prefix, rest = tokens[:, :PROBE_PREFIX], tokens[:, PROBE_PREFIX:]
 
@@ -148,7 +152,8 @@ def probe_capture(model: nn.Module, make_cache: Callable[[], List[Any]], fwd: Ca
 
     ref_cache, our_cache, record = primed(), primed(), {}
     ref = model(rest, cache=ref_cache)
-    ours, _ = fwd(model, rest, our_cache, (), record)
+    hidden, _ = fwd(model, rest, our_cache, (), record)
+    ours = head(hidden)
     recurrent = [i for i, c in enumerate(ref_cache) if type(c) is ArraysCache]
     if not recurrent or any(id(our_cache[i]) not in record for i in recurrent):
         return float("inf")
@@ -168,7 +173,7 @@ def capture_forward(adapter: Any) -> Optional[CaptureForward]:
     if ref is not None and ref() is adapter.model and (proven is None or proven is fwd):
         return proven
     if fwd is not None:
-        diff = probe_capture(adapter.model, adapter.make_cache, fwd, adapter.vocab_size)
+        diff = probe_capture(adapter.model, adapter.make_cache, fwd, adapter.vocab_size, adapter.head)
         if not diff <= TOLERANCE:
             warnings.warn(
                 f"per-position state capture for model_type '{adapter.model_type}' does not reproduce "

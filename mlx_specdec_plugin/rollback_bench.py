@@ -22,6 +22,7 @@ from mlx_lm.models.cache import QuantizedKVCache, make_prompt_cache
 
 from . import caches
 from .recurrent import CAPTURES
+from .target import lm_head
 from .tiny import make_tiny_model, tiny_config
 
 H = 128
@@ -80,7 +81,7 @@ def rounds_of(config: dict, make_cache: Optional[Callable], capture: Optional[st
         inputs = mx.array([[rng.randrange(vocab) for _ in range(width)]])
         t0 = time.perf_counter()
         rnd = caches.begin_round(cache, replay=lambda n: model(inputs[:, :n], cache=cache))
-        logits = fwd(model, inputs, cache, (), rnd.captured)[0] if fwd else model(inputs, cache=cache)
+        logits = lm_head(model, fwd(model, inputs, cache, (), rnd.captured)[0]) if fwd else model(inputs, cache=cache)
         mx.eval(logits)
         _eval_cache(cache)
         t1 = time.perf_counter()

@@ -1,27 +1,40 @@
 """The processed distributions p (target) and q (draft), computed exactly as mlx-lm samples.
 
 mlx-lm's ``make_sampler`` filters the *untempered* log-probabilities with top-p, then min-p,
-then top-k, and draws from ``softmax(filtered / temp)``; logits processors (repetition penalty,
-logit bias, ...) run first, on the token history. :class:`Sampling` reproduces that chain as a
-distribution, so an acceptor can compute min(1, p/q) and residuals, and a drafter can draw from
-the very q it reports.
+then top-k, and draws from ``softmax(filtered / temp)``; logits processors (repetition, presence
+and frequency penalties, logit bias) run first, on the token history. :class:`SamplingParams` holds
+all of it as plain values: the front ends build one, the engine reads it (:class:`Sampling`), so an
+acceptor can compute min(1, p/q) and residuals and a drafter can draw from the very q it reports.
 
-A sampler is *known* when its parameters can be read: a :class:`ParamSampler` from our
-:func:`make_sampler`, mlx-lm's ``greedy_sampler``, or a sampler built by mlx-lm's own
-``make_sampler`` (its closure is read, nothing is patched). Any other callable is *opaque*: it is
-still used to draw target tokens (acceptor ``match`` is exact for any sampler), but acceptors that
-need p refuse it.
+What the drop-in API accepts, and what each gives:
+
+* ``sampling=SamplingParams(...)`` or ``sampler=`` our :func:`make_sampler` (same arguments and the
+  same draws as mlx-lm's): a *known* distribution, so every acceptor works (``auto``: greedy at
+  temperature 0, else rejection).
+* mlx-lm's ``greedy_sampler`` (what mlx-lm's ``make_sampler(temp=0)`` returns) or no sampler:
+  greedy, known.
+* any other callable, mlx-lm's ``make_sampler(temp > 0, ...)`` closures and XTC included: *opaque*.
+  It still draws every target token, and acceptor ``match`` (``auto``'s choice then) keeps a draft
+  only where it equals that draw, which is exact for any sampler; ``rejection`` and ``block`` need
+  p and refuse it with one clear error. Nothing inside a sampler is read.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
-from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler
+from mlx_lm.sample_utils import (
+    apply_min_p,
+    apply_top_k,
+    apply_top_p,
+    greedy_sampler,
+    make_logits_processors,
+)
+from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
 Sampler = Callable[[mx.array], mx.array]
 LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
@@ -29,13 +42,25 @@ LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """The parameters of mlx-lm's ``make_sampler`` that shape the distribution (XTC excluded)."""
+    """How tokens are drawn, as plain values (mlx-lm's ``make_sampler`` and ``make_logits_processors``
+    arguments, with their defaults). The distribution is known unless XTC is on
+    (``xtc_probability > 0``: it draws its own randomness, so there is no fixed distribution)."""
 
     temp: float = 0.0
     top_p: float = 0.0
     min_p: float = 0.0
     min_tokens_to_keep: int = 1
     top_k: int = 0
+    repetition_penalty: Optional[float] = None
+    repetition_context_size: int = 20
+    presence_penalty: Optional[float] = None
+    presence_context_size: int = 20
+    frequency_penalty: Optional[float] = None
+    frequency_context_size: int = 20
+    logit_bias: Optional[Dict[int, float]] = field(default=None, hash=False)
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    xtc_special_tokens: Tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.temp < 0:
@@ -44,6 +69,11 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temp == 0
+
+    @property
+    def known(self) -> bool:
+        """The draws follow a distribution computed from these values (XTC off, or temperature 0)."""
+        return self.greedy or self.xtc_probability <= 0
 
     def filter(self, logprobs: mx.array) -> mx.array:
         """Apply top-p, min-p, top-k (mlx-lm's order) to log-probabilities ``(..., V)``."""
@@ -54,6 +84,25 @@ class SamplingParams:
         if self.top_k > 0:
             logprobs = apply_top_k(logprobs, self.top_k)
         return logprobs
+
+    def sampler(self) -> Sampler:
+        """The draw (temperature and filters; the penalties are :meth:`logits_processors`): a
+        :class:`ParamSampler`, or mlx-lm's own sampler when XTC is on."""
+        if self.known:
+            return ParamSampler(self)
+        return mlx_lm_make_sampler(self.temp, self.top_p, self.min_p, self.min_tokens_to_keep, self.top_k,
+                                   self.xtc_probability, self.xtc_threshold, list(self.xtc_special_tokens))
+
+    def logits_processors(self) -> List[LogitsProcessor]:
+        """mlx-lm's processors for the penalties and the logit bias (empty when none is set)."""
+        return make_logits_processors(
+            self.logit_bias, self.repetition_penalty, self.repetition_context_size, self.presence_penalty,
+            self.presence_context_size, self.frequency_penalty, self.frequency_context_size,
+        )
+
+    def drawing(self) -> "SamplingParams":
+        """Only the fields that shape a draw (the processors' fields at their defaults)."""
+        return replace(self, repetition_penalty=None, presence_penalty=None, frequency_penalty=None, logit_bias=None)
 
 
 @dataclass
@@ -80,40 +129,14 @@ def make_sampler(
     return ParamSampler(SamplingParams(temp, top_p, min_p, min_tokens_to_keep, top_k))
 
 
-def _closure_vars(fn) -> dict:
-    code = getattr(fn, "__code__", None)
-    cells = getattr(fn, "__closure__", None) or ()
-    if code is None:
-        return {}
-    out = {}
-    for name, cell in zip(code.co_freevars, cells):
-        try:
-            out[name] = cell.cell_contents
-        except ValueError:  # empty cell
-            pass
-    return out
-
-
 def params_from_sampler(sampler: Optional[Sampler]) -> Optional[SamplingParams]:
-    """Read the distribution a sampler draws from, or ``None`` if the sampler is opaque."""
+    """The distribution a sampler draws from: greedy for ``None`` and mlx-lm's ``greedy_sampler``,
+    a :class:`ParamSampler`'s own, else ``None`` (opaque; see the module docstring)."""
     if sampler is None or sampler is greedy_sampler:
         return SamplingParams()
     if isinstance(sampler, ParamSampler):
-        return sampler.params
-    outer = _closure_vars(sampler)
-    if "temp" not in outer or "sampling_methods" not in outer:
-        return None
-    values = {"temp": float(outer["temp"])}
-    for method in outer["sampling_methods"]:
-        inner = _closure_vars(method)
-        if "xtc_probability" in inner:
-            return None  # XTC draws its own randomness: not a fixed distribution
-        for key in ("top_p", "min_p", "min_tokens_to_keep", "top_k"):
-            if key in inner:
-                values[key] = inner[key]
-    if set(values) == {"temp"} and outer["sampling_methods"]:
-        return None  # methods we could not read
-    return SamplingParams(**values)
+        return sampler.params.drawing()
+    return None
 
 
 @dataclass
@@ -131,12 +154,20 @@ class Sampling:
 
     @classmethod
     def create(
-        cls, sampler: Optional[Sampler] = None, logits_processors: Optional[Sequence] = None
+        cls,
+        sampler: Optional[Sampler] = None,
+        logits_processors: Optional[Sequence] = None,
+        params: Optional[SamplingParams] = None,
     ) -> "Sampling":
-        params = params_from_sampler(sampler)
-        if sampler is None:
-            sampler = greedy_sampler
-        return cls(params, sampler, tuple(logits_processors or ()))
+        """From :class:`SamplingParams` (its sampler and processors, then ``logits_processors``), or
+        from an mlx-lm-style ``sampler`` (known or opaque, :func:`params_from_sampler`)."""
+        if params is not None:
+            if sampler is not None:
+                raise ValueError("give sampling= (SamplingParams) or sampler=, not both")
+            processors = params.logits_processors() + list(logits_processors or ())
+            return cls(params.drawing() if params.known else None, params.sampler(), tuple(processors))
+        known = params_from_sampler(sampler)
+        return cls(known, greedy_sampler if sampler is None else sampler, tuple(logits_processors or ()))
 
     @property
     def greedy(self) -> bool:

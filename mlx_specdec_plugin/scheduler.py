@@ -24,59 +24,16 @@ the rounds' own measured draft/verify times, which adapts to load but breaks tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Tuple
 
+import mlx.core as mx
+
+from .calibrate import CostCurve, cached_or_quick_curve
+from .drafting import Proposer
 from .stats import SpecStats
+from .target import TargetAdapter
 
-
-@dataclass
-class CostCurve:
-    """Seconds per round piece. ``verify[w-1]``: one target forward of ``w`` tokens (plus the
-    acceptance work), ``w = 1..W``. ``draft[k]``: proposing ``k`` tokens, ``k = 0..K`` (``draft[0]``
-    is usually 0). Widths past the measured range are extrapolated linearly from the last two."""
-
-    verify: List[float]
-    draft: List[float] = field(default_factory=lambda: [0.0])
-
-    def __post_init__(self):
-        if not self.verify or any(v <= 0 for v in self.verify):
-            raise ValueError("CostCurve.verify needs positive times for w = 1..W")
-        if not self.draft:
-            self.draft = [0.0]
-
-    @staticmethod
-    def _at(values: Sequence[float], i: int) -> float:
-        if i < len(values):
-            return float(values[i])
-        if len(values) == 1:
-            return float(values[0])
-        slope = max(float(values[-1]) - float(values[-2]), 0.0)
-        return float(values[-1]) + slope * (i - len(values) + 1)
-
-    def verify_time(self, w: int) -> float:
-        return self._at(self.verify, w - 1)
-
-    def draft_time(self, k: int) -> float:
-        if k <= 0:
-            return float(self.draft[0]) if self.draft else 0.0
-        return self._at(self.draft, k)
-
-    @classmethod
-    def linear(cls, step: float, per_token: float, width: int = 16, draft_per_token: float = 0.0,
-               draft_fixed: float = 0.0) -> "CostCurve":
-        """``T_verify(w) = step + per_token * (w - 1)``; ``T_draft(k) = draft_fixed + draft_per_token * k``."""
-        return cls(
-            [step + per_token * (w - 1) for w in range(1, width + 1)],
-            [0.0] + [draft_fixed + draft_per_token * k for k in range(1, width + 1)],
-        )
-
-    def as_dict(self) -> dict:
-        return {"verify_s": list(self.verify), "draft_s": list(self.draft)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CostCurve":
-        return cls(list(d["verify_s"]), list(d.get("draft_s") or [0.0]))
+__all__ = ["AdaptiveScheduler", "CostCurve", "make_scheduler"]
 
 
 class _Running:
@@ -226,23 +183,21 @@ def make_scheduler(
     draft_model=None,
     strategy: Optional[str] = None,
     width: int = 8,
-    strategy_options: Optional[dict] = None,
+    build: Optional[Callable[[], Tuple[TargetAdapter, Proposer]]] = None,
+    target: Optional[TargetAdapter] = None,
     **kwargs,
 ) -> AdaptiveScheduler:
-    """A scheduler from ``cost``, or from the cached calibration for ``model`` (measuring it now,
-    quickly, when there is none). Decisions read only the curve and the acceptance counts, so a
-    seeded run is reproducible; ``online=True`` also feeds measured round times back (adapts to
-    load, but the same seed may then give another schedule and so other draws)."""
+    """A scheduler from ``cost``, or from the cached calibration for ``model`` and ``draft_model``
+    (measuring it now, quickly, when there is none: the drafter is timed in proposers from
+    ``build``, e.g. :func:`~.generate.proposer_factory`). Decisions read only the curve and the
+    acceptance counts, so a seeded run is reproducible; ``online=True`` also feeds measured round
+    times back (adapts to load, but the same seed may then give another schedule and so other draws)."""
     if cost is None:
-        from .calibrate import cached_or_quick_curve
-
         # A first-run calibration builds modules and draws from mlx's global RNG; a cached curve
         # does not. Reseeding from one draw made either way leaves the caller's random stream in
         # the same state afterwards, so a seeded run gives the same tokens on the first call too.
-        import mlx.core as mx
-
         resume = int(mx.random.randint(0, 2**31 - 1, shape=(1,)).item())
-        cost = cached_or_quick_curve(model, draft_model=draft_model, strategy=strategy, width=width,
-                                     strategy_options=strategy_options)
+        cost = cached_or_quick_curve(model, draft_model=draft_model, strategy=strategy, width=width, build=build,
+                                     target=target)
         mx.random.seed(resume)
     return AdaptiveScheduler(cost, **kwargs)

@@ -497,7 +497,8 @@ class Worker(threading.Thread):
         import mlx.core as mx
         from mlx_lm import load
 
-        from .cli import _draft_config, is_block_drafter_config, load_draft, local_path, resolve_cli_strategy
+        from .loading import check_draft, load_draft
+        from .options import strategy_options
         from .plugins import registry
 
         a = self.args
@@ -507,19 +508,9 @@ class Worker(threading.Thread):
         model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
         if a.use_default_chat_template and tokenizer.chat_template is None:
             tokenizer.chat_template = tokenizer.default_chat_template
-        draft, config = None, None
-        if a.draft_model and a.draft_strategy != "none":
-            a.draft_model = local_path(a.draft_model)
-            config = _draft_config(a.draft_model)
-            draft = load_draft(a.draft_model, a.trust_remote_code)
-        strategy, why = resolve_cli_strategy(a.draft_strategy, draft, config)
-        strategy = strategy or "none"
-        if strategy in ("none", "lookup"):
-            draft = None
-        if isinstance(draft, str) and is_block_drafter_config(config):
-            from .drafters import load_drafter
-
-            draft = load_drafter(draft, model, trust_remote_code=a.trust_remote_code)
+        choice = load_draft(check_draft(a.draft_model, a.draft_strategy), model, a.draft_strategy, a.trust_remote_code)
+        draft, strategy, why = choice.draft, choice.strategy or "none", choice.reason
+        a.draft_model, self.strategy_options = choice.path, strategy_options(choice.strategy, a.strategy_options)
         log.info("strategy: %s (%s)", strategy, why)
         self.model, self.tokenizer, self.draft = model, tokenizer, draft
         self.state = ServerState.create(a, model, tokenizer, draft, strategy, registry())
@@ -658,7 +649,7 @@ class Worker(threading.Thread):
                 acceptor=req.acceptor,
                 num_draft_tokens=req.num_draft_tokens,
                 block_size=req.block_size,
-                strategy_options={"max_ngram": st.lookup_max_ngram},
+                strategy_options=self.strategy_options,
                 stats=stats,
             )
         matcher = StopMatcher(req.stop)
@@ -711,7 +702,6 @@ class ServerState:
     defaults: Dict[str, Any]
     chat_template_args: Dict[str, Any]
     prefill_step_size: int
-    lookup_max_ngram: int
     registry: Any
     created: int
     draft_model: Optional[str]
@@ -765,7 +755,6 @@ class ServerState:
             },
             chat_template_args=dict(a.chat_template_args or {}),
             prefill_step_size=a.prefill_step_size,
-            lookup_max_ngram=a.lookup_max_ngram,
             registry=reg,
             created=int(time.time()),
             draft_model=a.draft_model if draft is not None else None,
@@ -1026,7 +1015,7 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import add_speculative_args, draft_tokens_type
+    from .options import add_speculative_args, draft_tokens_type
 
     p = argparse.ArgumentParser(prog="mlx-specdec server",
                                 description="OpenAI-compatible server (mlx_lm.server's flags) with exact "

@@ -15,10 +15,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.base import create_attention_mask, create_ssm_mask
+from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import make_prompt_cache
 
 from .bucketed import bucketed, bucketing_default
+from .recurrent import GDN_HYBRIDS, PROBE, capture_forward, gdn_hybrid_forward
 from .tree import check_tree_forward, tree_forward
 
 # family(model, tokens (B, L), cache list, taps) -> (final hidden after norm, [tapped (B, L, H)])
@@ -37,11 +38,11 @@ def family(*model_types: str):
     return deco
 
 
-def _tapped_layers(layers, h, cache, masks, taps, call=None):
+def _tapped_layers(layers, h, cache, masks, taps):
     wanted = set(taps)
     tapped = {}
     for i, (layer, c, mask) in enumerate(zip(layers, cache, masks)):
-        h = call(layer, h, mask, c) if call else layer(h, mask, c)
+        h = layer(h, mask, c)
         if i in wanted:
             tapped[i] = h
     return h, [tapped[i] for i in taps]
@@ -107,19 +108,7 @@ def _gemma4_forward(model, tokens, cache, taps):
     return inner.norm(h), [tapped[i] for i in taps]
 
 
-@family("qwen3_5", "qwen3_5_moe", "qwen3_next")
-def _gdn_hybrid_forward(model, tokens, cache, taps):
-    """Gated DeltaNet hybrids: one full-attention mask and one SSM mask, built from the first
-    attention / linear layer's cache as the model's own forward does. (``qwen3_5``'s ``Model``
-    wraps its text model: ``model.model`` and ``model.layers`` are the wrapped one's.)"""
-    inner = model.model
-    h = inner.embed_tokens(tokens)
-    fa_mask = create_attention_mask(h, cache[inner.fa_idx]) if inner.fa_idx is not None else None
-    ssm_mask = create_ssm_mask(h, cache[inner.ssm_idx]) if inner.ssm_idx is not None else None
-    layers = model.layers
-    masks = [ssm_mask if layer.is_linear else fa_mask for layer in layers]
-    h, tapped = _tapped_layers(layers, h, cache, masks, taps)
-    return inner.norm(h), tapped
+family(*GDN_HYBRIDS)(gdn_hybrid_forward)  # Gated DeltaNet hybrids: the capture forward without recording
 
 
 def text_model(model: nn.Module) -> nn.Module:
@@ -130,7 +119,10 @@ def text_model(model: nn.Module) -> nn.Module:
     return lm if isinstance(lm, nn.Module) and hasattr(lm, "model") else model
 
 
-def _head(model: nn.Module, h: mx.array) -> mx.array:
+def lm_head(model: nn.Module, h: mx.array, softcap: bool = True) -> mx.array:
+    """The model's LM head on final-normed hidden states ``(..., H)`` -> logits ``(..., V)``: the tied
+    embedding or ``lm_head`` as the checkpoint says, then the model's logit soft-capping
+    (``softcap=False``: without it, for a drafter that applies its own)."""
     model = text_model(model)
     args = getattr(model, "args", None)
     tied = getattr(args, "tie_word_embeddings", None)
@@ -140,9 +132,9 @@ def _head(model: nn.Module, h: mx.array) -> mx.array:
         out = model.model.embed_tokens.as_linear(h)
     else:
         out = model.lm_head(h)
-    softcap = getattr(model, "final_logit_softcapping", None)
-    if softcap is not None:
-        out = mx.tanh(out / softcap) * softcap
+    cap = getattr(model, "final_logit_softcapping", None) if softcap else None
+    if cap is not None:
+        out = mx.tanh(out / cap) * cap
     return out
 
 
@@ -178,7 +170,7 @@ class TargetAdapter:
     The caller owns the cache (a list from :meth:`make_cache`).
     """
 
-    PROBE = (1, 5, 2, 7, 3, 3, 0, 4)
+    PROBE = PROBE
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -250,13 +242,15 @@ class TargetAdapter:
         if tree is not None:
             return tree_forward(self, tokens, cache, taps, tree)
         if record is not None:
-            from .recurrent import capture_forward
-
             capture = capture_forward(self)
             if capture is not None:
-                logits, tapped = capture(self.model, tokens, cache, taps, record)
-                return logits, (mx.concatenate(tapped, axis=-1) if taps else None)
+                h, tapped = capture(self.model, tokens, cache, taps, record)
+                return self.head(h), (mx.concatenate(tapped, axis=-1) if taps else None)
         if not taps:
             return self.model(tokens, cache=cache), None
         h, tapped = self._family(self.model, tokens, cache, taps)
-        return _head(self.model, h), mx.concatenate(tapped, axis=-1)
+        return self.head(h), mx.concatenate(tapped, axis=-1)
+
+    def head(self, h: mx.array) -> mx.array:
+        """:func:`lm_head` of the target."""
+        return lm_head(self.model, h)

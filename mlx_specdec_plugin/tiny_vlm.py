@@ -23,7 +23,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
-from .tiny import _byte_tokenizer_json
+from .tiny import byte_tokenizer_json
 
 # 256 byte tokens, then Gemma-4's specials (ids fixed so configs and tests can name them).
 SPECIALS = (
@@ -156,7 +156,7 @@ def make_tiny_gemma4(config: dict, seed: int = 0, sharpness: float = 1.0) -> nn.
 
 def write_gemma4_tokenizer(path: Path) -> None:
     path = Path(path)
-    tok = _byte_tokenizer_json()
+    tok = byte_tokenizer_json()
     vocab = {k: v for k, v in tok["model"]["vocab"].items() if v < 256}
     for t, i in TOKEN_ID.items():
         vocab[t] = i

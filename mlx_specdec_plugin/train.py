@@ -53,12 +53,13 @@ from mlx.utils import tree_flatten, tree_map
 from .drafters import (
     BlockDrafterModel,
     Drafter,
-    _embed_scale,
+    drafter_embed_scale,
     load_drafter,
     normalize_config,
+    save_drafter,
     validate_against_target,
 )
-from .target import FAMILIES, TargetAdapter, _head
+from .target import FAMILIES, TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst", ".c", ".h", ".js", ".ts", ".json", ".html", ".css", ".sh", ".toml")
@@ -257,7 +258,7 @@ def new_drafter(target_model: nn.Module, c: TrainConfig) -> Drafter:
         module.markov_head.markov_w2.weight = mx.zeros_like(module.markov_head.markov_w2.weight)
         module.markov_head.markov_w1.weight = mx.random.normal(module.markov_head.markov_w1.weight.shape) * 0.02
     mx.eval(module.parameters())
-    return Drafter(config, module, target_model, None, _embed_scale(target_model))
+    return Drafter(config, module, target_model, None, drafter_embed_scale(target_model))
 
 
 def write_drafter(drafter: Drafter, path: PathLike, dtype: Optional[mx.Dtype] = None) -> Path:
@@ -421,7 +422,7 @@ class TargetFeatures:
         self.computed_tokens = 0
 
     def head(self, h: mx.array) -> mx.array:
-        return _head(self.model, h)
+        return lm_head(self.model, h)
 
     def _forward(self, tokens: mx.array) -> Tuple[mx.array, mx.array]:
         cache = self.adapter.make_cache()
@@ -1259,8 +1260,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if ev:
         print(json.dumps(ev, indent=1))
     if a.quantize:
-        from .drafters import save_drafter
-
         q = load_drafter(a.out, drafter.target_model, quantize=a.quantize)
         dst = Path(str(a.out).rstrip("/") + f"-{a.quantize}bit")
         save_drafter(q, dst)

@@ -172,8 +172,6 @@ def tree_forward(target, tokens: mx.array, cache: List[Any], taps: Sequence[int]
     (``tokens (1, L)``; ``parents`` in draft numbering, for every round node up to the last fed).
     The cache must hold exactly the prefix and round nodes ``< first``; it gains the fed nodes in
     order (round node ``j`` at the prefix length + ``j``)."""
-    from .target import _head  # the adapter's head (tied / untied, softcap)
-
     forward = TREE_FAMILIES.get(target.model_type)
     if forward is None:
         raise ValueError(
@@ -181,7 +179,7 @@ def tree_forward(target, tokens: mx.array, cache: List[Any], taps: Sequence[int]
             f"(supported: {', '.join(sorted(TREE_FAMILIES))})"
         )
     h, tapped = forward(target.model, tokens, cache, taps, round_parents(parents), first)
-    return _head(target.model, h), (mx.concatenate(tapped, axis=-1) if taps else None)
+    return target.head(h), (mx.concatenate(tapped, axis=-1) if taps else None)
 
 
 def check_tree_forward(target) -> None:

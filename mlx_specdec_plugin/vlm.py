@@ -33,25 +33,43 @@ import argparse
 import codecs
 import inspect
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models import cache as lm_cache
-from mlx_lm.sample_utils import make_logits_processors
-from mlx_vlm.generate.common import GenerationResult
+from mlx_vlm import generate as vlm_generate
+from mlx_vlm import stream_generate as vlm_stream_generate
+from mlx_vlm.apc import multimodal_token_ids_from_config
+from mlx_vlm.generate.common import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MIN_P,
+    DEFAULT_REPETITION_CONTEXT_SIZE,
+    GenerationResult,
+    _chunked_prefill_enabled,
+    resolve_sampling_defaults,
+)
+from mlx_vlm.generate.common import wired_limit as vlm_wired_limit
+from mlx_vlm.generate.dispatch import _video_sampling_kwargs, normalize_resize_shape, parse_arguments
+from mlx_vlm.generate.dispatch import main as upstream_main
+from mlx_vlm.models import cache as vlm_cache
+from mlx_vlm.models.cache import make_prompt_cache as vlm_make_prompt_cache
+from mlx_vlm.prompt_utils import apply_chat_template
+from mlx_vlm.sample_utils import clamp_temperature
+from mlx_vlm.tokenizer_utils import make_streaming_detokenizer
+from mlx_vlm.utils import StoppingCriteria, prepare_inputs, should_add_special_tokens
+from mlx_vlm.utils import load as vlm_load
 
 from . import caches
 from .drafting import Proposer
-from .generate import prepare
-from .loop import speculative_generate_step
-from .sampling import make_sampler
+from .generate import SPEC_KEYS, Step, response_steps, speculate, upstream_sampling
+from .loading import LoadError, check_draft, load_draft
+from .options import add_speculative_args, draft_tokens_type, say as _say, strategy_options
+from .sampling import SamplingParams
 from .stats import SpecStats
 from .target import TargetAdapter, check_tap_range
 
-SPEC_KEYS = ("draft_strategy", "acceptor", "num_draft_tokens", "block_size", "strategy_options", "stats")
 # mlx-vlm generate_step keys that shape the distribution or the cache; handled here.
 _SAMPLING_KEYS = (
     "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "repetition_context_size",
@@ -83,8 +101,6 @@ _SEQUENCE_ALIGNED = {
 
 def _to_mlx_lm_cache(c: Any) -> Any:
     """mlx-vlm's KVCache / RotatingKVCache (fresh) as mlx-lm's, which :mod:`.caches` rolls back."""
-    from mlx_vlm.models import cache as vlm_cache
-
     if type(c) is vlm_cache.KVCache:
         return lm_cache.KVCache()
     if type(c) is vlm_cache.RotatingKVCache and c.keep == 0:
@@ -114,9 +130,7 @@ class VLMTargetAdapter(TargetAdapter):
         self.vocab_size = int(getattr(config, "vocab_size", 0) or self.vocab_size)
 
     def make_cache(self, max_kv_size: Optional[int] = None) -> List[Any]:
-        from mlx_vlm.models.cache import make_prompt_cache
-
-        return [_to_mlx_lm_cache(c) for c in make_prompt_cache(self.model, max_kv_size=max_kv_size)]
+        return [_to_mlx_lm_cache(c) for c in vlm_make_prompt_cache(self.model, max_kv_size=max_kv_size)]
 
     @property
     def can_capture(self) -> bool:
@@ -133,7 +147,7 @@ class VLMTargetAdapter(TargetAdapter):
         if not self.can_capture:
             raise ValueError(
                 f"hidden-state taps need an mlx-vlm language model with capture_layer_ids; "
-                f"'{self.model_type}' has none (use --draft lookup or none)"
+                f"'{self.model_type}' has none (use --draft-strategy lookup or none)"
             )
         if not self._probed:
             self._probe(taps)
@@ -176,7 +190,7 @@ class VLMTargetAdapter(TargetAdapter):
     def __call__(self, tokens, cache, taps=(), record=None, tree=None):
         # ``record`` (per-position recurrent states) is left empty: the rollback replays instead.
         if tree is not None:
-            raise ValueError("tree drafts are not supported on mlx-vlm targets; use a chain strategy")
+            raise ValueError("tree verification is not implemented for mlx-vlm targets (use a chain strategy)")
         return self.forward(cache, taps, inputs=tokens)
 
 
@@ -201,9 +215,6 @@ class EmbeddedPrompt:
     @classmethod
     def from_inputs(cls, model: nn.Module, input_ids: mx.array, pixel_values=None, mask=None, **data_kwargs) -> "EmbeddedPrompt":
         """Embed with mlx-vlm's ``model.get_input_embeddings`` (as ``mlx_vlm.generate_step``)."""
-        from mlx_vlm.apc import multimodal_token_ids_from_config
-        from mlx_vlm.generate.common import _chunked_prefill_enabled
-
         if input_ids.ndim == 1:
             input_ids = input_ids[None]
         if input_ids.shape[0] != 1:
@@ -276,9 +287,6 @@ def prepare_prompt(model, processor, prompt, image=None, audio=None, video=None,
     """mlx-vlm's input preparation (``prepare_inputs`` with the processor, or caller-given
     ``input_ids``/``pixel_values``/``mask``), then :meth:`EmbeddedPrompt.from_inputs`.
     ``kwargs`` are processor kwargs (``resize_shape``, ``processor_kwargs`` entries, ...)."""
-    from mlx_vlm.generate.dispatch import normalize_resize_shape
-    from mlx_vlm.utils import prepare_inputs, should_add_special_tokens
-
     if isinstance(image, str):
         image = [image]
     if isinstance(audio, str):
@@ -317,41 +325,40 @@ class SpecGenerationResult(GenerationResult):
     spec: Optional[SpecStats] = None
 
 
-def make_vlm_sampling(model, kwargs: dict):
-    """Pop mlx-vlm's sampling kwargs and build ``(sampler, logits_processors)`` with mlx-vlm's
-    defaults (checkpoint generation config, then temperature 0, top-p 1, top-k 0)."""
-    from mlx_vlm.generate.common import (
-        DEFAULT_MIN_P,
-        DEFAULT_REPETITION_CONTEXT_SIZE,
-        resolve_sampling_defaults,
-    )
-    from mlx_vlm.sample_utils import clamp_temperature
-
+def make_vlm_sampling(model, kwargs: dict, sampling: Optional[SamplingParams] = None) -> Dict[str, Any]:
+    """Pop mlx-vlm's sampling kwargs into :func:`~.generate.speculate`'s: ``sampling`` (a
+    :class:`~.sampling.SamplingParams` with mlx-vlm's defaults: the checkpoint's generation config,
+    then temperature 0, top-p 1, top-k 0; or the one given) and the caller's extra
+    ``logits_processors``; a caller's own ``sampler=`` is kept as it is (see :mod:`.sampling`)."""
     get = kwargs.pop
     temperature, top_p, top_k = resolve_sampling_defaults(
         getattr(model, "config", None), temperature=get("temperature", None), top_p=get("top_p", None),
         top_k=get("top_k", None),
     )
-    min_p = get("min_p", DEFAULT_MIN_P)
-    sampler = get("sampler", None) or make_sampler(
-        temp=clamp_temperature(float(temperature)), top_p=float(top_p or 0.0), min_p=float(min_p or 0.0),
-        top_k=int(top_k or 0),
-    )
     ctx = DEFAULT_REPETITION_CONTEXT_SIZE
-    processors = make_logits_processors(
-        get("logit_bias", None),
-        get("repetition_penalty", None),
-        get("repetition_context_size", ctx) or ctx,
-        get("presence_penalty", None),
-        get("presence_context_size", ctx) or ctx,
-        get("frequency_penalty", None),
-        get("frequency_context_size", ctx) or ctx,
+    params = SamplingParams(
+        temp=clamp_temperature(float(temperature)),
+        top_p=float(top_p or 0.0),
+        min_p=float(get("min_p", DEFAULT_MIN_P) or 0.0),
+        top_k=int(top_k or 0),
+        logit_bias=get("logit_bias", None),
+        repetition_penalty=get("repetition_penalty", None),
+        repetition_context_size=get("repetition_context_size", ctx) or ctx,
+        presence_penalty=get("presence_penalty", None),
+        presence_context_size=get("presence_context_size", ctx) or ctx,
+        frequency_penalty=get("frequency_penalty", None),
+        frequency_context_size=get("frequency_context_size", ctx) or ctx,
     )
-    processors.extend(get("logits_processors", None) or [])
+    extra = list(get("logits_processors", None) or [])
+    sampler = get("sampler", None)
     seed = get("seed", None)
     if seed is not None:
         mx.random.seed(int(seed))
-    return sampler, processors
+    if sampler is not None:
+        if sampling is not None:
+            raise ValueError("give sampling= (SamplingParams) or sampler=, not both")
+        return {"sampler": sampler, "logits_processors": params.logits_processors() + extra}
+    return {"sampling": sampling or params, "logits_processors": extra}
 
 
 def _refuse_unsupported(kwargs: dict) -> None:
@@ -385,16 +392,13 @@ def stream_generate(
     """
     spec_kwargs = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
-        from mlx_vlm import stream_generate as vlm_stream_generate
-
+        kwargs.update(upstream_sampling(spec_kwargs.get("sampling"), kwargs))
         yield from vlm_stream_generate(model, processor, prompt, image, audio, video, **kwargs)
         return
     if kwargs.pop("draft_block_size", None) is not None and spec_kwargs.get("block_size") is None:
         raise ValueError("use block_size= (draft_block_size is mlx-vlm's own drafter option)")
     max_tokens = kwargs.pop("max_tokens", None)
     if max_tokens is None:
-        from mlx_vlm.generate.common import DEFAULT_MAX_TOKENS
-
         max_tokens = DEFAULT_MAX_TOKENS
     if max_tokens == 0:
         raise ValueError("max_tokens must be non-zero (use -1 for no limit)")
@@ -405,44 +409,18 @@ def stream_generate(
     prefill_step_size = kwargs.pop("prefill_step_size", None) or 2048
     max_kv_size = kwargs.pop("max_kv_size", None)
     stats: SpecStats = spec_kwargs.pop("stats", None) or SpecStats()
-    sampler, processors = make_vlm_sampling(model, kwargs)
+    drawing = make_vlm_sampling(model, kwargs, spec_kwargs.pop("sampling", None))
 
     direct = {k: kwargs.pop(k) for k in ("input_ids", "pixel_values", "mask") if kwargs.get(k) is not None}
     _refuse_unsupported(kwargs)
     target = VLMTargetAdapter(model)
-    target, proposer, acceptor_spec, sampling, strategy, k = prepare(
-        target.model,
-        draft_model,
-        sampler=sampler,
-        logits_processors=processors,
-        num_draft_tokens=spec_kwargs.pop("num_draft_tokens", None),
-        prefill_step_size=prefill_step_size,
-        target=target,
-        **spec_kwargs,
-    )
-    if strategy is None:  # resolve_strategy said plain decoding (draft_strategy="none")
-        from mlx_vlm import stream_generate as vlm_stream_generate
-
-        yield from vlm_stream_generate(model, processor, prompt, image, audio, video, max_tokens=max_tokens, **kwargs)
-        return
-    stats.strategy, stats.acceptor = strategy.name, acceptor_spec.name
+    run = speculate(target.model, draft_model, target=target, **drawing,
+                    prefill_step_size=prefill_step_size, stats=stats, **spec_kwargs)
     embedded = prepare_prompt(model, processor, prompt, image, audio, video, **direct, **kwargs)
     embedded.check()
     cache = target.make_cache(max_kv_size=max_kv_size)
-    tokens = speculative_generate_step(
-        embedded.input_ids[0],
-        target,
-        proposer,
-        acceptor_spec.accept,
-        num_draft_tokens=k,
-        max_tokens=max_tokens,
-        sampling=sampling,
-        prompt_cache=cache,
-        prefill_step_size=prefill_step_size,
-        stats=stats,
-        prefill_fn=embedded.prefill,
-    )
-    yield from _results(tokens, processor, tokenizer, embedded.input_ids.size, model, stats, skip_ids)
+    tokens = run.tokens(embedded.input_ids[0], max_tokens, cache, prefill_fn=embedded.prefill)
+    yield from _results(tokens, processor, tokenizer, embedded.input_ids.size, model, run.stats, skip_ids)
 
 
 def _stop_fn(tokenizer, model):
@@ -456,51 +434,38 @@ def _stop_fn(tokenizer, model):
 
 
 def _results(tokens, processor, tokenizer, prompt_tokens: int, model, stats: SpecStats, skip_ids):
-    from mlx_vlm.generate.common import wired_limit
-    from mlx_vlm.tokenizer_utils import make_streaming_detokenizer
-
+    """mlx-vlm's result protocol over :func:`~.generate.response_steps`: one result per token, then
+    the last one with ``finish_reason`` and ``token_ids``; a stop token is not shown."""
     stop = _stop_fn(tokenizer, model)
     detokenizer = make_streaming_detokenizer(processor)
     generated: List[int] = []
-    finish = "length"
-    token = logprobs = None
-    from_draft = False
-    n = -1
 
-    def result(text, **extra):
+    def result(step: Step, **extra) -> SpecGenerationResult:
         return SpecGenerationResult(
-            text=text,
-            token=token,
-            logprobs=logprobs,
+            text=detokenizer.last_segment,
+            token=step.token,
+            logprobs=step.logprobs,
             prompt_tokens=prompt_tokens,
-            generation_tokens=n + 1,
-            total_tokens=prompt_tokens + n + 1,
-            prompt_tps=prompt_tps,
-            generation_tps=(n + 1) / max(time.perf_counter() - tic, 1e-9),
+            generation_tokens=step.n + 1,
+            total_tokens=prompt_tokens + step.n + 1,
+            prompt_tps=step.prompt_tps,
+            generation_tps=step.generation_tps,
             peak_memory=mx.get_peak_memory() / 1e9,
-            from_draft=from_draft,
+            from_draft=step.from_draft,
             spec=stats,
             **extra,
         )
 
-    with wired_limit(model):
-        tic = time.perf_counter()
-        prompt_tps = 0.0
-        try:
-            for n, (token, logprobs, from_draft) in enumerate(tokens):
-                if n == 0:
-                    prompt_tps = prompt_tokens / max(time.perf_counter() - tic, 1e-9)
-                    tic = time.perf_counter()
-                generated.append(token)
-                if stop(token):
-                    finish = "stop"
-                    break
-                detokenizer.add_token(token, skip_special_token_ids=skip_ids)
-                yield result(detokenizer.last_segment)
-        finally:
-            tokens.close()
-        detokenizer.finalize()
-        yield result(detokenizer.last_segment, finish_reason=finish, token_ids=list(generated))
+    with vlm_wired_limit(model):
+        for step in response_steps(tokens, prompt_tokens, stop):
+            if step.token is not None and (step.finish is None or step.finish == "stop"):
+                generated.append(step.token)
+            if step.finish is not None:
+                detokenizer.finalize()
+                yield result(step, finish_reason=step.finish, token_ids=list(generated))
+                return
+            detokenizer.add_token(step.token, skip_special_token_ids=skip_ids)
+            yield result(step)
 
 
 def generate(
@@ -516,12 +481,8 @@ def generate(
     """``mlx_vlm.generate`` over our :func:`stream_generate` (same arguments plus the speculative
     ones); returns mlx-vlm's ``GenerationResult``. With ``verbose`` the speculative statistics
     follow mlx-vlm's lines."""
-    from mlx_vlm.utils import StoppingCriteria
-
     speculative = kwargs.get("draft_model") is not None or kwargs.get("draft_strategy") not in (None, "none")
     if not speculative:
-        from mlx_vlm import generate as vlm_generate
-
         for k in SPEC_KEYS:
             kwargs.pop(k, None)
         kwargs.pop("draft_model", None)
@@ -587,28 +548,20 @@ def generate(
 
 
 def speculative_arg_parser() -> argparse.ArgumentParser:
-    """Our flags for ``mlx-specdec vlm`` (parsed before mlx-vlm's own parser sees the rest)."""
-    from .cli import ACCEPTOR_CHOICES_HELP
-
+    """Our flags for ``mlx-specdec vlm`` (parsed before mlx-vlm's own parser sees the rest): the
+    ones ``generate`` has (:func:`~.options.add_speculative_args`; ``--draft`` is a hidden alias of
+    ``--draft-strategy``) and ``--num-draft-tokens`` (an int or ``auto``)."""
     parser = argparse.ArgumentParser(prog="mlx-specdec vlm", add_help=False, allow_abbrev=False)
-    group = parser.add_argument_group("speculative decoding (mlx-specdec)")
+    add_speculative_args(parser, strategy_aliases=("--draft",))
+    group = parser._action_groups[-1]
     group.add_argument(
-        "--draft",
-        default="auto",
-        help="dflash, dspark, lookup, none, draft-model or an installed plugin (`mlx-specdec strategies`). "
-        "auto (default): from --draft-model's config, else lookup. none: plain mlx-vlm decoding.",
+        "--num-draft-tokens", type=draft_tokens_type, default=None,
+        help="proposals per round (default 3; DSpark/DFlash: the checkpoint's block unless set), or 'auto': "
+        "choose per round from this machine's calibrated cost curve and the running acceptance",
     )
-    group.add_argument("--acceptor", default="auto", help=ACCEPTOR_CHOICES_HELP)
-    group.add_argument(
-        "--num-draft-tokens", type=int, default=None,
-        help="proposals per round (default 3; DSpark/DFlash: the checkpoint's block unless set)",
-    )
-    group.add_argument(
-        "--block-size", type=int, default=None,
-        help="DFlash/DSpark verify width per round, anchor included (short for chat, 16 for code/math); "
-        "mlx-vlm's --draft-block-size is read as this when it is not given",
-    )
-    group.add_argument("--lookup-max-ngram", type=int, default=3, help="lookup: longest suffix n-gram to match (default 3)")
+    for action in group._group_actions:
+        if "--block-size" in action.option_strings:
+            action.help += "; mlx-vlm's --draft-block-size is read as this when it is not given"
     return parser
 
 
@@ -636,8 +589,6 @@ def _upstream(argv: List[str], call):
 
 def parse_vlm_args(argv: List[str]) -> Tuple[argparse.Namespace, argparse.Namespace, List[str]]:
     """``(upstream args, our args, argv left for upstream)``. ``--help`` prints both parts."""
-    from mlx_vlm.generate.dispatch import parse_arguments
-
     ours = speculative_arg_parser()
     spec, rest = ours.parse_known_args(argv)
     try:
@@ -651,50 +602,47 @@ def parse_vlm_args(argv: List[str]) -> Tuple[argparse.Namespace, argparse.Namesp
 
 
 def vlm_main(argv: Optional[List[str]] = None) -> int:
-    """``mlx-specdec vlm``: ``mlx_vlm generate`` (every flag, its defaults) plus ``--draft``,
+    """``mlx-specdec vlm``: ``mlx_vlm generate`` (every flag, its defaults) plus ``--draft-strategy``,
     ``--acceptor``, ``--num-draft-tokens``, ``--block-size``, ``--lookup-max-ngram``."""
-    from .cli import _draft_config, _say, load_draft, resolve_cli_strategy
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args, spec, rest = parse_vlm_args(argv)
     modality = getattr(args, "output_modality", "text")
 
-    if spec.draft == "none" or (spec.draft == "auto" and modality != "text"):
-        why = "--draft none" if spec.draft == "none" else f"--output-modality {modality}"
+    if spec.draft_strategy == "none" or (spec.draft_strategy == "auto" and modality != "text"):
+        why = "--draft-strategy none" if spec.draft_strategy == "none" else f"--output-modality {modality}"
         _say(f"strategy: none ({why}: mlx-vlm's own generation)")
-        if spec.draft == "none":
+        if spec.draft_strategy == "none":
             rest = _without_option(rest, "--draft-model")
-        from mlx_vlm.generate.dispatch import main as upstream_main
-
         _upstream(rest, upstream_main)
         return 0
     if modality != "text":
-        _say(f"error: speculative decoding generates text; --output-modality {modality} needs --draft none")
+        _say(f"error: speculative decoding generates text; --output-modality {modality} needs --draft-strategy none")
         return 2
     if args.chat:
-        _say("error: --chat is not supported with speculative decoding yet (use --draft none)")
+        _say("error: --chat is not supported with speculative decoding yet (use --draft-strategy none)")
         return 2
     if args.thinking_budget is not None or args.kv_bits is not None:
-        _say("error: --thinking-budget / --kv-bits are not supported with speculative decoding (use --draft none)")
+        _say("error: --thinking-budget / --kv-bits are not supported with speculative decoding (use --draft-strategy none)")
         return 2
     if args.draft_kind is not None and args.draft_kind not in ("dflash",):
-        _say(f"error: --draft-kind {args.draft_kind} is mlx-vlm's own drafter; ours: --draft dflash/dspark/lookup")
+        _say(f"error: --draft-kind {args.draft_kind} is mlx-vlm's own drafter; ours: --draft-strategy dflash/dspark/lookup")
         return 2
-    return _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_strategy)
+    return _speculative_cli(args, spec)
 
 
-def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_strategy) -> int:
-    from mlx_vlm.generate.common import resolve_sampling_defaults
-    from mlx_vlm.generate.dispatch import _video_sampling_kwargs
-    from mlx_vlm.prompt_utils import apply_chat_template
-    from mlx_vlm.utils import load
-
+def _speculative_cli(args, spec) -> int:
+    try:
+        draft_path = check_draft(args.draft_model, spec.draft_strategy)
+        strategy_options(spec.draft_strategy, spec.strategy_options)
+    except LoadError as e:
+        _say(f"error: {e}")
+        return 2
     if args.seed is not None:
         mx.random.seed(args.seed)
     for name in ("image", "audio", "video"):
         if isinstance(getattr(args, name), str):
             setattr(args, name, [getattr(args, name)])
-    model, processor = load(
+    model, processor = vlm_load(
         args.model, args.adapter_path, revision=args.revision, trust_remote_code=args.trust_remote_code,
         quantize_activations=args.quantize_activations, expert_cache_gb=args.expert_cache_gb,
         max_kv_size=args.max_kv_size,
@@ -704,13 +652,13 @@ def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_st
         config, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k
     )
 
-    draft, dconfig = None, _draft_config(args.draft_model) if args.draft_model else None
-    if args.draft_model:
-        draft = load_draft(args.draft_model, args.trust_remote_code)
-    strategy, why = resolve_cli_strategy(spec.draft, draft, dconfig)
-    if strategy in (None, "none", "lookup"):
-        draft = None
-    _say(f"strategy: {strategy or 'none'} ({why})")
+    try:  # the drafter reads the language model (its embedding, head and hidden states)
+        choice = load_draft(draft_path, VLMTargetAdapter(model).model, spec.draft_strategy, args.trust_remote_code)
+        options = strategy_options(choice.strategy, spec.strategy_options)
+    except LoadError as e:
+        _say(f"error: {e}")
+        return 2
+    _say(f"strategy: {choice.strategy or 'none'} ({choice.reason})")
 
     prompt = args.prompt
     if args.system:
@@ -766,12 +714,12 @@ def _speculative_cli(args, spec, _draft_config, _say, load_draft, resolve_cli_st
             verbose=args.verbose,
             max_kv_size=args.max_kv_size,
             prefill_step_size=args.prefill_step_size,
-            draft_model=draft,
-            draft_strategy=strategy or "none",
+            draft_model=choice.draft,
+            draft_strategy=choice.strategy or "none",
             acceptor=spec.acceptor,
             num_draft_tokens=spec.num_draft_tokens,
             block_size=block_size,
-            strategy_options={"max_ngram": spec.lookup_max_ngram},
+            strategy_options=options,
             **kwargs,
         )
     except ValueError as e:

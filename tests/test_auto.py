@@ -16,10 +16,9 @@ import mlx.core as mx
 import mlx_lm
 import pytest
 from mlx_lm.generate import generate_step
-from mlx_lm.sample_utils import make_sampler
 
 from drafter_fixtures import write_dspark
-from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
+from mlx_specdec_plugin import SamplingParams, SpecStats, load_drafter, stream_generate
 from mlx_specdec_plugin import calibrate
 from mlx_specdec_plugin.tiny import save_tiny_model
 
@@ -73,7 +72,7 @@ def test_same_seed_same_tokens_under_auto_at_t1(world, cache_dir):
     for _ in range(3):
         mx.random.seed(7)
         runs.append(tokens(model, tok, draft_model=str(root / "dspark"), num_draft_tokens="auto", max_tokens=32,
-                           sampler=make_sampler(1.0)))
+                           sampling=SamplingParams(1.0)))
     assert runs[0] == runs[1] == runs[2]
 
 

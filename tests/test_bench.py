@@ -13,7 +13,9 @@ import mlx.nn as nn
 import pytest
 
 from mlx_specdec_plugin import bench, calibrate
-from mlx_specdec_plugin.cli import draft_tokens_type, main as cli_main
+from mlx_specdec_plugin.cli import main as cli_main
+from mlx_specdec_plugin.generate import proposer_factory
+from mlx_specdec_plugin.options import draft_tokens_type
 from mlx_specdec_plugin.scheduler import CostCurve
 from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
 
@@ -96,7 +98,8 @@ def test_calibrate_caches_the_curve_per_model_quantization_mlx_and_device(cache_
 def test_calibrate_measures_the_drafter(cache_dir):
     cfg = tiny_config("llama")
     target, draft = make_tiny_model(cfg, seed=0), make_tiny_model(cfg, seed=1)
-    cal = calibrate.calibrate(target, draft_model=draft, strategy="draft-model", width=3, draft_width=2,
+    build = proposer_factory(target, draft, "draft-model")  # the engine builds, the calibration times
+    cal = calibrate.calibrate(target, draft_model=draft, strategy="draft-model", build=build, width=3, draft_width=2,
                               repeats=1, context=8, progress=False)
     assert len(cal.curve.draft) == 3 and cal.curve.draft[0] == 0.0 and cal.curve.draft[2] > 0
     assert cal.key["drafter"].startswith("draft-model:")
@@ -123,7 +126,7 @@ def test_num_draft_tokens_auto_on_the_command_line(tmp_path, cache_dir, capsys):
 def test_upstream_default_is_kept():
     from mlx_lm.generate import setup_arg_parser
 
-    from mlx_specdec_plugin.cli import allow_auto_draft_tokens
+    from mlx_specdec_plugin.options import allow_auto_draft_tokens
 
     parser = setup_arg_parser()
     default = parser.parse_args([]).num_draft_tokens

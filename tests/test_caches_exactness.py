@@ -9,11 +9,11 @@ a shared 2-core CPU (a generation costs 8-12 ms here); the same count fails a pl
 """
 
 import mlx.core as mx
-from mlx_lm.sample_utils import make_sampler
 
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
 from test_caches import GDN
@@ -35,7 +35,7 @@ def draw(target_model, draft_model, n: int, stats: SpecStats):
     for _ in range(n):
         target, proposer, spec, sampling, _, k = prepare(
             target_model, draft_model, draft_strategy="draft-model", acceptor="rejection",
-            sampler=make_sampler(temp=1.0), num_draft_tokens=2, target=target,
+            sampling=SamplingParams(temp=1.0), num_draft_tokens=2, target=target,
         )
         gen = speculative_generate_step(
             mx.array(PROMPT), target, proposer, spec.accept, num_draft_tokens=k, max_tokens=3,

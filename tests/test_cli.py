@@ -95,3 +95,17 @@ def test_an_unknown_command_says_which_and_suggests_one():
 
 def test_generate_help_names_the_shipped_drafters():
     assert "smollm2-dspark" in run(SCRIPT, "generate", "--help").stdout
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--strategy-option", "max_ngram=0"], "lookup needs 1 <= min_ngram <= max_ngram, got 1, 0"),
+    (["--lookup-max-ngram", "0"], "lookup needs 1 <= min_ngram <= max_ngram, got 1, 0"),  # the old flag: an alias
+    (["--strategy-option", "max_ngram=two"], "--strategy-option: strategy 'lookup': option max_ngram='two' is not"),
+    (["--strategy-option", "colour=red"], "strategy 'lookup' has no option 'colour' (its options: max_ngram, min_ngram)"),
+])
+def test_strategy_options_reach_the_strategy_which_checks_them(model_path, flags, expected):
+    proc = run(SCRIPT, "generate", "--model", model_path, "--prompt", "hi", "--max-tokens", "4",
+               "--draft-strategy", "lookup", *flags, check=False)
+    assert proc.returncode == 2
+    errors = [l for l in error_lines(proc) if "error:" in l]
+    assert len(errors) == 1 and expected in errors[0] and "Traceback" not in proc.stderr, proc.stderr

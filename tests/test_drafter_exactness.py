@@ -9,13 +9,13 @@ is shown in tests/test_exactness.py and tests/test_caches_exactness.py.
 
 import mlx.core as mx
 import pytest
-from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
 from drafter_fixtures import write_dflash, write_dspark
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
 
@@ -50,7 +50,7 @@ def test_block_drafters_keep_sampling_exact(world, strategy, acceptor):
     for _ in range(SAMPLES):
         target, proposer, spec, sampling, _, k = prepare(
             model, drafters[strategy], draft_strategy=strategy, acceptor=acceptor,
-            sampler=mlx_lm_make_sampler(temp=1.0), num_draft_tokens=2, target=target,
+            sampling=SamplingParams(temp=1.0), num_draft_tokens=2, target=target,
         )
         gen = speculative_generate_step(mx.array(PROMPT), target, proposer, spec.accept, num_draft_tokens=k,
                                         max_tokens=3, sampling=sampling, stats=stats)

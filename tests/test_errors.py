@@ -73,3 +73,16 @@ def test_nothing_is_generated_before_the_error(target):
     gen = stream_generate(model, tok, "hi", draft_strategy="lookup", acceptor="nope")
     with pytest.raises(ValueError):
         next(gen)
+
+
+def test_an_mlx_lm_sampler_is_opaque_match_keeps_it_exact(target):
+    """Nothing is read from inside mlx-lm's sampler closures: it draws, ``auto`` picks ``match``, and
+    acceptors that need p name what to pass instead."""
+    from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
+
+    model, tok = target
+    sampler = mlx_lm_make_sampler(temp=0.8, top_p=0.9)
+    responses = list(stream_generate(model, tok, "hi hi hi", draft_strategy="lookup", sampler=sampler, max_tokens=8))
+    assert responses[-1].spec.acceptor == "match"
+    with pytest.raises(ValueError, match=r"opaque .* pass sampling=SamplingParams\(\.\.\.\)"):
+        first(stream_generate(model, tok, "hi", draft_strategy="lookup", acceptor="rejection", sampler=sampler))

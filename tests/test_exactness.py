@@ -27,6 +27,7 @@ from mlx_specdec_plugin.drafting import Verdict
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.plugins import registry
+from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
 from tiny_lm import ContextLM, perturbed
 
@@ -37,21 +38,28 @@ ALPHA = 1e-3  # runs are seeded, so the verdict is deterministic
 
 
 def draw(target_model, draft_model, acceptor, sampler_kw, proc_kw, n, strategy=None, k=2, tokens=3, prompt=PROMPT):
-    """n independent generations of `tokens` tokens through prepare() + the loop."""
+    """n independent generations of `tokens` tokens through prepare() + the loop. Acceptors that need
+    p get SamplingParams (what the front ends build); ``match`` gets mlx-lm's own sampler and
+    processors, which are opaque to us: match must be exact for any sampler."""
     mx.random.seed(1234)
     target = None
     samples = []
+    if acceptor == "match":
+        drawing = dict(sampler=mlx_lm_make_sampler(**sampler_kw), logits_processors=make_logits_processors(**proc_kw))
+    else:
+        drawing = dict(sampling=SamplingParams(**sampler_kw, **proc_kw))
     for _ in range(n):
         target, proposer, spec, sampling, _, _ = prepare(
             target_model,
             draft_model,
             draft_strategy=strategy,
             acceptor=acceptor if isinstance(acceptor, str) else "rejection",
-            sampler=mlx_lm_make_sampler(**sampler_kw),
-            logits_processors=make_logits_processors(**proc_kw),
             num_draft_tokens=k,
             target=target,
+            **drawing,
         )
+        if acceptor == "match":
+            assert not sampling.known  # nothing is read from mlx-lm's sampler
         accept = spec.accept if isinstance(acceptor, str) else acceptor
         gen = speculative_generate_step(
             mx.array(prompt), target, proposer, accept, num_draft_tokens=k, max_tokens=tokens, sampling=sampling

@@ -1,4 +1,5 @@
-"""Spec: the sampling chain is mlx-lm's: same parameters read from its samplers, same draws."""
+"""Spec: the sampling chain is mlx-lm's (same filters, processors and draws), described by plain
+SamplingParams; a sampler is never looked into."""
 
 import mlx.core as mx
 import pytest
@@ -18,16 +19,30 @@ KW = [
 ]
 
 
-@pytest.mark.parametrize("kw", KW)
-def test_parameters_are_read_from_mlx_lm_samplers(kw):
-    assert params_from_sampler(mlx_lm_make_sampler(**kw)) == SamplingParams(**kw)
-
-
-def test_opaque_samplers_are_recognised():
+def test_nothing_is_read_from_inside_a_sampler():
+    """Known: no sampler, mlx-lm's greedy_sampler (what its make_sampler(temp=0) returns) and ours.
+    mlx-lm's other samplers, XTC and any callable are opaque (drawn with, never looked into)."""
+    assert params_from_sampler(None) == params_from_sampler(greedy_sampler) == SamplingParams()
+    assert params_from_sampler(mlx_lm_make_sampler(temp=0.0)) == SamplingParams()
+    assert params_from_sampler(make_sampler(0.7, top_p=0.9)) == SamplingParams(0.7, top_p=0.9)
     assert params_from_sampler(lambda x: x.argmax(-1)) is None
+    assert params_from_sampler(mlx_lm_make_sampler(temp=0.7, top_p=0.9)) is None
     assert params_from_sampler(mlx_lm_make_sampler(temp=1.0, xtc_probability=0.5, xtc_threshold=0.1)) is None
-    assert params_from_sampler(greedy_sampler) == SamplingParams()
-    assert params_from_sampler(None) == SamplingParams()
+
+
+def test_sampling_params_build_the_sampler_and_processors_the_engine_reads():
+    params = SamplingParams(temp=0.8, top_k=5, repetition_penalty=1.3, logit_bias={2: -5.0})
+    sampling = Sampling.create(params=params)
+    assert sampling.known and sampling.params == SamplingParams(temp=0.8, top_k=5)
+    logits, history = mx.random.normal((1, 8)), [1, 2]
+    expected = logits
+    for proc in make_logits_processors(logit_bias={2: -5.0}, repetition_penalty=1.3):
+        expected = proc(mx.array(history), expected)
+    assert mx.allclose(sampling.processed(logits, history), expected).item()
+    xtc = Sampling.create(params=SamplingParams(temp=1.0, xtc_probability=0.5))
+    assert not xtc.known  # XTC has no fixed distribution: mlx-lm's sampler draws, match accepts
+    with pytest.raises(ValueError, match="sampling= .* or sampler=, not both"):
+        Sampling.create(make_sampler(1.0), params=params)
 
 
 @pytest.mark.parametrize("kw", KW)

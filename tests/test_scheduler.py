@@ -8,11 +8,11 @@ chi-square test of tests/exactness.py, with a schedule that varies with the acce
 
 import mlx.core as mx
 import pytest
-from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
 from exactness import CONFIGS, chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.generate import prepare, stream_generate
 from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.scheduler import AdaptiveScheduler, CostCurve
 from mlx_specdec_plugin.stats import RoundStats, SpecStats
 from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
@@ -116,7 +116,7 @@ def test_scheduled_loop_is_exact():
     for _ in range(SAMPLES):
         target, proposer, spec, sampling, _, _ = prepare(
             target_model, draft_model, draft_strategy="draft-model", acceptor="rejection",
-            sampler=mlx_lm_make_sampler(**sampler_kw), num_draft_tokens=2, target=target)
+            sampling=SamplingParams(**sampler_kw), num_draft_tokens=2, target=target)
         stats = SpecStats()
         gen = speculative_generate_step(mx.array(PROMPT), target, proposer, spec.accept, num_draft_tokens=2,
                                         max_tokens=3, sampling=sampling, stats=stats, draft_length=sched)

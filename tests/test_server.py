@@ -423,7 +423,7 @@ def test_draft_model_server_is_exact_and_accepts(model_path, reference):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--draft-strategy", "dflash"], "draft strategy 'dflash' needs --draft-model"),
+    (["--draft-strategy", "dflash"], "--draft-strategy dflash needs --draft-model"),
     (["--acceptor", "nope"], "unknown acceptor 'nope'"),
 ])
 def test_a_bad_configuration_exits_with_one_line(model_path, args, message):

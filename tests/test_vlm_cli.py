@@ -1,5 +1,6 @@
-"""Spec: ``mlx-specdec vlm`` is ``mlx_vlm generate`` (its parser, flags and defaults) plus ``--draft``,
-``--acceptor``, ``--num-draft-tokens``, ``--block-size``, ``--lookup-max-ngram``; at temperature 0
+"""Spec: ``mlx-specdec vlm`` is ``mlx_vlm generate`` (its parser, flags and defaults) plus the flags
+``generate`` has (``--draft-strategy``, with ``--draft`` kept as a hidden alias, ``--acceptor``,
+``--num-draft-tokens`` including ``auto``, ``--block-size``, ``--strategy-option``); at temperature 0
 it prints what ``mlx_vlm generate`` prints."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def upstream_output(monkeypatch, capsys, argv):
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra", [[], ["--draft", "lookup", "--acceptor", "block", "--num-draft-tokens", "4"],
+@pytest.mark.parametrize("extra", [[], ["--draft-strategy", "lookup", "--acceptor", "block", "--num-draft-tokens", "4"],
                                    ["--draft-model", "DFLASH", "--block-size", "6"], ["--draft", "none"]])
 def test_same_output_as_mlx_vlm_generate(paths, monkeypatch, capsys, extra):
     extra = [paths["dflash"] if a == "DFLASH" else a for a in extra]
@@ -59,10 +60,22 @@ def test_help_lists_upstream_and_our_flags():
     out = subprocess.run([sys.executable, "-m", "mlx_specdec_plugin", "vlm", "--help"], capture_output=True, text=True,
                          env=env, timeout=120).stdout
     for flag in ("--image", "--audio", "--temperature", "--max-tokens", "--draft-model", "--processor-kwargs",
-                 "--draft ", "--acceptor", "--num-draft-tokens", "--block-size", "--lookup-max-ngram"):
+                 "--draft-strategy", "--acceptor", "--num-draft-tokens", "--block-size", "--strategy-option",
+                 "--lookup-max-ngram"):
         assert flag in out, flag
 
 
 def test_unsupported_combinations_fail_clearly(paths, capsys):
     assert vlm_main(common(paths) + ["--draft", "lookup", "--kv-bits", "4"]) == 2
     assert "--kv-bits" in capsys.readouterr().err
+
+
+def test_auto_draft_length_as_in_generate(paths, monkeypatch, capsys, tmp_path):
+    """``--num-draft-tokens auto`` (generate's SPEC_KEYS): calibrated through the VLM's language model, cached,
+    and at temperature 0 still what ``mlx_vlm generate`` prints."""
+    monkeypatch.setenv("MLX_SPECDEC_CACHE", str(tmp_path / "cache"))
+    expected = upstream_output(monkeypatch, capsys, common(paths))
+    assert vlm_main(common(paths) + ["--draft-model", paths["dflash"], "--num-draft-tokens", "auto"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == expected and "strategy: dflash" in captured.err
+    assert list((tmp_path / "cache" / "calibration").glob("*.json"))

@@ -18,13 +18,13 @@ import pytest
 
 pytest.importorskip("mlx_vlm")
 
-from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler  # noqa: E402
 
 from drafter_fixtures import write_dspark  # noqa: E402
 from exactness import CONFIGS, chi_square_pvalue, exact_joint  # noqa: E402
 from mlx_specdec_plugin import load_drafter  # noqa: E402
 from mlx_specdec_plugin.generate import prepare  # noqa: E402
 from mlx_specdec_plugin.loop import speculative_generate_step  # noqa: E402
+from mlx_specdec_plugin.sampling import SamplingParams  # noqa: E402
 from mlx_specdec_plugin.tiny_vlm import make_tiny_gemma4, tiny_gemma4_config  # noqa: E402
 from mlx_specdec_plugin.vlm import EmbeddedPrompt, VLMTargetAdapter  # noqa: E402
 
@@ -72,7 +72,7 @@ def draw(world, strategy, acceptor, n, k=3, tokens=3):
     samples = []
     for _ in range(n):
         target, proposer, spec, sampling, _, _ = prepare(
-            world["lm"], draft, draft_strategy=strategy, acceptor=acceptor, sampler=mlx_lm_make_sampler(temp=1.0),
+            world["lm"], draft, draft_strategy=strategy, acceptor=acceptor, sampling=SamplingParams(temp=1.0),
             num_draft_tokens=k, target=target,
         )
         gen = speculative_generate_step(

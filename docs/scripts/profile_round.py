@@ -6,13 +6,14 @@ accept 0.95, k = 8, 128 tokens after a 512-token prompt), then a cProfile of one
 import cProfile, pstats, time, mlx.core as mx
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache
-from mlx_specdec_plugin.oracle_bench import random_model, OracleProposer
+from mlx_specdec_plugin.oracle_bench import OracleProposer
+from mlx_specdec_plugin.tiny import random_model
 from mlx_specdec_plugin.bucketed import bucketed
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.acceptors import greedy
 from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.target import TargetAdapter
-m = random_model("qwen3-4b", mx.bfloat16)
+m, _ = random_model("qwen3-4b", "bfloat16")
 prompt = mx.random.randint(0, 151936, (512,)).astype(mx.uint32)
 ref = [t for t, _ in generate_step(prompt, m, max_tokens=129)]
 t = TargetAdapter(m)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..drafters import Drafter, as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOptions
+from ..drafting import Draft, DraftContext, StrategyOption, StrategyOptions
 from ..target import TargetAdapter
 from .dflash import BlockProposer, sample_sequential
 
 KIND = "dspark"
+OPTIONS = (StrategyOption("confidence_threshold", float, 0.0,
+                          "end a block before a position whose estimated survival is below this (0: off)"),)
 
 
 class DSparkProposer(BlockProposer):

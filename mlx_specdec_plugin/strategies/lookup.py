@@ -11,7 +11,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
-from ..drafting import Draft, DraftContext, StrategyOptions
+from ..drafting import Draft, DraftContext, StrategyOption, StrategyOptions
+
+OPTIONS = (
+    StrategyOption("max_ngram", int, 3, "longest suffix n-gram to match"),
+    StrategyOption("min_ngram", int, 1, "shortest suffix n-gram to match"),
+)
 
 
 class LookupProposer:
@@ -47,5 +52,7 @@ class LookupProposer:
 
 
 def build(target, draft, options: StrategyOptions) -> LookupProposer:
+    """``options.extra``: ``max_ngram`` / ``min_ngram`` (:data:`OPTIONS`; ``None`` = the default)."""
     extra = options.extra
-    return LookupProposer(int(extra.get("max_ngram", 3)), int(extra.get("min_ngram", 1)))
+    get = lambda o: int(o.default if extra.get(o.name) is None else extra[o.name])  # noqa: E731
+    return LookupProposer(*(get(o) for o in OPTIONS))
