@@ -4,7 +4,7 @@ from .acceptors import AcceptorSpec
 from .acceptors import block, greedy, match, rejection
 from .drafting import Strategy
 from .hookspecs import hookimpl
-from .strategies import dflash, draft_model, dspark, lookup
+from .strategies import dflash, draft_model, dspark, eagle3, lookup
 
 
 @hookimpl
@@ -34,6 +34,15 @@ def register_strategies(register):
             dflash.build,
             "DFlash (z-lab): block-diffusion drafter on target hidden states, one pass per block",
             claims=dflash.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "eagle3",
+            eagle3.build,
+            "EAGLE-3: one-layer head on fused low/mid/high target features, own draft vocabulary",
+            claims=eagle3.claims,
             needs_draft=True,
         )
     )

@@ -87,11 +87,15 @@ def check_strategy_has_draft(name: str, draft_path: Optional[str]) -> None:
 
 
 def is_block_drafter_config(config: Optional[dict]) -> bool:
-    """DSpark / DFlash checkpoints (either layout) as opposed to a plain mlx-lm model."""
+    """A drafter checkpoint of one of our kinds (DSpark, DFlash, EAGLE-3, ...; any layout, even one
+    the loader will refuse with a clear error) as opposed to a plain mlx-lm model."""
     if not config:
         return False
+    from .drafters import _other_kind
+
     archs = " ".join(config.get("architectures") or [])
-    return "dflash_config" in config or "DSpark" in archs or "DFlash" in archs or "target_layer_ids" in config
+    return ("dflash_config" in config or "DSpark" in archs or "DFlash" in archs or "target_layer_ids" in config
+            or _other_kind(config) is not None)
 
 
 def load_draft(path: str, trust_remote_code: bool = False):
@@ -118,12 +122,12 @@ def resolve_cli_strategy(name: str, draft, config: Optional[dict]) -> tuple:
         return name, "requested"
     if draft is not None:
         if isinstance(draft, str):
-            archs = " ".join((config or {}).get("architectures") or [])
-            dcfg = (config or {}).get("dflash_config") or {}
-            dspark = "DSpark" in archs or dcfg.get("projector_type") == "dspark" or (
-                (config or {}).get("markov_rank") or dcfg.get("markov_rank") or 0
-            ) > 0
-            kind = "dspark" if dspark else "dflash"
+            from .drafters import detect_kind
+
+            try:
+                kind = detect_kind(config or {})
+            except ValueError:  # a layout the loader refuses: let it say why
+                kind = "dflash"
             if kind in installed:
                 return kind, f"--draft-model config is a {kind} checkpoint"
             return ("lookup", f"--draft-model is a {kind} checkpoint but no '{kind}' strategy is installed; using lookup")
