@@ -324,6 +324,18 @@ class Eagle3Drafter:
     def tap_layers(self) -> Tuple[int, ...]:
         return self.taps
 
+    @property
+    def default_proposals(self) -> int:
+        return self.config.default_proposals
+
+    def project(self, tapped: mx.array) -> mx.array:
+        """Concatenated target taps -> the head's feature (``fc``, after ``input_norm`` if any)."""
+        return self.module.project(tapped)
+
+    def step(self, embeds: mx.array, features: mx.array, cache: List[KVCache]) -> mx.array:
+        """One causal pass over pairs; the pre-norm output (the next step's feature)."""
+        return self.module(embeds, features, cache)
+
     def embed(self, tokens: mx.array) -> mx.array:
         table = self.module.embed_tokens if "embed_tokens" in self.module else _target_embedding(self.target_model)
         return table(tokens)

@@ -25,7 +25,6 @@ from mlx_specdec_plugin.drafting import Draft
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.strategies.eagle3 import Eagle3Proposer
 from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
 
 VOCAB = 8
