@@ -4,7 +4,7 @@ from .acceptors import AcceptorSpec
 from .acceptors import block, greedy, match, rejection
 from .drafting import Strategy
 from .hookspecs import hookimpl
-from .strategies import dflash, draft_model, dspark, eagle3, lookup
+from .strategies import dflash, draft_model, dspark, eagle3, lookup, mtp
 
 
 @hookimpl
@@ -43,6 +43,15 @@ def register_strategies(register):
             eagle3.build,
             "EAGLE-3: one-layer head on fused low/mid/high target features, own draft vocabulary",
             claims=eagle3.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "mtp",
+            mtp.build,
+            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next, DeepSeek-V3), read from its folder",
+            claims=mtp.claims,
             needs_draft=True,
         )
     )

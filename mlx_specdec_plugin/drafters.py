@@ -48,6 +48,7 @@ KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: 
 # ``kind``, ``tap_layers`` and ``bind(target_model)``.
 OTHER_KINDS = {
     "eagle3": ("drafters_eagle3", "is_eagle3", "load_eagle3"),
+    "mtp": ("drafters_mtp", "is_mtp", "load_mtp"),
 }
 _IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
 
@@ -141,8 +142,10 @@ def detect_kind(raw: dict) -> str:
     if int(markov) > 0 and "target_layer_ids" in raw:
         return "dspark"
     raise ValueError(
-        "config.json is not a DSpark or DFlash drafter: expected architectures *DSparkModel / "
-        "DFlashDraftModel or a 'dflash_config' object"
+        "config.json is not a drafter checkpoint of a known kind: expected a DSpark/DFlash drafter (architectures "
+        "*DSparkModel / DFlashDraftModel or a 'dflash_config' object), an EAGLE-3 head (speculators_model_type "
+        "'eagle3' or *Eagle3 architectures), or a model folder that declares MTP layers (mtp_num_hidden_layers / "
+        "num_nextn_predict_layers)"
     )
 
 

@@ -491,3 +491,67 @@ def write_eagle3(
     for old, new in prefix.items():
         weights = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in weights.items()}
     return _save(path, config, weights, prefix_model=False)
+
+
+# --------------------------------------------------------------------------- native MTP heads
+
+QWEN_GDN = dict(  # a tiny Gated DeltaNet hybrid (layers alternate linear / full attention)
+    linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
+    linear_conv_kernel_dim=4, head_dim=8, full_attention_interval=2, partial_rotary_factor=0.5,
+    num_experts=0, num_experts_per_tok=0, decoder_sparse_step=1, shared_expert_intermediate_size=0,
+    mlp_only_layers=[], moe_intermediate_size=0,
+)
+
+
+def qwen_mtp_shapes(cfg: dict) -> Dict[str, tuple]:
+    """Tensor names -> shapes of Qwen3.5 / Qwen3-Next's ``mtp.*`` block (HF names): the two input
+    norms, ``fc`` (2H -> H), ``mtp_num_hidden_layers`` full-attention layers with gated attention
+    (``q_proj`` emits queries and gates, 2 x heads x head_dim) and q/k norms, dense SwiGLU MLP (or
+    per-expert MoE with a shared expert), and the final ``norm``."""
+    H, I = cfg["hidden_size"], cfg["intermediate_size"]
+    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    shapes = {"mtp.pre_fc_norm_embedding.weight": (H,), "mtp.pre_fc_norm_hidden.weight": (H,),
+              "mtp.fc.weight": (H, 2 * H), "mtp.norm.weight": (H,)}
+    for i in range(cfg["mtp_num_hidden_layers"]):
+        p = f"mtp.layers.{i}."
+        shapes.update({
+            p + "self_attn.q_proj.weight": (2 * nh * hd, H), p + "self_attn.k_proj.weight": (nkv * hd, H),
+            p + "self_attn.v_proj.weight": (nkv * hd, H), p + "self_attn.o_proj.weight": (H, nh * hd),
+            p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,),
+            p + "input_layernorm.weight": (H,), p + "post_attention_layernorm.weight": (H,),
+        })
+        E = cfg.get("num_experts", 0)
+        if E:
+            Im, Is = cfg["moe_intermediate_size"], cfg["shared_expert_intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = (E, H)
+            for e in range(E):
+                shapes.update({p + f"mlp.experts.{e}.gate_proj.weight": (Im, H), p + f"mlp.experts.{e}.up_proj.weight": (Im, H),
+                               p + f"mlp.experts.{e}.down_proj.weight": (H, Im)})
+            shapes.update({p + "mlp.shared_expert.gate_proj.weight": (Is, H), p + "mlp.shared_expert.up_proj.weight": (Is, H),
+                           p + "mlp.shared_expert.down_proj.weight": (H, Is), p + "mlp.shared_expert_gate.weight": (1, H)})
+        else:
+            shapes.update({p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H),
+                           p + "mlp.down_proj.weight": (H, I)})
+    return shapes
+
+
+def add_qwen_mtp(target_dir: Path, *, seed: int = 0, scale: float = 1.0, depth: int = 1,
+                 weight_overrides: Optional[Dict[str, mx.array]] = None, drop_weights: Sequence[str] = (),
+                 declare: bool = True) -> Path:
+    """Add a Qwen3.5/Qwen3-Next MTP head to the mlx-lm target folder ``target_dir`` as its Hugging
+    Face checkpoint carries it: ``mtp_num_hidden_layers`` in config.json and the ``mtp.*`` tensors
+    in their own shard, written as Hugging Face writes them (no ``format: mlx`` metadata, so the
+    norms are stored zero-centred: the file holds ``w - 1``)."""
+    target_dir = Path(target_dir)
+    cfg = target_config_of(target_dir)
+    cfg["mtp_num_hidden_layers"] = depth
+    if declare:
+        (target_dir / "config.json").write_text(json.dumps(cfg, indent=1))
+    weights = _random(qwen_mtp_shapes(cfg), seed, scale)
+    weights = {k: (v - 1.0 if k.endswith("norm.weight") else v) for k, v in weights.items()}
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    if weights:
+        mx.save_safetensors(str(target_dir / "model-mtp.safetensors"), weights, metadata={"format": "pt"})
+    return target_dir

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
-from drafter_fixtures import write_eagle3
+from drafter_fixtures import QWEN_GDN, add_qwen_mtp, write_eagle3
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.drafting import Draft
@@ -30,7 +30,7 @@ from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
 VOCAB = 8
 PROMPT = [1, 2, 3]
 ALPHA = 1e-3
-SAMPLES = {"eagle3": 600}
+SAMPLES = {"eagle3": 600, "mtp": 600}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,16 @@ def world(tmp_path_factory):
         "eagle3": load_drafter(write_eagle3(root / "eagle3", target_dir, aux_layer_ids=(1, 2, 3),
                                             draft_tokens=[0, 2, 3, 5, 6], seed=3, scale=0.3), model),
     }
-    return model, drafters, exact_joint(model, PROMPT, 3, VOCAB, dict(temp=1.0), {})
+    joints = {k: exact_joint(model, PROMPT, 3, VOCAB, dict(temp=1.0), {}) for k in drafters}
+    # native MTP: a Gated-DeltaNet hybrid qwen3_5 target carrying its own mtp.* head
+    config = tiny_config("qwen3_5", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2,
+                         **{**QWEN_GDN, "num_attention_heads": 2, "num_key_value_heads": 1})
+    hybrid = make_tiny_model(config, seed=1, sharpness=3)
+    hybrid_dir = add_qwen_mtp(save_model(root / "qwen3_5", hybrid, config, tokenizer=False), seed=3, scale=0.5)
+    models = {k: model for k in drafters}
+    drafters["mtp"], models["mtp"] = load_drafter(hybrid_dir, hybrid), hybrid
+    joints["mtp"] = exact_joint(hybrid, PROMPT, 3, VOCAB, dict(temp=1.0), {})
+    return models, drafters, joints
 
 
 def generate(model, drafter, strategy, acceptor, n, wrap=None):
@@ -92,13 +101,14 @@ class _ForgetsD2T(_Planted):
         return Draft(mx.array(wrong, dtype=mx.uint32), draft.q, draft.deterministic)
 
 
-PLANTED = [("eagle3", _MixedQ), ("eagle3", _ForgetsD2T)]
+PLANTED = [("eagle3", _MixedQ), ("eagle3", _ForgetsD2T), ("mtp", _MixedQ)]
 
 
 @pytest.mark.parametrize("acceptor", ["rejection", "block"])
 @pytest.mark.parametrize("kind", list(SAMPLES))
 def test_new_kinds_keep_sampling_exact(world, kind, acceptor):
-    model, drafters, joint = world
+    models, drafters, joints = world
+    model, joint = models[kind], joints[kind]
     samples, stats = generate(model, drafters[kind], kind, acceptor, SAMPLES[kind])
     p = chi_square_pvalue(samples, joint)
     print(f"{kind} x {acceptor}: N={SAMPLES[kind]} p={p:.3g} accepted {stats.accepted}/{stats.proposed}")
@@ -108,7 +118,8 @@ def test_new_kinds_keep_sampling_exact(world, kind, acceptor):
 
 @pytest.mark.parametrize("kind, fault", PLANTED, ids=[f"{k}-{f.__name__}" for k, f in PLANTED])
 def test_the_test_catches_a_planted_fault(world, kind, fault):
-    model, drafters, joint = world
+    models, drafters, joints = world
+    model, joint = models[kind], joints[kind]
     samples, _ = generate(model, drafters[kind], kind, "rejection", SAMPLES[kind], wrap=fault)
     p = chi_square_pvalue(samples, joint)
     print(f"planted {kind} fault {fault.__name__}: N={SAMPLES[kind]} p={p:.3g}")
