@@ -174,7 +174,7 @@ def load_models(args) -> Models:
             args.draft_model = local_path(args.draft_model)
         except LoadError as e:
             raise SystemExit(f"[mlx-specdec] error: {e}") from None
-        models.draft, models.draft_name = load_draft(args.draft_model), args.draft_model
+        models.draft, models.draft_name = load_draft(args.draft_model, model_path=args.model), args.draft_model
     elif args.random_draft:
         spec = args.random_draft
         if spec.startswith("layerskip:"):

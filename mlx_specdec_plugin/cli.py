@@ -98,11 +98,17 @@ def is_block_drafter_config(config: Optional[dict]) -> bool:
             or _other_kind(config) is not None)
 
 
-def load_draft(path: str, trust_remote_code: bool = False):
-    """What ``--draft-model PATH`` names: a DSpark/DFlash checkpoint folder (returned as its path,
-    the strategy loads it against the target) or an mlx-lm model (loaded here)."""
-    if is_block_drafter_config(_draft_config(path)):
-        return path
+def load_draft(path: str, trust_remote_code: bool = False, model_path: Optional[str] = None):
+    """What ``--draft-model PATH`` names: a drafter checkpoint folder (returned as its path, the
+    strategy loads it against the target) or an mlx-lm model (loaded here). A kind that lives in a
+    complete model folder (the target's own MTP heads) counts only when PATH is ``model_path``."""
+    config = _draft_config(path)
+    if is_block_drafter_config(config):
+        from .drafters import TARGET_FOLDER_KINDS, _other_kind
+
+        own = model_path is not None and Path(path).resolve() == Path(model_path).resolve()
+        if _other_kind(config) not in TARGET_FOLDER_KINDS or own:
+            return path
     from mlx_lm import load
 
     model, _ = load(path, tokenizer_config={"trust_remote_code": trust_remote_code})
@@ -204,7 +210,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     args.draft_model = draft_path
     config = _draft_config(args.draft_model) if args.draft_model else None
     if args.draft_model and args.draft_strategy != "none":
-        draft = load_draft(args.draft_model, args.trust_remote_code)
+        draft = load_draft(args.draft_model, args.trust_remote_code, model_path)
     strategy, why = resolve_cli_strategy(args.draft_strategy, draft, config)
     if strategy is None or strategy == "none":
         draft = None

@@ -50,6 +50,9 @@ OTHER_KINDS = {
     "eagle3": ("drafters_eagle3", "is_eagle3", "load_eagle3"),
     "mtp": ("drafters_mtp", "is_mtp", "load_mtp"),
 }
+# kinds whose weights live inside a complete model folder (the target's own checkpoint): such a
+# folder is that kind only as the target's own folder, and a plain model otherwise
+TARGET_FOLDER_KINDS = ("mtp",)
 _IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
 
 

@@ -511,7 +511,7 @@ class Worker(threading.Thread):
         if a.draft_model and a.draft_strategy != "none":
             a.draft_model = local_path(a.draft_model)
             config = _draft_config(a.draft_model)
-            draft = load_draft(a.draft_model, a.trust_remote_code)
+            draft = load_draft(a.draft_model, a.trust_remote_code, a.model)
         strategy, why = resolve_cli_strategy(a.draft_strategy, draft, config)
         strategy = strategy or "none"
         if strategy in ("none", "lookup"):

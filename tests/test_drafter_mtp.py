@@ -162,3 +162,27 @@ def test_heads_of_another_model_are_one_clear_error(world, tmp_path):
     add_qwen_mtp(tmp_path / "deeper")
     with pytest.raises(ValueError, match=r"model of 6 layers.*the target has 4"):
         next(stream_generate(model, tok, "hi", max_tokens=4, draft_model=str(tmp_path / "deeper")))
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mlx_specdec_plugin", "generate", *args, "--max-tokens", "12",
+                           "--ignore-chat-template", "--prompt", "the cat sat"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_reads_the_heads_from_the_targets_own_folder_only(world, tmp_path):
+    """``--draft-model`` = ``--model``: the target's MTP heads; another model folder that also
+    declares MTP layers is a classic draft model."""
+    root, model, tok = world
+    ref = mlx_lm.generate(model, tok, tok.encode("the cat sat", add_special_tokens=False), max_tokens=12)
+    proc = _cli("--model", str(root / "t"), "--draft-model", str(root / "t"))
+    assert "strategy: mtp (--draft-model config is a mtp checkpoint)" in proc.stderr and ref in proc.stdout
+    save_tiny_model(tmp_path / "small", "qwen3_5", seed=5, num_hidden_layers=2, **QWEN_GDN)
+    add_qwen_mtp(tmp_path / "small")
+    proc = _cli("--model", str(root / "t"), "--draft-model", str(tmp_path / "small"))
+    assert "strategy: draft-model" in proc.stderr and ref in proc.stdout
