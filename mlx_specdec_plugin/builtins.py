@@ -50,7 +50,7 @@ def register_strategies(register):
         Strategy(
             "mtp",
             mtp.build,
-            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next, DeepSeek-V3), read from its folder",
+            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*), read from its folder",
             claims=mtp.claims,
             needs_draft=True,
         )

@@ -11,13 +11,10 @@ same folder (``draft_model=`` the target's folder) and binds them to the loaded 
   ``out = norm(x)``; logits are the target's head on ``out``, and ``out`` is the next step's
   feature. In a Hugging Face checkpoint (safetensors not marked ``format: mlx``) the norms are
   zero-centred and read as ``1 + w``, as mlx-lm reads the main model's.
-* **DeepSeek-V3 style** (``deepseek_v3``, ``deepseek_v32``, ``kimi_k2``; config
-  ``num_nextn_predict_layers``): the MTP module is decoder layer ``num_hidden_layers`` of
-  ``model.layers``: ``enorm``, ``hnorm``, ``eh_proj`` (2H -> H), the family's decoder layer (MLA
-  attention, MoE MLP, experts stacked as mlx-lm stacks them), ``shared_head.norm`` and
-  ``shared_head.head`` (and possibly its own ``embed_tokens``). Step: ``x = eh_proj([enorm(embed)
-  ; hnorm(h_t)])``, the layer; logits ``shared_head.head(shared_head.norm(x))``; ``x`` (pre-norm)
-  is the next step's feature.
+
+DeepSeek-V3-style heads (decoder layer ``num_hidden_layers``: ``enorm``/``hnorm``/``eh_proj``, an
+MLA + MoE layer, ``shared_head``) are not read yet: mlx-lm has no tap forward for ``deepseek_v3``
+here and its MLA weights need mlx-lm's ``kv_b_proj`` split; such a folder is not claimed.
 
 The target feature ``h_t`` is the target's final-normed hidden state (the input of its LM head):
 the proposer taps the last decoder layer and applies the target's own final norm. The decoder
@@ -33,7 +30,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -46,7 +43,6 @@ from .target import TargetAdapter, _head, text_model
 PathLike = Union[str, Path]
 KIND = "mtp"
 QWEN_TYPES = ("qwen3_5", "qwen3_5_moe", "qwen3_next")
-DEEPSEEK_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2")
 _QWEN_NORMS = (".input_layernorm.weight", ".post_attention_layernorm.weight", ".q_norm.weight", ".k_norm.weight",
                "norm.weight", "pre_fc_norm_embedding.weight", "pre_fc_norm_hidden.weight")
 
@@ -56,13 +52,11 @@ def _text(raw: dict) -> dict:
 
 
 def mtp_family(raw: dict) -> Optional[str]:
-    """``"qwen"`` / ``"deepseek"`` for a model config that declares MTP layers, else ``None``."""
+    """``"qwen"`` for a model config of a supported family that declares MTP layers, else ``None``."""
     text = _text(raw)
     model_type = str(raw.get("model_type") or text.get("model_type") or "")
     if model_type in QWEN_TYPES and int(text.get("mtp_num_hidden_layers") or 0) > 0:
         return "qwen"
-    if model_type in DEEPSEEK_TYPES and int(text.get("num_nextn_predict_layers") or 0) > 0:
-        return "deepseek"
     return None
 
 
@@ -72,9 +66,9 @@ def is_mtp(raw: dict) -> bool:
 
 @dataclass(frozen=True)
 class MtpConfig:
-    family: str  # "qwen" | "deepseek"
+    family: str  # "qwen"
     model_type: str
-    depth: int  # MTP layers (Qwen: stacked layers of one module; DeepSeek: modules, one supported)
+    depth: int  # MTP layers, stacked in one module
     hidden_size: int
     vocab_size: int
     num_hidden_layers: int
@@ -85,11 +79,10 @@ class MtpConfig:
 def normalize_config(raw: dict) -> MtpConfig:
     family = mtp_family(raw)
     if family is None:
-        raise ValueError("config.json declares no MTP layers (mtp_num_hidden_layers / num_nextn_predict_layers)")
+        raise ValueError(f"config.json declares no MTP layers of a supported family ({', '.join(QWEN_TYPES)}: "
+                         "mtp_num_hidden_layers)")
     text = _text(raw)
-    depth = int(text.get("mtp_num_hidden_layers") if family == "qwen" else text.get("num_nextn_predict_layers"))
-    if family == "deepseek" and depth != 1:
-        raise ValueError(f"mtp: 'num_nextn_predict_layers' {depth}: only one DeepSeek-style MTP module is supported")
+    depth = int(text.get("mtp_num_hidden_layers"))
     return MtpConfig(
         family=family,
         model_type=str(raw.get("model_type") or text.get("model_type")),
@@ -98,7 +91,7 @@ def normalize_config(raw: dict) -> MtpConfig:
         vocab_size=int(text["vocab_size"]),
         num_hidden_layers=int(text["num_hidden_layers"]),
         rms_norm_eps=float(text.get("rms_norm_eps", 1e-6)),
-        default_proposals=depth + 1 if family == "qwen" else 2,
+        default_proposals=depth + 1,
     )
 
 
@@ -125,32 +118,6 @@ class QwenMtpModule(nn.Module):
         return self.norm(x)
 
 
-class _SharedHead(nn.Module):
-    def __init__(self, H: int, V: int, eps: float):
-        super().__init__()
-        self.norm = nn.RMSNorm(H, eps=eps)
-        self.head = nn.Linear(H, V, bias=False)
-
-
-class DeepSeekMtpModule(nn.Module):
-    """DeepSeek-V3's MTP module (decoder layer ``num_hidden_layers``; ``model.layers.N.`` stripped)."""
-
-    def __init__(self, c: MtpConfig, make_layer, own_embed: bool):
-        super().__init__()
-        H = c.hidden_size
-        self.enorm = nn.RMSNorm(H, eps=c.rms_norm_eps)
-        self.hnorm = nn.RMSNorm(H, eps=c.rms_norm_eps)
-        self.eh_proj = nn.Linear(2 * H, H, bias=False)
-        self.layer = make_layer()
-        self.shared_head = _SharedHead(H, c.vocab_size, c.rms_norm_eps)
-        if own_embed:
-            self.embed_tokens = nn.Embedding(c.vocab_size, H)
-
-    def __call__(self, embeds: mx.array, hidden: mx.array, caches: List[KVCache]) -> mx.array:
-        x = self.eh_proj(mx.concatenate([self.enorm(embeds), self.hnorm(hidden)], axis=-1))
-        return self.layer(x, create_attention_mask(x, caches[0]), caches[0])
-
-
 # --------------------------------------------------------------------------- drafter
 
 
@@ -173,11 +140,9 @@ class MtpDrafter:
         return self.config.default_proposals
 
     def make_cache(self) -> List[KVCache]:
-        return [KVCache() for _ in range(self.config.depth if self.config.family == "qwen" else 1)]
+        return [KVCache() for _ in range(self.config.depth)]
 
     def embed(self, tokens: mx.array) -> mx.array:
-        if "embed_tokens" in self.module:
-            return self.module.embed_tokens(tokens)
         return text_model(self.target_model).model.embed_tokens(tokens)
 
     def project(self, tapped: mx.array) -> mx.array:
@@ -188,8 +153,6 @@ class MtpDrafter:
         return self.module(embeds, features, cache)
 
     def head(self, out: mx.array) -> mx.array:
-        if self.config.family == "deepseek":
-            return self.module.shared_head.head(self.module.shared_head.norm(out))
         return _head(self.target_model, out)
 
     def bind(self, target_model: nn.Module) -> "MtpDrafter":
@@ -216,22 +179,15 @@ def _layer_factory(c: MtpConfig, target_model: nn.Module):
     """A fresh full-attention decoder layer of the target's own class and args."""
     tm = text_model(target_model)
     layers = list(target_model.layers)
-    if c.family == "qwen":
-        idx = next((i for i, l in enumerate(layers) if not getattr(l, "is_linear", False)), None)
-        if idx is None:
-            raise ValueError("mtp: the target has no full-attention layer to build the MTP layer from")
-        cls, args = type(layers[idx]), tm.args
-        return lambda: cls(args, idx)
-    cls, args = type(layers[-1]), tm.args
-    return lambda: cls(args, c.num_hidden_layers)
+    idx = next((i for i, l in enumerate(layers) if not getattr(l, "is_linear", False)), None)
+    if idx is None:
+        raise ValueError("mtp: the target has no full-attention layer to build the MTP layer from")
+    cls, args = type(layers[idx]), tm.args
+    return lambda: cls(args, idx)
 
 
 def _build(c: MtpConfig, target_model: nn.Module, weights: Dict[str, mx.array]) -> nn.Module:
-    make_layer = _layer_factory(c, target_model)
-    if c.family == "qwen":
-        module = QwenMtpModule(c, make_layer)
-    else:
-        module = DeepSeekMtpModule(c, make_layer, "embed_tokens.weight" in weights)
+    module = QwenMtpModule(c, _layer_factory(c, target_model))
     expected = dict(tree_flatten(module.parameters()))
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
@@ -280,10 +236,7 @@ def _stack_experts(weights: Dict[str, mx.array]) -> Dict[str, mx.array]:
 
 def read_mtp_weights(path: Path, c: MtpConfig) -> Dict[str, mx.array]:
     """The MTP tensors of a checkpoint folder, renamed to the module's names; ``{}`` if none."""
-    if c.family == "qwen":
-        prefixes = ("mtp.", "model.mtp.", "language_model.mtp.")
-    else:
-        prefixes = (f"model.layers.{c.num_hidden_layers}.",)
+    prefixes = ("mtp.", "model.mtp.", "language_model.mtp.")
     wanted = lambda k: k.startswith(prefixes)  # noqa: E731
     out: Dict[str, mx.array] = {}
     for f in _shards(path, wanted):
@@ -293,10 +246,8 @@ def read_mtp_weights(path: Path, c: MtpConfig) -> Dict[str, mx.array]:
             if not wanted(k):
                 continue
             name = k[len(next(p for p in prefixes if k.startswith(p))) :]
-            if c.family == "qwen" and hf and name.endswith(_QWEN_NORMS) and v.ndim == 1:
+            if hf and name.endswith(_QWEN_NORMS) and v.ndim == 1:
                 v = v + 1.0  # zero-centred RMSNorm weights, as mlx-lm reads the main model's
-            if c.family == "deepseek" and not name.startswith(("enorm", "hnorm", "eh_proj", "shared_head", "embed_tokens")):
-                name = "layer." + name
             if name.endswith("rotary_emb.inv_freq"):
                 continue
             out[name] = v
@@ -315,9 +266,8 @@ def load_mtp(path: PathLike, target_model: nn.Module, *, raw: Optional[dict] = N
     validate_against_target(c, target_model)
     weights = read_mtp_weights(path, c)
     if not weights:
-        where = "mtp.*" if c.family == "qwen" else f"model.layers.{c.num_hidden_layers}.*"
         raise ValueError(
-            f"mtp: {path} declares {c.depth} MTP layer(s) but its safetensors hold no MTP weights ({where}); "
+            f"mtp: {path} declares {c.depth} MTP layer(s) but its safetensors hold no MTP weights (mtp.*); "
             "mlx-lm conversions drop them: point draft_model at the original checkpoint folder"
         )
     if dtype is not None:

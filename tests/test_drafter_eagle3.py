@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 
 import mlx.core as mx
 import mlx_lm

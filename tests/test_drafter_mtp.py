@@ -13,12 +13,10 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import mlx.core as mx
 import mlx_lm
-import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
 
@@ -186,3 +184,29 @@ def test_cli_reads_the_heads_from_the_targets_own_folder_only(world, tmp_path):
     add_qwen_mtp(tmp_path / "small")
     proc = _cli("--model", str(root / "t"), "--draft-model", str(tmp_path / "small"))
     assert "strategy: draft-model" in proc.stderr and ref in proc.stdout
+
+
+def test_moe_mtp_layer_matches_mlx_vlm_and_keeps_greedy(tmp_path):
+    """A sparse-MoE MTP layer (Hugging Face per-expert tensors, stacked as mlx-lm stacks them)."""
+    vlm = pytest.importorskip("mlx_vlm.speculative.drafters")
+    moe = {**QWEN_GDN, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16,
+           "shared_expert_intermediate_size": 16}
+    save_tiny_model(tmp_path / "t", "qwen3_5", seed=1, sharpness=6, num_hidden_layers=4, **moe)
+    add_qwen_mtp(tmp_path / "t", seed=2)
+    model, tok = mlx_lm.load(str(tmp_path / "t"))
+    ours = load_drafter(tmp_path / "t", model)
+    assert "switch_mlp" in ours.module.layers[0].mlp
+    theirs, _ = vlm.load_drafter(str(tmp_path / "t"))
+    theirs.reset(model)
+    target = TargetAdapter(model)
+    _, h = target(mx.array([PROMPT], dtype=mx.uint32), target.make_cache(), ours.tap_layers)
+    feats = model.language_model.model.norm(h)
+    seen = []
+    theirs.prefill_from_target_hidden(mx.array([PROMPT[:-1]]), feats[:, :-1], PROMPT[-1],
+                                      lambda logits: (seen.append(logits), mx.array([[5]]))[1])
+    out = ours.step(ours.embed(mx.array([PROMPT[1:]])), ours.project(h[:, :-1]), ours.make_cache())
+    q_ours, q_vlm = mx.softmax(ours.head(out[:, -1:]).reshape(-1)), mx.softmax(seen[0].reshape(-1))
+    assert float(mx.abs(q_ours - q_vlm).max().item()) < 1e-4
+    ref = _reference(model, tok, PROMPTS[0])
+    out = [r.token for r in stream_generate(model, tok, PROMPTS[0], max_tokens=MAX_TOKENS, draft_model=str(tmp_path / "t"))]
+    assert out[: len(ref)] == ref

@@ -14,7 +14,6 @@ EAGLE-3 proposing draft-vocabulary ids unmapped gives p = 0; correct drafters gi
 from __future__ import annotations
 
 import mlx.core as mx
-import numpy as np
 import pytest
 from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 

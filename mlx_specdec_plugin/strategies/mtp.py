@@ -1,5 +1,4 @@
-"""``mtp``: the target's own multi-token-prediction heads (Qwen3.5 / Qwen3-Next ``mtp.*``,
-DeepSeek-V3's layer ``num_hidden_layers``), read from the target's checkpoint folder
+"""``mtp``: the target's own multi-token-prediction heads (Qwen3.5 / Qwen3-Next ``mtp.*``), read from the target's checkpoint folder
 (``draft_model=`` that folder; see :mod:`..drafters_mtp`).
 
 Drafting is :class:`~.feature_chain.FeatureChainProposer`'s: pairs (token t + 1, the target's
