@@ -104,7 +104,7 @@ def load_models(args) -> Models:
     if args.draft_model:
         try:
             path = check_draft(args.draft_model)
-            choice = load_draft(path, models.model)
+            choice = load_draft(path, models.model, model_path=args.model)
         except LoadError as e:
             raise SystemExit(f"[mlx-specdec] error: {e}") from None
         models.draft, models.draft_name, models.draft_strategy = choice.draft, path, choice.strategy

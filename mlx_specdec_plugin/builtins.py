@@ -5,7 +5,7 @@ from .acceptors import block, greedy, match, rejection
 from .acceptors import tree as tree_acceptor
 from .drafting import Strategy
 from .hookspecs import hookimpl
-from .strategies import dflash, draft_model, dspark, lookup
+from .strategies import dflash, draft_model, dspark, eagle3, lookup, mtp
 from .strategies import tree
 
 
@@ -38,6 +38,24 @@ def register_strategies(register):
             dflash.build,
             "DFlash (z-lab): block-diffusion drafter on target hidden states, one pass per block",
             claims=dflash.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "eagle3",
+            eagle3.build,
+            "EAGLE-3: one-layer head on fused low/mid/high target features, own draft vocabulary",
+            claims=eagle3.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "mtp",
+            mtp.build,
+            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*), read from its folder",
+            claims=mtp.claims,
             needs_draft=True,
         )
     )

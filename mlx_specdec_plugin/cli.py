@@ -88,7 +88,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     prompt = tokenizer.encode(prompt, add_special_tokens=not use_chat_template)
 
     try:
-        choice = load_draft(draft_path, model, args.draft_strategy, args.trust_remote_code)
+        choice = load_draft(draft_path, model, args.draft_strategy, args.trust_remote_code, model_path)
         options = strategy_options(choice.strategy, args.strategy_options)
     except LoadError as e:
         _say(f"error: {e}")

@@ -42,7 +42,17 @@ from mlx_lm.models.rope_utils import initialize_rope
 from .target import TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
-KINDS = ("dspark", "dflash")
+KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: OTHER_KINDS
+# kind -> (is_kind(config dict), "module:loader") for drafter kinds with their own module; a loader
+# is called as loader(path, target_model, raw=config, dtype=...) and returns an object with
+# ``kind``, ``tap_layers`` and ``bind(target_model)``.
+OTHER_KINDS = {
+    "eagle3": ("drafters_eagle3", "is_eagle3", "load_eagle3"),
+    "mtp": ("drafters_mtp", "is_mtp", "load_mtp"),
+}
+# kinds whose weights live inside a complete model folder (the target's own checkpoint): such a
+# folder is that kind only as the target's own folder, and a plain model otherwise
+TARGET_FOLDER_KINDS = ("mtp",)
 _IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
@@ -96,8 +106,21 @@ class DrafterConfig:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
+def _other_kind(raw: dict) -> Optional[str]:
+    import importlib
+
+    for kind, (module, is_kind, _) in OTHER_KINDS.items():
+        if getattr(importlib.import_module(f".{module}", __package__), is_kind)(raw):
+            return kind
+    return None
+
+
 def detect_kind(raw: dict) -> str:
-    """``"dspark"`` or ``"dflash"`` for a drafter config dict; ``ValueError`` for anything else."""
+    """The drafter kind of a config dict (``"dspark"``, ``"dflash"`` or one of
+    :data:`OTHER_KINDS`); ``ValueError`` for anything else."""
+    other = _other_kind(raw)
+    if other is not None:
+        return other
     archs = [str(a) for a in raw.get("architectures") or ()]
     nested = raw.get("dflash_config")
     if any("DFlash2" in a for a in archs):
@@ -105,7 +128,7 @@ def detect_kind(raw: dict) -> str:
     if raw.get("speculators_model_type"):
         raise ValueError(
             f"speculators_model_type '{raw['speculators_model_type']}': the vLLM speculators format is "
-            "not supported; use the DeepSpec or dflash_config checkpoint"
+            "not supported for this kind; use the DeepSpec or dflash_config checkpoint"
         )
     if any("DSpark" in a for a in archs):
         return "dspark"
@@ -122,9 +145,22 @@ def detect_kind(raw: dict) -> str:
     if int(markov) > 0 and "target_layer_ids" in raw:
         return "dspark"
     raise ValueError(
-        "config.json is not a DSpark or DFlash drafter: expected architectures *DSparkModel / "
-        "DFlashDraftModel or a 'dflash_config' object"
+        "config.json is not a drafter checkpoint of a known kind: expected a DSpark/DFlash drafter (architectures "
+        "*DSparkModel / DFlashDraftModel or a 'dflash_config' object), an EAGLE-3 head (speculators_model_type "
+        "'eagle3' or *Eagle3 architectures), or a Qwen3.5/Qwen3-Next model folder that declares MTP layers "
+        "(mtp_num_hidden_layers)"
     )
+
+
+def folder_drafter_kind(config: Optional[dict], own_folder: bool) -> Optional[str]:
+    """The drafter kind a ``--draft-model`` folder's config declares beyond DSpark/DFlash (EAGLE-3,
+    MTP heads, ...), or None. A kind that lives inside a complete model folder (the target's own MTP
+    heads, ``TARGET_FOLDER_KINDS``) counts only when the folder is the target's (``own_folder``);
+    otherwise that folder is a classic draft model."""
+    kind = _other_kind(config or {}) if config else None
+    if kind in TARGET_FOLDER_KINDS and not own_folder:
+        return None
+    return kind
 
 
 def is_drafter_config(config: Optional[dict]) -> bool:
@@ -656,9 +692,17 @@ def load_drafter(
     """
     path = Path(path)
     raw = read_config(path, trust_remote_code)
-    config = normalize_config(raw)
     if isinstance(target_model, TargetAdapter):
         target_model = target_model.model
+    other = _other_kind(raw)
+    if other is not None:
+        if quantize is not None:
+            raise ValueError(f"quantize= is not supported for {other} drafters")
+        import importlib
+
+        module, _, loader = OTHER_KINDS[other]
+        return getattr(importlib.import_module(f".{module}", __package__), loader)(path, target_model, raw=raw, dtype=dtype)
+    config = normalize_config(raw)
     validate_against_target(config, target_model)
     weights = read_weights(path)
     if dtype is not None:
@@ -723,7 +767,7 @@ def as_drafter(draft: Any, target_model: nn.Module, kind: str, **load_kwargs) ->
     ``target_model``; ``ValueError`` otherwise."""
     if isinstance(draft, (str, Path)):
         draft = load_drafter(draft, target_model, **load_kwargs)
-    if not isinstance(draft, Drafter):
+    if not (isinstance(draft, Drafter) or (hasattr(draft, "bind") and getattr(draft, "kind", None) in OTHER_KINDS)):
         raise ValueError(
             f"draft strategy '{kind}' needs draft_model= a {kind} checkpoint folder or "
             f"mlx_specdec_plugin.load_drafter(path, model), got {type(draft).__name__}"
@@ -736,8 +780,8 @@ def as_drafter(draft: Any, target_model: nn.Module, kind: str, **load_kwargs) ->
 
 
 def claims(draft: Any, kind: str) -> bool:
-    """True for a :class:`Drafter` of ``kind`` or a folder whose config.json is one."""
-    if isinstance(draft, Drafter):
+    """True for a loaded drafter of ``kind`` or a folder whose config.json is one."""
+    if isinstance(draft, Drafter) or (hasattr(draft, "bind") and getattr(draft, "kind", None) in OTHER_KINDS):
         return draft.kind == kind
     if isinstance(draft, (str, Path)):
         try:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from mlx_lm import load as mlx_lm_load
 
-from .drafters import is_drafter_config, load_drafter
+from .drafters import folder_drafter_kind, is_drafter_config, load_drafter
 from .drafting import Strategy
 from .fetch import SHIPPED_DRAFTERS, shipped_drafter
 from .generate import resolve_strategy
@@ -127,9 +127,12 @@ def check_draft(draft_model: Optional[str], strategy: str = "auto", fetch: bool 
     return path
 
 
-def _load_weights(path: str, target_model, trust_remote_code: bool):
-    """A DSpark/DFlash folder as a :class:`Drafter` bound to ``target_model``, else an mlx-lm model."""
-    if is_drafter_config(read_config(Path(path), "--draft-model")):
+def _load_weights(path: str, target_model, trust_remote_code: bool, model_path: Optional[str] = None):
+    """A drafter folder (DSpark, DFlash, EAGLE-3, or the target's own MTP heads when ``path`` is the
+    target's folder ``model_path``) as a :class:`Drafter` bound to ``target_model``, else an mlx-lm model."""
+    config = read_config(Path(path), "--draft-model")
+    own = model_path is not None and Path(path).resolve() == Path(model_path).resolve()
+    if is_drafter_config(config) or folder_drafter_kind(config, own) is not None:
         try:
             return load_drafter(path, target_model, trust_remote_code=trust_remote_code)
         except ValueError as e:
@@ -144,26 +147,27 @@ def _describe(draft) -> str:
 
 
 def load_draft(path: Optional[str], target_model, strategy: str = "auto",
-               trust_remote_code: bool = False) -> DraftChoice:
+               trust_remote_code: bool = False, model_path: Optional[str] = None) -> DraftChoice:
     """Load what ``--draft-model`` names once (``path`` from :func:`check_draft`) and choose the
     strategy. ``target_model``: the model the drafter reads (a VLM's language model). ``auto``: the
     installed strategy that claims the loaded drafter (:attr:`Strategy.claims`), or the engine's
     default without one (:func:`~.generate.resolve_strategy`). A strategy that does not need a
-    drafter (:attr:`Strategy.needs_draft` false) gets none, and nothing is loaded for it."""
+    drafter (:attr:`Strategy.needs_draft` false) gets none, and nothing is loaded for it.
+    ``model_path``: the target's folder (``--draft-model`` naming it reads the target's MTP heads)."""
     if strategy == "none":
         return DraftChoice(None, None, "requested")
     if strategy != "auto":
         chosen = _strategy(strategy)
         if not chosen.needs_draft:
             return DraftChoice(chosen.name, None, "requested" + ("; it drafts without --draft-model" if path else ""))
-        return DraftChoice(chosen.name, _load_weights(path, target_model, trust_remote_code), "requested", path)
+        return DraftChoice(chosen.name, _load_weights(path, target_model, trust_remote_code, model_path), "requested", path)
     if path is None:
         try:
             default = resolve_strategy(None, "auto")
         except ValueError:
             return DraftChoice(None, None, "no drafter available: plain decoding")
         return DraftChoice(default.name, None, f"no --draft-model given: {default.description}")
-    draft = _load_weights(path, target_model, trust_remote_code)
+    draft = _load_weights(path, target_model, trust_remote_code, model_path)
     try:
         claimed = resolve_strategy(draft, "auto")
     except ValueError:

@@ -508,7 +508,8 @@ class Worker(threading.Thread):
         model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
         if a.use_default_chat_template and tokenizer.chat_template is None:
             tokenizer.chat_template = tokenizer.default_chat_template
-        choice = load_draft(check_draft(a.draft_model, a.draft_strategy), model, a.draft_strategy, a.trust_remote_code)
+        choice = load_draft(check_draft(a.draft_model, a.draft_strategy), model, a.draft_strategy, a.trust_remote_code,
+                           a.model)
         draft, strategy, why = choice.draft, choice.strategy or "none", choice.reason
         a.draft_model, self.strategy_options = choice.path, strategy_options(choice.strategy, a.strategy_options)
         log.info("strategy: %s (%s)", strategy, why)

@@ -373,3 +373,185 @@ def flat_target_dir(vlm_dir: Path, out: Path, model) -> Path:
     mx.save_safetensors(str(out / "model.safetensors"),
                         {"model.embed_tokens.weight": model.language_model.model.embed_tokens.weight})
     return out
+
+
+# --------------------------------------------------------------------------- EAGLE-3
+
+
+def eagle3_shapes(H: int, I: int, nh: int, nkv: int, hd: int, n_layers: int, n_taps: int, target_H: int,
+                  draft_vocab: int) -> Dict[str, tuple]:
+    """Tensor names -> shapes of an EAGLE-3 head (speculators names): ``fc`` over the concatenated
+    taps, layer 0 attending over ``[norm(embed) ; hidden_norm(h)]`` (2H wide), plain Llama layers
+    after it, final ``norm`` and an ``lm_head`` over the draft vocabulary."""
+    shapes = {"fc.weight": (H, n_taps * target_H), "norm.weight": (H,), "lm_head.weight": (draft_vocab, H)}
+    for i in range(n_layers):
+        p, w = f"layers.{i}.", 2 * H if i == 0 else H
+        shapes.update({
+            p + "self_attn.q_proj.weight": (nh * hd, w),
+            p + "self_attn.k_proj.weight": (nkv * hd, w),
+            p + "self_attn.v_proj.weight": (nkv * hd, w),
+            p + "self_attn.o_proj.weight": (H, nh * hd),
+            p + "mlp.gate_proj.weight": (I, H),
+            p + "mlp.up_proj.weight": (I, H),
+            p + "mlp.down_proj.weight": (H, I),
+            p + "input_layernorm.weight": (H,),
+            p + "post_attention_layernorm.weight": (H,),
+        })
+        if i == 0:
+            shapes[p + "hidden_norm.weight"] = (H,)
+    return shapes
+
+
+def write_eagle3(
+    path: Path,
+    target_dir: Path,
+    *,
+    layout: str = "speculators",
+    aux_layer_ids: Optional[Sequence[int]] = (1, 2, 4),
+    draft_vocab_size: Optional[int] = 64,
+    num_layers: int = 1,
+    speculative_tokens: int = 3,
+    norm_before_residual: bool = False,
+    embed_tokens: bool = True,
+    seed: int = 0,
+    scale: float = 1.0,
+    config_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+    n_taps: Optional[int] = None,
+    draft_tokens: Optional[Sequence[int]] = None,
+) -> Path:
+    """Write a tiny EAGLE-3 head for the mlx-lm target folder ``target_dir``.
+
+    ``layout="speculators"`` (vLLM's ``*-speculator.eagle3``, what mlx-vlm reads):
+    ``architectures: ["Eagle3Speculator"]``, ``speculators_model_type: "eagle3"``, the Llama layer
+    config in ``transformer_layer_config``, top-level ``draft_vocab_size``, ``norm_before_residual``,
+    ``eagle_aux_hidden_state_layer_ids`` (hidden_states indices), ``speculators_config`` with
+    ``proposal_methods[0].speculative_tokens`` and the verifier; weights ``layers.0.*``, ``d2t``
+    (int64 offsets) and ``t2d`` (bool). ``layout="specforge"``: a flat Llama config,
+    ``architectures: ["LlamaForCausalLMEagle3"]``, ``eagle_config.eagle_aux_hidden_state_layer_ids``
+    (layer outputs), weights ``midlayer.*``. ``draft_vocab_size=None``: the target's vocabulary
+    (no d2t/t2d). The draft vocabulary is ``draft_tokens`` (target ids, increasing) or every other
+    token from 0 up."""
+    tcfg = target_config_of(target_dir)
+    V, H = tcfg["vocab_size"], tcfg["hidden_size"]
+    heads = tcfg["num_attention_heads"]
+    nkv = tcfg.get("num_key_value_heads", heads)
+    hd = tcfg.get("head_dim") or H // heads
+    I = tcfg.get("intermediate_size", 2 * H)
+    Vd = len(draft_tokens) if draft_tokens is not None else draft_vocab_size or V
+    taps = n_taps if n_taps is not None else len(aux_layer_ids or (0, 0, 0))
+    weights = _random(eagle3_shapes(H, I, heads, nkv, hd, num_layers, taps, H, Vd), seed, scale)
+    if embed_tokens:  # EAGLE-3 heads are trained with the target's (frozen) embedding
+        weights["embed_tokens.weight"] = mx.load(str(Path(target_dir) / "model.safetensors"))["model.embed_tokens.weight"]
+    if Vd != V:
+        hot = np.array(draft_tokens) if draft_tokens is not None else np.arange(Vd) * 2 if 2 * Vd <= V else np.arange(Vd)
+        weights["d2t"] = mx.array((hot - np.arange(Vd)).astype(np.int64))
+        t2d = np.zeros(V, dtype=bool)
+        t2d[hot] = True
+        weights["t2d"] = mx.array(t2d)
+    layer = {
+        "model_type": "llama", "hidden_size": H, "intermediate_size": I, "num_hidden_layers": num_layers,
+        "num_attention_heads": heads, "num_key_value_heads": nkv, "head_dim": hd, "hidden_act": "silu",
+        "rms_norm_eps": tcfg.get("rms_norm_eps", 1e-6), "vocab_size": V,
+        "max_position_embeddings": tcfg.get("max_position_embeddings", 4096),
+        "rope_theta": tcfg.get("rope_theta", 10000.0), "attention_bias": False, "tie_word_embeddings": False,
+    }
+    if layout == "speculators":
+        config = {
+            "architectures": ["Eagle3Speculator"],
+            "speculators_model_type": "eagle3",
+            "speculators_version": "0.1.0",
+            "transformer_layer_config": layer,
+            "draft_vocab_size": Vd,
+            "norm_before_residual": norm_before_residual,
+            "target_hidden_size": None,
+            "speculators_config": {
+                "algorithm": "eagle3",
+                "default_proposal_method": "greedy",
+                "proposal_methods": [{"proposal_type": "greedy", "speculative_tokens": speculative_tokens}],
+                "verifier": {"name_or_path": str(target_dir), "architectures": tcfg.get("architectures", [])},
+            },
+        }
+        if aux_layer_ids is not None:
+            config["eagle_aux_hidden_state_layer_ids"] = list(aux_layer_ids)
+        prefix = {}
+    elif layout == "specforge":
+        config = {"architectures": ["LlamaForCausalLMEagle3"], **layer, "draft_vocab_size": Vd}
+        if aux_layer_ids is not None:
+            config["eagle_config"] = {"eagle_aux_hidden_state_layer_ids": list(aux_layer_ids),
+                                      "use_aux_hidden_state": True}
+        prefix = {"layers.0.": "midlayer."}
+    else:
+        raise ValueError(layout)
+    config.update(config_overrides or {})
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    for old, new in prefix.items():
+        weights = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in weights.items()}
+    return _save(path, config, weights, prefix_model=False)
+
+
+# --------------------------------------------------------------------------- native MTP heads
+
+QWEN_GDN = dict(  # a tiny Gated DeltaNet hybrid (layers alternate linear / full attention)
+    linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
+    linear_conv_kernel_dim=4, head_dim=8, full_attention_interval=2, partial_rotary_factor=0.5,
+    num_experts=0, num_experts_per_tok=0, decoder_sparse_step=1, shared_expert_intermediate_size=0,
+    mlp_only_layers=[], moe_intermediate_size=0,
+)
+
+
+def qwen_mtp_shapes(cfg: dict) -> Dict[str, tuple]:
+    """Tensor names -> shapes of Qwen3.5 / Qwen3-Next's ``mtp.*`` block (HF names): the two input
+    norms, ``fc`` (2H -> H), ``mtp_num_hidden_layers`` full-attention layers with gated attention
+    (``q_proj`` emits queries and gates, 2 x heads x head_dim) and q/k norms, dense SwiGLU MLP (or
+    per-expert MoE with a shared expert), and the final ``norm``."""
+    H, I = cfg["hidden_size"], cfg["intermediate_size"]
+    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    shapes = {"mtp.pre_fc_norm_embedding.weight": (H,), "mtp.pre_fc_norm_hidden.weight": (H,),
+              "mtp.fc.weight": (H, 2 * H), "mtp.norm.weight": (H,)}
+    for i in range(cfg["mtp_num_hidden_layers"]):
+        p = f"mtp.layers.{i}."
+        shapes.update({
+            p + "self_attn.q_proj.weight": (2 * nh * hd, H), p + "self_attn.k_proj.weight": (nkv * hd, H),
+            p + "self_attn.v_proj.weight": (nkv * hd, H), p + "self_attn.o_proj.weight": (H, nh * hd),
+            p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,),
+            p + "input_layernorm.weight": (H,), p + "post_attention_layernorm.weight": (H,),
+        })
+        E = cfg.get("num_experts", 0)
+        if E:
+            Im, Is = cfg["moe_intermediate_size"], cfg["shared_expert_intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = (E, H)
+            for e in range(E):
+                shapes.update({p + f"mlp.experts.{e}.gate_proj.weight": (Im, H), p + f"mlp.experts.{e}.up_proj.weight": (Im, H),
+                               p + f"mlp.experts.{e}.down_proj.weight": (H, Im)})
+            shapes.update({p + "mlp.shared_expert.gate_proj.weight": (Is, H), p + "mlp.shared_expert.up_proj.weight": (Is, H),
+                           p + "mlp.shared_expert.down_proj.weight": (H, Is), p + "mlp.shared_expert_gate.weight": (1, H)})
+        else:
+            shapes.update({p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H),
+                           p + "mlp.down_proj.weight": (H, I)})
+    return shapes
+
+
+def add_qwen_mtp(target_dir: Path, *, seed: int = 0, scale: float = 1.0, depth: int = 1,
+                 weight_overrides: Optional[Dict[str, mx.array]] = None, drop_weights: Sequence[str] = (),
+                 declare: bool = True) -> Path:
+    """Add a Qwen3.5/Qwen3-Next MTP head to the mlx-lm target folder ``target_dir`` as its Hugging
+    Face checkpoint carries it: ``mtp_num_hidden_layers`` in config.json and the ``mtp.*`` tensors
+    in their own shard, written as Hugging Face writes them (no ``format: mlx`` metadata, so the
+    norms are stored zero-centred: the file holds ``w - 1``)."""
+    target_dir = Path(target_dir)
+    cfg = target_config_of(target_dir)
+    cfg["mtp_num_hidden_layers"] = depth
+    if declare:
+        (target_dir / "config.json").write_text(json.dumps(cfg, indent=1))
+    weights = _random(qwen_mtp_shapes(cfg), seed, scale)
+    weights = {k: (v - 1.0 if k.endswith("norm.weight") else v) for k, v in weights.items()}
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    if weights:
+        mx.save_safetensors(str(target_dir / "model-mtp.safetensors"), weights, metadata={"format": "pt"})
+    return target_dir
