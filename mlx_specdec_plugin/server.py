@@ -14,13 +14,18 @@ one, ``lookup`` or any strategy that needs no weights, ``none``), ``acceptor``, 
 ``speculative`` object (strategy, acceptor, rounds, accepted, mean accepted length, ...); a stream
 carries both on its final chunk (and, with ``include_usage``, on the usual usage-only chunk).
 
-Design: the HTTP side (Starlette on uvicorn) only validates and formats. One worker thread owns
-MLX: it loads the model, tokenizes, and runs every generation, one request at a time (a bounded
-queue), handing events to the event loop with ``call_soon_threadsafe``. Each generation builds
+Design: the HTTP side (Starlette on uvicorn) only validates and formats; prompts are tokenized on
+a tokenizer thread (a prompt that cannot fit is refused before that, from its length alone). One
+worker thread owns MLX: it loads the model and runs every generation, one request at a time (a
+bounded queue), handing events to the event loop with ``call_soon_threadsafe``. Each generation builds
 its own KV cache and proposer, so nothing survives a request; a client that disconnects sets a
 flag the worker checks after every token, and its generation is dropped. The worker never waits
 on a client, so a slow reader cannot hold up the next request. Bad input gets a 4xx with an
 OpenAI-style JSON error (``{"error": {"message", "type", "param", "code"}}``).
+
+Safe defaults (:class:`HttpPolicy`): no CORS unless ``--cors-origin`` (any other browser ``Origin``
+gets 403), a loopback-only ``Host`` when serving loopback (421), optional ``--api-key``, request
+head/body read timeouts (408), and a short model id (never a filesystem path).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ RESERVED_TEMPLATE_KWARGS = frozenset(
 MAX_STOP_SEQUENCES = 16
 MAX_STOP_LENGTH = 1000
 MAX_CONTEXT_SIZE = 1 << 20
+GREEDY_BELOW = 1e-5  # a temperature below this is greedy decoding (see _temperature)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,15 +190,40 @@ def _messages(body: dict) -> List[dict]:
             raise ApiError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}; got {_short(role)}", "messages")
         msg = {k: _json_value(v, "messages") for k, v in m.items() if k not in ("role", "content")}
         msg["role"] = role
-        msg["content"] = _content(m.get("content"), f"messages[{i}].content")
-        for call in msg.get("tool_calls") or []:  # mlx-lm: templates want arguments as a dict
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                try:
-                    fn["arguments"] = json.loads(fn["arguments"])
-                except ValueError:
-                    pass
+        # null content (an assistant turn that only calls tools): "" as mlx-lm does, so templates
+        # that concatenate content still render
+        msg["content"] = _content(m.get("content"), f"messages[{i}].content") or ""
+        calls = msg.get("tool_calls")
+        if calls is None:
+            msg.pop("tool_calls", None)
+        else:
+            msg["tool_calls"] = _tool_calls(calls, f"messages[{i}].tool_calls")
         out.append(msg)
+    return out
+
+
+def _tool_calls(calls: Any, where: str) -> List[dict]:
+    """An assistant turn's ``tool_calls``: a list of ``{"function": {"name", "arguments"}}`` objects;
+    string arguments are parsed to a dict (chat templates want a mapping, as in mlx-lm)."""
+    if not isinstance(calls, list):
+        raise ApiError(400, f"'{where}' must be a list of tool call objects, got {_short(calls)}", "messages")
+    out = []
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ApiError(400, f"'{where}[{j}]' must be an object with a 'function' object that has a 'name'",
+                           "messages")
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                raise ApiError(400, f"'{where}[{j}].function.arguments' is not valid JSON", "messages") from None
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise ApiError(400, f"'{where}[{j}].function.arguments' must be a JSON object", "messages")
+        out.append({**call, "function": {**fn, "arguments": args}})
     return out
 
 
@@ -248,10 +279,19 @@ def _logit_bias(body: dict, vocab_size: int) -> Optional[Dict[int, float]]:
             raise ApiError(400, f"'logit_bias' keys must be token ids, got {_short(k)}", "logit_bias") from None
         if not 0 <= token < vocab_size:
             raise ApiError(400, f"'logit_bias' token id {token} outside [0, {vocab_size})", "logit_bias")
-        out[token] = _float({"v": v}, "v", None, -100.0, 100.0) if v is not None else None
-        if out[token] is None:
+        value = _float({"logit_bias": v}, "logit_bias", None, -100.0, 100.0) if v is not None else None
+        if value is None:
             raise ApiError(400, "'logit_bias' values must be numbers in [-100, 100]", "logit_bias")
+        out[token] = value
     return out or None
+
+
+def _temperature(body: dict, default: float) -> float:
+    """``temperature`` >= 0; below :data:`GREEDY_BELOW` it means greedy decoding (0). At such a
+    temperature ``logits / T`` overflows float32 (1e-40 made garbage) and the tempered distribution
+    is the argmax anyway, except between logits closer than ~1e-3 (vLLM uses the same cut-off)."""
+    t = _float(body, "temperature", default, 0.0)
+    return 0.0 if t < GREEDY_BELOW else t
 
 
 def _draft_tokens(body: dict, default: Any, cap: int) -> Any:
@@ -359,12 +399,12 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
 
     req = GenRequest(
         kind=kind,
-        model=model,
+        model=state.model_id,  # the served id, whichever alias the client used
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
         max_tokens_explicit=explicit,
-        temperature=_float(body, "temperature", d["temperature"], 0.0),
+        temperature=_temperature(body, d["temperature"]),
         top_p=_float(body, "top_p", d["top_p"], 0.0, 1.0),
         top_k=top_k,
         min_p=_float(body, "min_p", d["min_p"], 0.0, 1.0),
@@ -397,6 +437,11 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
         req.chat_template_kwargs = _json_value(kwargs, "chat_template_kwargs")
     else:
         req.prompt = _prompt(body, state.vocab_size)
+    floor = prompt_size_floor(req, state)
+    if floor > state.max_prompt_tokens:
+        raise ApiError(400, f"the prompt has at least {floor} tokens; this server accepts at most "
+                       f"{state.max_prompt_tokens}", "messages" if kind == "chat" else "prompt",
+                       "context_length_exceeded")
     return req
 
 
@@ -407,8 +452,9 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
 class Job:
     """One request's round trip between the event loop and the worker."""
 
-    def __init__(self, req: GenRequest, loop: asyncio.AbstractEventLoop):
+    def __init__(self, req: GenRequest, prompt: List[int], loop: asyncio.AbstractEventLoop):
         self.req = req
+        self.prompt = prompt  # token ids (tokenized off the worker thread)
         self.loop = loop
         self.events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
@@ -557,8 +603,7 @@ class Worker(threading.Thread):
             return
         emitted, outcome = False, "served"
         try:
-            prompt = self._tokenize(job.req)
-            for event in self._generate(job.req, prompt, job.cancelled.is_set):
+            for event in self._generate(job.req, job.prompt, job.cancelled.is_set):
                 emitted = emitted or event[0] == "delta"
                 if event[0] == "done" and event[1] == "cancelled":
                     outcome = "cancelled"
@@ -572,10 +617,10 @@ class Worker(threading.Thread):
             status = 500 if emitted else 400
             log.log(logging.ERROR if emitted else logging.INFO, "request failed: %s", e)
             job.post(("error", ApiError(status, str(e))))
-        except Exception as e:  # never kill the worker
+        except Exception:  # never kill the worker; the traceback stays in the log
             self.counters["failed"] += 1
             log.exception("generation failed")
-            job.post(("error", ApiError(500, f"generation failed: {type(e).__name__}: {e}")))
+            job.post(("error", ApiError(500, "generation failed (see the server log)")))
         finally:
             self.memory = {
                 "mlx_active_memory": int(mx.get_active_memory()),
@@ -583,7 +628,9 @@ class Worker(threading.Thread):
                 "mlx_peak_memory": int(mx.get_peak_memory()),
             }
 
-    def _tokenize(self, req: GenRequest) -> List[int]:
+    def tokenize(self, req: GenRequest) -> List[int]:
+        """The request's prompt token ids; raises :class:`ApiError`. Touches no MLX: it runs on the
+        tokenizer thread, so a long prompt never holds the generation worker."""
         tok, st = self.tokenizer, self.state
         if req.kind == "chat":
             if tok.has_chat_template:
@@ -666,7 +713,12 @@ class Worker(threading.Thread):
         responses = stream_generate(self.model, self.tokenizer, mx.array(prompt, dtype=mx.uint32), **kwargs)
         try:
             for last in responses:
-                text, stopped = matcher.feed(last.text)
+                segment = last.text
+                if last.finish_reason is not None:
+                    # The detokenizer holds back text ending in an incomplete UTF-8 sequence and
+                    # flushes it as one U+FFFD at the end: a reply cut mid-character drops it.
+                    segment = segment[:-1] if segment.endswith("\ufffd") else segment
+                text, stopped = matcher.feed(segment)
                 if text:
                     yield ("delta", text)
                 if stopped:
@@ -697,6 +749,56 @@ class Worker(threading.Thread):
 # server state (read-only after load)
 
 
+def served_model_id(model: str, served_name: Optional[str] = None) -> str:
+    """The id clients see: ``--served-model-name``, else a local folder's name or the hub id as
+    given; never an absolute path."""
+    if served_name:
+        return served_name
+    if os.path.isabs(model) or os.path.exists(model) or model.startswith((".", "~")):
+        return os.path.basename(os.path.normpath(os.path.expanduser(model))) or "model"
+    return model
+
+
+# Characters that only ever make whitespace: ASCII whitespace, and how byte-level BPE (GPT-2's
+# byte alphabet) and SentencePiece spell spaces, newlines, tabs and carriage returns in a vocabulary.
+_SPACE_CHARS = frozenset(" \t\n\r\x0b\x0c\u0120\u010a\u0109\u010d\u2581")
+
+
+def max_token_chars(tokenizer) -> int:
+    """The most non-space characters any one token's vocabulary string holds: a prompt with ``c``
+    non-space characters has at least ``c / max_token_chars`` tokens (a vocabulary string is never
+    shorter than the text it decodes to: byte-level pieces spell one character per byte)."""
+    try:
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    except Exception:  # an unusual tokenizer: no bound, the check after tokenizing still applies
+        return 1 << 30
+    best = 1
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            piece = piece.decode("utf-8", "replace")
+        if isinstance(piece, str) and len(piece) > best:
+            best = max(best, sum(c not in _SPACE_CHARS for c in piece))
+    return best
+
+
+def _nonspace(text: str) -> int:
+    return len(text) - sum(text.count(c) for c in " \t\n\r")
+
+
+def prompt_size_floor(req: GenRequest, state: "ServerState") -> int:
+    """A cheap lower bound on the request's prompt tokens (no tokenizer): non-space characters of
+    the text every chat template renders (system, user and tool turns; assistant turns may be
+    trimmed of reasoning), over :attr:`ServerState.max_token_chars`, halved for normalizers that
+    compose characters. Lets an over-long prompt get its 400 before it is tokenized."""
+    if req.kind == "chat":
+        chars = sum(_nonspace(m["content"]) for m in req.messages if m["role"] != "assistant")
+    elif isinstance(req.prompt, str):
+        chars = _nonspace(req.prompt)
+    else:
+        return len(req.prompt)
+    return chars // (2 * state.max_token_chars)
+
+
 @dataclass
 class ServerState:
     model_id: str
@@ -715,6 +817,7 @@ class ServerState:
     registry: Any
     created: int
     draft_model: Optional[str]
+    max_token_chars: int = 1 << 30  # most non-space characters one token covers (prompt_size_floor)
 
     @classmethod
     def create(cls, a: argparse.Namespace, model, tokenizer, draft, strategy: str, reg) -> "ServerState":
@@ -726,7 +829,7 @@ class ServerState:
             ctx = getattr(getattr(model, "args", None), "max_position_embeddings", None)
         ctx = int(ctx) if ctx else None
         max_prompt = a.max_prompt_tokens or (ctx - 1 if ctx else 1 << 20)
-        model_id = a.served_model_name or a.model
+        model_id = served_model_id(a.model, a.served_model_name)
         aliases = {model_id, a.model, os.path.abspath(a.model), os.path.basename(os.path.normpath(a.model)),
                    "default_model"}
         allowed = {"none"}
@@ -768,7 +871,8 @@ class ServerState:
             lookup_max_ngram=a.lookup_max_ngram,
             registry=reg,
             created=int(time.time()),
-            draft_model=a.draft_model if draft is not None else None,
+            draft_model=served_model_id(a.draft_model) if draft is not None else None,
+            max_token_chars=max_token_chars(tokenizer),
         )
 
     def describe(self) -> dict:
@@ -806,7 +910,87 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
+@dataclass
+class HttpPolicy:
+    """Who may talk to the server and how long a request may take to arrive.
+
+    ``allowed_hosts``: hostnames accepted in the ``Host`` header (``None``: any); served on loopback
+    it is the loopback names, which defeats DNS rebinding. ``cors_origins``: browser origins that
+    may call the API (``[]``: none; a request carrying any other ``Origin`` gets 403, so a web page
+    cannot even start a generation). ``api_key``: required as ``Authorization: Bearer KEY`` or
+    ``x-api-key: KEY`` on every endpoint but ``/health``, compared in constant time.
+    """
+
+    max_body_bytes: int = 4 << 20
+    allowed_hosts: Optional[frozenset] = None
+    cors_origins: Tuple[str, ...] = ()
+    api_key: Optional[str] = None
+    body_timeout: float = 30.0
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+CORS_HEADERS = ("authorization", "content-type", "x-api-key", "anthropic-version", "openai-organization",
+                "openai-project", "x-stainless-arch", "x-stainless-lang", "x-stainless-os",
+                "x-stainless-package-version", "x-stainless-runtime", "x-stainless-runtime-version",
+                "x-stainless-retry-count", "x-stainless-timeout", "x-stainless-async")
+
+
+def _host_name(value: str) -> str:
+    """The hostname of a ``Host`` header (``[::1]:8080`` -> ``::1``, ``a:80`` -> ``a``), lowercased."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class Guard:
+    """ASGI middleware enforcing an :class:`HttpPolicy` before any route runs."""
+
+    def __init__(self, app, policy: HttpPolicy):
+        self.app, self.policy = app, policy
+        key = policy.api_key
+        self.key = key.encode() if key else None
+
+    async def _refuse(self, send, status: int, message: str, code: str, type_: str) -> None:
+        body = _json_bytes(ApiError(status, message, code=code, type=type_).body())
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _authorized(self, headers: Dict[bytes, bytes]) -> bool:
+        import hmac
+
+        given = headers.get(b"x-api-key")
+        auth = headers.get(b"authorization", b"")
+        if given is None and auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        return given is not None and hmac.compare_digest(given, self.key)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        p = self.policy
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        host = headers.get(b"host")
+        if p.allowed_hosts is not None and host is not None:
+            if _host_name(host.decode("latin-1")) not in p.allowed_hosts:
+                log.warning("refused Host %r", host[:100])
+                return await self._refuse(send, 421, "this Host is not served here (see --allowed-hosts)",
+                                          "host_not_allowed", "invalid_request_error")
+        origin = headers.get(b"origin")
+        if origin is not None and "*" not in p.cors_origins and origin.decode("latin-1") not in p.cors_origins:
+            return await self._refuse(send, 403, "cross-origin requests are not allowed (see --cors-origin)",
+                                      "origin_not_allowed", "invalid_request_error")
+        preflight = scope["method"] == "OPTIONS" and b"access-control-request-method" in headers
+        if self.key is not None and not preflight and scope["path"] != "/health" and not self._authorized(headers):
+            return await self._refuse(send, 401, "a valid API key is required (Authorization: Bearer KEY or "
+                                      "x-api-key: KEY)", "invalid_api_key", "authentication_error")
+        return await self.app(scope, receive, send)
+
+
+def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
@@ -816,6 +1000,11 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
     from starlette.routing import Route
 
     state = worker.state
+    max_body_bytes = policy.max_body_bytes
+    if tokenize_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="mlx-specdec-tokenize")
 
     def error_response(e: ApiError) -> Response:
         return Response(_json_bytes(e.body()), status_code=e.status, media_type="application/json")
@@ -832,11 +1021,20 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
             except ValueError:
                 raise ApiError(400, "invalid Content-Length header") from None
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise ApiError(413, f"request body larger than {max_body_bytes} bytes", code="request_too_large")
-            chunks.append(chunk)
+
+        async def read_all():
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    raise ApiError(413, f"request body larger than {max_body_bytes} bytes", code="request_too_large")
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(read_all(), policy.body_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the request body did not arrive within {policy.body_timeout:g} s",
+                           code="request_timeout") from None
         raw = b"".join(chunks)
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
@@ -939,7 +1137,9 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
         try:
             body = await read_json(request)
             req = parse_request(body, kind, state)
-            job = Job(req, asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            prompt = await loop.run_in_executor(tokenize_pool, worker.tokenize, req)
+            job = Job(req, prompt, loop)
             worker.submit(job)
         except ApiError as e:
             return error_response(e)
@@ -1015,10 +1215,76 @@ def _make_app(worker: Worker, max_body_bytes: int, allowed_origins: List[str]):
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    middleware = [Middleware(CORSMiddleware, allow_origins=allowed_origins, allow_methods=["*"],
-                             allow_headers=["*"])]
+    middleware = [Middleware(Guard, policy=policy)]
+    if policy.cors_origins:  # only these origins, only our methods and the headers clients send
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(policy.cors_origins),
+                                     allow_methods=["GET", "POST", "OPTIONS"], allow_headers=list(CORS_HEADERS),
+                                     max_age=600))
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers={HTTPException: http_error, Exception: server_error})
+
+
+def _timed_protocol(header_timeout: float):
+    """uvicorn's h11 protocol with a request-head deadline: a connection that has not sent a complete
+    request line and headers within ``header_timeout`` seconds (of connecting, or of its previous
+    response) gets a 408 and is closed. uvicorn's own keep-alive timeout covers idle connections
+    between requests; the body deadline is :attr:`HttpPolicy.body_timeout`."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        _head_timer = None
+        _cycle_at_arm = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._cycle_at_arm = self.cycle
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.cycle is self._cycle_at_arm and not self.transport.is_closing():
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n"
+                                     b"content-length: 0\r\n\r\n")
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._head_timer is not None and self.cycle is not self._cycle_at_arm:
+                self._disarm()  # a request head arrived: its handler now owns the connection
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return TimedH11Protocol
+
+
+def http_policy(args: argparse.Namespace, host: str) -> HttpPolicy:
+    """The :class:`HttpPolicy` of the command line (``host``: the address actually bound)."""
+    if args.allowed_hosts is not None:
+        hosts = None if "*" in args.allowed_hosts else frozenset(h.lower() for h in args.allowed_hosts)
+    elif host in LOOPBACK_HOSTS or host.startswith("127."):
+        hosts = LOOPBACK_HOSTS | {host}
+    else:
+        hosts = None  # bound to a routable address: every name of the machine is fair
+    key = args.api_key or os.environ.get("MLX_SPECDEC_API_KEY") or None
+    return HttpPolicy(max_body_bytes=args.max_body_bytes, allowed_hosts=hosts,
+                      cors_origins=tuple(o for o in args.cors_origins if o), api_key=key,
+                      body_timeout=args.body_timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1042,7 +1308,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_speculative_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0: pick a free one; the address is printed)")
-    p.add_argument("--served-model-name", default=None, help="model id in responses (default: --model)")
+    p.add_argument("--served-model-name", default=None,
+                   help="model id in responses (default: the model folder's name, or the hub id)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--chat-template", default="")
     p.add_argument("--use-default-chat-template", action="store_true")
@@ -1060,7 +1327,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="longest accepted prompt")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="largest request body (413 above)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting at most (503 above)")
-    p.add_argument("--allowed-origins", type=lambda x: x.split(","), default=["*"], help="CORS origins")
+    p.add_argument("--cors-origin", "--cors-origins", "--allowed-origins", dest="cors_origins",
+                   type=lambda x: x.split(","), default=[],
+                   help="comma-separated browser origins allowed to call the API, e.g. http://localhost:3000 "
+                   "('*': any web page). Default: none; a request from any other origin gets 403")
+    p.add_argument("--allowed-hosts", type=lambda x: x.split(","), default=None,
+                   help="comma-separated Host header names accepted ('*': any). Default on loopback: the loopback "
+                   "names only (defeats DNS rebinding); on another address: any")
+    p.add_argument("--api-key", default=None,
+                   help="require this key (Authorization: Bearer KEY or x-api-key: KEY); also read from "
+                   "MLX_SPECDEC_API_KEY")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection may take to send a request's headers (408, closed)")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request body may take (408)")
+    p.add_argument("--keep-alive-timeout", type=int, default=5, help="seconds an idle connection stays open")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return p
 
@@ -1073,8 +1353,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if isinstance(args.num_draft_tokens, int) and args.num_draft_tokens < 1:
         print("[mlx-specdec] error: --num-draft-tokens must be >= 1", file=sys.stderr)
         return 2
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("binding %s: the server has no authentication", args.host)
+    if args.host not in LOOPBACK_HOSTS and not (args.api_key or os.environ.get("MLX_SPECDEC_API_KEY")):
+        log.warning("binding %s without --api-key: anyone who can reach it can use it", args.host)
+    if "*" in args.cors_origins:
+        log.warning("--cors-origin '*': every web page you open can use this server")
 
     # Import MLX-side modules here, in the main thread: mlx-lm creates its thread-local generation
     # stream at import, and one created on a thread that later exits aborts the interpreter at exit.
@@ -1101,9 +1383,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     sock.listen(128)
     host, port = sock.getsockname()[:2]
-    app = _make_app(worker, args.max_body_bytes, args.allowed_origins)
+    app = _make_app(worker, http_policy(args, args.host))
     config = uvicorn.Config(app, log_level=args.log_level.lower(), access_log=args.log_level == "DEBUG",
-                            lifespan="off", ws="none", timeout_graceful_shutdown=5)
+                            lifespan="off", ws="none", timeout_graceful_shutdown=5,
+                            http=_timed_protocol(args.header_timeout), timeout_keep_alive=args.keep_alive_timeout)
     server = uvicorn.Server(config)
     st = worker.state
     print(f"[mlx-specdec] serving {st.model_id} (strategy {st.strategy}) on http://{host}:{port}", flush=True)
