@@ -8,6 +8,8 @@ chooses each round's draft length (up to :data:`AUTO_MAX_DRAFT_TOKENS`) with
 :class:`~mlx_specdec_plugin.scheduler.AdaptiveScheduler` from the cached cost curve of this machine
 (``cost_curve=`` injects one; ``draft_length=`` any ``(stats, cap) -> int`` callable). Every response is a
 :class:`SpecGenerationResponse` (a ``GenerationResponse``) whose ``spec`` holds the statistics.
+To continue from a prefix cache (:mod:`.prefix_cache`): ``prompt_cache=`` and ``proposer=`` hold the
+state of the prompt's first ``cached_tokens=`` tokens (``target=``: the adapter they were built with).
 """
 
 from __future__ import annotations
@@ -98,11 +100,14 @@ def prepare(
     block_size: Optional[int] = None,
     strategy_options: Optional[dict] = None,
     target: Optional[TargetAdapter] = None,
+    proposer: Any = None,
 ):
     """Resolve and validate everything before generation: returns
     ``(target, proposer, acceptor_spec, sampling, strategy, num_draft_tokens)``; raises
     ``ValueError`` with one clear message on bad input. ``strategy`` is ``None`` for plain decoding.
-    ``num_draft_tokens=None``: the proposer's ``cap`` (its natural block) if it has one, else 3."""
+    ``num_draft_tokens=None``: the proposer's ``cap`` (its natural block) if it has one, else 3.
+    ``proposer``: one this strategy built earlier with the same options, to continue (a prefix
+    cache's); otherwise a fresh one is built."""
     strategy = resolve_strategy(draft_model, draft_strategy)
     requested = num_draft_tokens
     if requested is not None and int(requested) < 1:
@@ -119,7 +124,8 @@ def prepare(
         block_size=block_size,
         extra=dict(strategy_options or {}),
     )
-    proposer = strategy.build(target, draft_model, options)
+    if proposer is None:
+        proposer = strategy.build(target, draft_model, options)
     target.check_taps(proposer.tap_layers)
     if requested is None:  # the drafter's natural block (DFlash 15, DSpark its trained size), else 3
         num_draft_tokens = int(getattr(proposer, "cap", None) or DEFAULT_NUM_DRAFT_TOKENS)
@@ -145,7 +151,7 @@ def stream_generate(
 ) -> Generator[GenerationResponse, None, None]:
     """mlx-lm's ``stream_generate`` with speculative decoding (see the module docstring)."""
     spec_keys = ("draft_strategy", "acceptor", "block_size", "strategy_options", "stats", "draft_length",
-                 "cost_curve")
+                 "cost_curve", "target", "proposer", "cached_tokens")
     spec_kwargs = {k: kwargs.pop(k) for k in spec_keys if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
         kwargs.pop("num_draft_tokens", None)
@@ -158,6 +164,7 @@ def stream_generate(
     stats: SpecStats = spec_kwargs.pop("stats", None) or SpecStats()
     draft_length = spec_kwargs.pop("draft_length", None)
     cost_curve = spec_kwargs.pop("cost_curve", None)
+    cached_tokens = spec_kwargs.pop("cached_tokens", 0)
     num_draft_tokens = kwargs.pop("num_draft_tokens", None)
     auto = num_draft_tokens == "auto"
     if auto:
@@ -196,6 +203,7 @@ def stream_generate(
         prefill_step_size=kwargs.get("prefill_step_size", 2048),
         stats=stats,
         draft_length=draft_length,
+        cached_tokens=cached_tokens,
     )
     yield from _responses(tokens, tokenizer, prompt, max_tokens, model, stats)
 

@@ -567,7 +567,12 @@ class Worker(threading.Thread):
 
             draft = load_drafter(draft, model, trust_remote_code=a.trust_remote_code)
         log.info("strategy: %s (%s)", strategy, why)
+        from .prefix_cache import PrefixCache
+        from .target import TargetAdapter
+
         self.model, self.tokenizer, self.draft = model, tokenizer, draft
+        self.target = TargetAdapter(model)
+        self.prefix_cache = PrefixCache(a.prompt_cache_size, a.prompt_cache_bytes)
         self.state = ServerState.create(a, model, tokenizer, draft, strategy, registry())
         if a.seed is not None:
             mx.random.seed(a.seed)
@@ -579,8 +584,13 @@ class Worker(threading.Thread):
         req = parse_request({"prompt": [1, 2, 3, 1, 2], "max_tokens": 2}, "text", st)
         for _ in self._generate(req, [1, 2, 3, 1, 2], lambda: False):
             pass
+        self.prefix_cache.clear()
 
     # -- serving
+
+    def prefix_cache_stats(self) -> dict:
+        pc = getattr(self, "prefix_cache", None)
+        return {} if pc is None else {**pc.counters, "entries": len(pc.entries)}
 
     @property
     def healthy(self) -> bool:
@@ -669,12 +679,27 @@ class Worker(threading.Thread):
                            f"length ({st.context_length})", "max_tokens", "context_length_exceeded")
         return ids
 
+    def _cache_key(self, req: GenRequest) -> Optional[tuple]:
+        """What the cached state depends on (``None``: this request does not use the prefix cache).
+        Plain decoding hands mlx-lm only the uncached tokens, so its history-reading penalties
+        would see a shorter history: such requests skip the cache."""
+        if self.prefix_cache.max_entries < 1:
+            return None
+        if req.draft_strategy == "none":
+            if any(v is not None for v in (req.repetition_penalty, req.presence_penalty, req.frequency_penalty)):
+                return None
+            return ("none",)
+        return (req.draft_strategy, req.num_draft_tokens, req.block_size)
+
     def _generate(self, req: GenRequest, prompt: List[int], cancelled):
         """Yield ``("delta", text)`` events, then ``("done", finish_reason, usage, speculative)``."""
         import mlx.core as mx
         from mlx_lm.sample_utils import make_logits_processors
 
-        from .generate import stream_generate
+        from mlx_lm.models.cache import make_prompt_cache
+
+        from .generate import AUTO_MAX_DRAFT_TOKENS, prepare, stream_generate
+        from .prefix_cache import CachedContext
         from .sampling import make_sampler
         from .stats import SpecStats
 
@@ -694,25 +719,38 @@ class Worker(threading.Thread):
         stats = SpecStats()
         kwargs = dict(max_tokens=req.max_tokens, sampler=sampler, logits_processors=processors,
                       prefill_step_size=st.prefill_step_size)
+        key = self._cache_key(req)
+        ctx = self.prefix_cache.take(key, prompt) if key is not None else None
+        reused = ctx.reused if ctx is not None else 0
         if req.draft_strategy == "none":
-            kwargs.update(draft_strategy="none")
+            cache = ctx.cache if ctx is not None else make_prompt_cache(self.model)
+            proposer, fed = None, prompt[reused:]  # mlx-lm's generate continues the cache it is given
+            kwargs.update(draft_strategy="none", prompt_cache=cache)
             stats.strategy, stats.acceptor = "none", "none"
         else:
             strategy = st.registry.strategy(req.draft_strategy)
-            kwargs.update(
-                draft_model=self.draft if strategy.needs_draft else None,
-                draft_strategy=req.draft_strategy,
-                acceptor=req.acceptor,
-                num_draft_tokens=req.num_draft_tokens,
-                block_size=req.block_size,
-                strategy_options={"max_ngram": st.lookup_max_ngram},
-                stats=stats,
-            )
+            draft = self.draft if strategy.needs_draft else None
+            options = dict(draft_strategy=req.draft_strategy, block_size=req.block_size,
+                           strategy_options={"max_ngram": st.lookup_max_ngram})
+            k = AUTO_MAX_DRAFT_TOKENS if req.num_draft_tokens == "auto" else req.num_draft_tokens
+            if ctx is None:  # a fresh proposer, kept for the prefix cache after this generation
+                cache = self.target.make_cache()
+                proposer = prepare(self.model, draft, acceptor=req.acceptor, sampler=sampler,
+                                   logits_processors=processors, num_draft_tokens=k,
+                                   prefill_step_size=st.prefill_step_size, target=self.target, **options)[1]
+            else:
+                cache, proposer = ctx.cache, ctx.proposer
+            fed = prompt
+            kwargs.update(draft_model=draft, acceptor=req.acceptor, num_draft_tokens=req.num_draft_tokens,
+                          stats=stats, target=self.target, proposer=proposer, prompt_cache=cache,
+                          cached_tokens=reused, **options)
         matcher = StopMatcher(req.stop)
         finish, last = None, None
-        responses = stream_generate(self.model, self.tokenizer, mx.array(prompt, dtype=mx.uint32), **kwargs)
+        generated: List[int] = []
+        responses = stream_generate(self.model, self.tokenizer, mx.array(fed, dtype=mx.uint32), **kwargs)
         try:
             for last in responses:
+                generated.append(int(last.token))
                 segment = last.text
                 if last.finish_reason is not None:
                     # The detokenizer holds back text ending in an incomplete UTF-8 sequence and
@@ -732,13 +770,15 @@ class Worker(threading.Thread):
                     break
         finally:
             responses.close()
+        if key is not None:  # the state of every token the target has seen, for the next request
+            self.prefix_cache.put(key, CachedContext(list(prompt) + generated, cache, proposer))
         if finish != "stop":
             rest = matcher.flush()
             if rest:
                 yield ("delta", rest)
         completion = last.generation_tokens if last is not None else 0
         usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
-                 "total_tokens": len(prompt) + completion}
+                 "total_tokens": len(prompt) + completion, "prompt_tokens_details": {"cached_tokens": reused}}
         spec = stats.as_dict()
         spec["num_draft_tokens"] = req.num_draft_tokens if req.draft_strategy != "none" else 0  # null: default
         spec["tokens_per_second"] = float(getattr(last, "generation_tps", 0.0) or 0.0)
@@ -1195,6 +1235,7 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
                 "busy": worker.busy,
                 **worker.counters,
                 **worker.memory,
+                "prefix_cache": worker.prefix_cache_stats(),
             },
             200 if ok else 503,
         )
@@ -1291,6 +1332,16 @@ def http_policy(args: argparse.Namespace, host: str) -> HttpPolicy:
 # command line
 
 
+def _size(value: str) -> int:
+    """``4G``, ``512M``, ``100K`` or a number of bytes."""
+    text = str(value).strip().upper().rstrip("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    try:
+        return int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 4G or 512M, got {value!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .cli import add_speculative_args, draft_tokens_type
 
@@ -1325,6 +1376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-length", type=int, default=None,
                    help="prompt + max_tokens limit (default: the model's max_position_embeddings)")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="longest accepted prompt")
+    p.add_argument("--prompt-cache-size", type=int, default=4,
+                   help="finished generations whose target and drafter state are kept for prefix reuse (0: off)")
+    p.add_argument("--prompt-cache-bytes", type=_size, default=4 << 30,
+                   help="memory budget of the prefix cache, e.g. 2G (default 4G)")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="largest request body (413 above)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting at most (503 above)")
     p.add_argument("--cors-origin", "--cors-origins", "--allowed-origins", dest="cors_origins",

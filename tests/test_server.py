@@ -130,6 +130,26 @@ def test_openai_chat_non_streaming_and_streaming_equal_library_generate(client, 
     assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == n_prompt
 
 
+def test_a_growing_conversation_reuses_the_cached_prefix_and_answers_the_same(client, reference, server):
+    """Each turn resends the conversation: the prefix cache serves all but the new tokens, and
+    every answer equals the library's answer computed from scratch."""
+    messages = list(CHAT)
+    for turn in range(3):
+        for strategy in ("lookup", "none"):
+            expected, n_prompt = reference(messages)
+            r = client.chat.completions.create(model="default_model", messages=messages, max_tokens=MAX,
+                                               extra_body={"draft_strategy": strategy})
+            assert r.choices[0].message.content == expected, (turn, strategy)
+            cached = r.usage.prompt_tokens_details.cached_tokens
+            assert r.usage.prompt_tokens == n_prompt and 0 <= cached < n_prompt
+            if turn > 0:  # the previous turn's prompt at least (the tiny byte model re-tokenizes exactly)
+                assert cached >= previous, (turn, strategy, cached, previous)
+        previous = n_prompt
+        messages = messages + [{"role": "assistant", "content": expected},
+                               {"role": "user", "content": f"and again, turn {turn}: the cat sat on the"}]
+    assert health(server)["prefix_cache"]["hits"] >= 4
+
+
 def test_openai_text_completion_equals_library_generate(client, reference):
     expected, n_prompt = reference(prompt=TEXT)
     r = client.completions.create(model="default_model", prompt=TEXT, max_tokens=MAX)
