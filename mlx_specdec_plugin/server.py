@@ -57,6 +57,7 @@ RESERVED_TEMPLATE_KWARGS = frozenset(
 MAX_STOP_SEQUENCES = 16
 MAX_STOP_LENGTH = 1000
 MAX_CONTEXT_SIZE = 1 << 20
+MAX_TOP_LOGPROBS = 20
 GREEDY_BELOW = 1e-5  # a temperature below this is greedy decoding (see _temperature)
 
 
@@ -332,6 +333,8 @@ class GenRequest:
     tools: Optional[List[dict]] = None
     chat_template_kwargs: Dict[str, Any] = field(default_factory=dict)
     prompt: Any = None  # text completions: str or token ids
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
@@ -349,11 +352,14 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
     if n != 1:
         raise ApiError(400, "only n=1 is supported", "n")
     if kind == "chat":
-        if _field(body, "logprobs", False) is not False or _field(body, "top_logprobs", None) is not None:
-            raise ApiError(400, "logprobs are not supported by this server yet", "logprobs")
-    else:
-        if _field(body, "logprobs", None) not in (None, 0):
-            raise ApiError(400, "logprobs are not supported by this server yet", "logprobs")
+        want_logprobs = _bool(body, "logprobs", False)
+        top_logprobs = _int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
+        if top_logprobs and not want_logprobs:
+            raise ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs")
+    else:  # the legacy API: logprobs is the number of alternatives (0: the sampled token's only)
+        top_logprobs = _int(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
+        want_logprobs = top_logprobs is not None
+        top_logprobs = top_logprobs or 0
         if _field(body, "echo", False) is not False:
             raise ApiError(400, "'echo' is not supported", "echo")
         if _field(body, "suffix", None) is not None:
@@ -422,6 +428,7 @@ def parse_request(body: Any, kind: str, state: "ServerState") -> GenRequest:
         num_draft_tokens=_draft_tokens(body, d["num_draft_tokens"], state.max_draft_tokens),
         block_size=_int(body, "block_size", d["block_size"], 2, 1024),
     )
+    req.logprobs, req.top_logprobs = want_logprobs, top_logprobs
     if kind == "chat":
         req.messages = _messages(body)
         tools = _field(body, "tools", None)
@@ -679,6 +686,26 @@ class Worker(threading.Thread):
                            f"length ({st.context_length})", "max_tokens", "context_length_exceeded")
         return ids
 
+    def _logprob_entry(self, token: int, logprobs, top: int) -> dict:
+        """OpenAI's entry for one generated token: its log-probability under the target's processed
+        distribution (logits processors applied, before temperature/top-p, as mlx-lm reports it)
+        and the ``top`` most likely alternatives."""
+        import mlx.core as mx
+
+        def piece(t: int, lp: float) -> dict:
+            text = self.tokenizer.decode([t])
+            return {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
+
+        lp = logprobs.astype(mx.float32)
+        out = piece(token, float(lp[token].item()))
+        out["top_logprobs"] = []
+        if top:
+            idx = mx.argpartition(-lp, top - 1)[:top]
+            vals = lp[idx]
+            order = mx.argsort(-vals)
+            out["top_logprobs"] = [piece(int(t), float(v)) for t, v in zip(idx[order].tolist(), vals[order].tolist())]
+        return out
+
     def _cache_key(self, req: GenRequest) -> Optional[tuple]:
         """What the cached state depends on (``None``: this request does not use the prefix cache).
         Plain decoding hands mlx-lm only the uncached tokens, so its history-reading penalties
@@ -692,7 +719,7 @@ class Worker(threading.Thread):
         return (req.draft_strategy, req.num_draft_tokens, req.block_size)
 
     def _generate(self, req: GenRequest, prompt: List[int], cancelled):
-        """Yield ``("delta", text)`` events, then ``("done", finish_reason, usage, speculative)``."""
+        """Yield ``("delta", text, logprob entries)`` events, then ``("done", finish_reason, usage, speculative)``."""
         import mlx.core as mx
         from mlx_lm.sample_utils import make_logits_processors
 
@@ -747,10 +774,14 @@ class Worker(threading.Thread):
         matcher = StopMatcher(req.stop)
         finish, last = None, None
         generated: List[int] = []
+        entries: List[dict] = []  # logprob entries of tokens not yet attached to a delta
         responses = stream_generate(self.model, self.tokenizer, mx.array(fed, dtype=mx.uint32), **kwargs)
         try:
             for last in responses:
                 generated.append(int(last.token))
+                eos = last.finish_reason == "stop"  # the model's end-of-sequence token: no text, no entry
+                if req.logprobs and not eos:
+                    entries.append(self._logprob_entry(int(last.token), last.logprobs, req.top_logprobs))
                 segment = last.text
                 if last.finish_reason is not None:
                     # The detokenizer holds back text ending in an incomplete UTF-8 sequence and
@@ -758,7 +789,8 @@ class Worker(threading.Thread):
                     segment = segment[:-1] if segment.endswith("\ufffd") else segment
                 text, stopped = matcher.feed(segment)
                 if text:
-                    yield ("delta", text)
+                    yield ("delta", text, entries)
+                    entries = []
                 if stopped:
                     finish = "stop"
                     break
@@ -772,10 +804,9 @@ class Worker(threading.Thread):
             responses.close()
         if key is not None:  # the state of every token the target has seen, for the next request
             self.prefix_cache.put(key, CachedContext(list(prompt) + generated, cache, proposer))
-        if finish != "stop":
-            rest = matcher.flush()
-            if rest:
-                yield ("delta", rest)
+        rest = matcher.flush() if finish != "stop" else ""
+        if rest or entries:
+            yield ("delta", rest, entries)
         completion = last.generation_tokens if last is not None else 0
         usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
                  "total_tokens": len(prompt) + completion, "prompt_tokens_details": {"cached_tokens": reused}}
@@ -1102,22 +1133,39 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
             return {"id": self.id, "object": self.object, "created": self.created, "model": self.req.model,
                     "system_fingerprint": "mlx-specdec", "choices": choices}
 
-        def chunk(self, text: Optional[str], finish: Optional[str] = None, role: bool = False) -> dict:
+        def logprobs(self, entries: Optional[List[dict]], offset: int = 0) -> Optional[dict]:
+            """Chat: ``{"content": [entries]}``; text completions: the legacy parallel lists."""
+            if not self.req.logprobs or entries is None:
+                return None
+            if self.chat:
+                return {"content": entries, "refusal": None}
+            offsets, pos = [], offset
+            for e in entries:
+                offsets.append(pos)
+                pos += len(e["token"])
+            return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+                    "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+                    "text_offset": offsets}
+
+        def chunk(self, text: Optional[str], finish: Optional[str] = None, role: bool = False,
+                  entries: Optional[List[dict]] = None, offset: int = 0) -> dict:
+            lp = self.logprobs(entries, offset)
             if self.chat:
                 delta = {"role": "assistant"} if role else {}
                 if text is not None:
                     delta["content"] = text
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": finish}
             return self._base([choice])
 
-        def full(self, text: str, finish: str, usage: dict, spec: dict) -> dict:
+        def full(self, text: str, finish: str, usage: dict, spec: dict, entries: Optional[List[dict]] = None) -> dict:
+            lp = self.logprobs(entries)
             if self.chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp,
                           "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish}
             out = self._base([choice])
             out.update(usage=usage, speculative=spec)
             return out
@@ -1141,11 +1189,12 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
 
                 if fmt.chat:
                     await body(_sse(fmt.chunk("", role=True)))
-                event = self.first
+                event, offset = self.first, 0
                 while True:
                     kind = event[0]
                     if kind == "delta":
-                        await body(_sse(fmt.chunk(event[1])))
+                        await body(_sse(fmt.chunk(event[1], entries=event[2], offset=offset)))
+                        offset += len(event[1])
                     elif kind == "done":
                         _, finish, usage, spec = event
                         if finish == "cancelled":
@@ -1197,16 +1246,17 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
             if req.stream:
                 handed_over = True
                 return SSEResponse(job, first, watcher, fmt)
-            parts, event = [], first
+            parts, entries, event = [], [], first
             while event[0] == "delta":
                 parts.append(event[1])
+                entries.extend(event[2])
                 event = await job.events.get()
             if event[0] == "error":
                 return error_response(event[1])
             if event[0] == "disconnected":
                 return Response(status_code=499)
             _, finish, usage, spec = event
-            return json_response(fmt.full("".join(parts), finish, usage, spec))
+            return json_response(fmt.full("".join(parts), finish, usage, spec, entries))
         finally:
             if not handed_over:
                 job.cancel()

@@ -150,6 +150,42 @@ def test_a_growing_conversation_reuses_the_cached_prefix_and_answers_the_same(cl
     assert health(server)["prefix_cache"]["hits"] >= 4
 
 
+@pytest.mark.parametrize("strategy", ["lookup", "none"])
+def test_logprobs_are_the_targets_own_streaming_or_not(client, model_path, strategy):
+    """Each generated token's log-probability (and the top alternatives, best first) is the
+    target's log-softmax at that position, whether the token came from a draft or not."""
+    import mlx.core as mx
+
+    from mlx_lm.sample_utils import make_logits_processors
+
+    model, tok = mlx_lm.load(model_path)
+    ids = tok.apply_chat_template(CHAT, add_generation_prompt=True)
+    processors = make_logits_processors({EOS_ID: -100})
+    ref = [(r.token, r.logprobs) for r in mlx_lm.stream_generate(model, tok, ids, max_tokens=MAX,
+                                                                  logits_processors=processors)]
+    r = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, logprobs=True,
+                                       top_logprobs=3, extra_body={"draft_strategy": strategy,
+                                                                   "logit_bias": NO_EOS})
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens == MAX == len(ref)
+    for e, (token, logprobs) in zip(content, ref):
+        assert e.logprob == pytest.approx(logprobs[token].item(), abs=1e-4)
+        best = sorted(logprobs.tolist(), reverse=True)[:3]
+        assert [t.logprob for t in e.top_logprobs] == pytest.approx(best, abs=1e-4)
+        assert e.top_logprobs[0].token == e.token  # greedy: the token is its own best alternative
+    streamed = list(client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX,
+                                                   logprobs=True, top_logprobs=3, stream=True,
+                                                   extra_body={"draft_strategy": strategy, "logit_bias": NO_EOS}))
+    streamed_lp = [e.logprob for c in streamed if c.choices and c.choices[0].logprobs
+                   for e in c.choices[0].logprobs.content]
+    assert streamed_lp == pytest.approx([e.logprob for e in content], abs=1e-6)
+    text = client.completions.create(model="default_model", prompt=TEXT, max_tokens=4, logprobs=2,
+                                     extra_body={"draft_strategy": strategy, "logit_bias": NO_EOS})
+    lp = text.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 4
+    assert all(len(t) <= 2 for t in lp.top_logprobs) and lp.text_offset[0] == 0
+
+
 def test_openai_text_completion_equals_library_generate(client, reference):
     expected, n_prompt = reference(prompt=TEXT)
     r = client.completions.create(model="default_model", prompt=TEXT, max_tokens=MAX)
