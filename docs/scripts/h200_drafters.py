@@ -42,6 +42,7 @@ PY = sys.executable
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # SmolLM2-135M-Instruct.Q4_1
 
 # What every run shares (the shipped drafters' shape: 3 taps, block 7, float32 target).
+SEQ_LEN, EVAL_FRACTION = 512, 0.03  # what the earlier runs held out (split_old repeats it)
 COMMON = ["--seq-len", "512", "--batch-size", "16", "--num-anchors", "64", "--eval-fraction", "0.03",
           "--save-every", "200", "--no-progress"]
 if os.environ.get("DRAFTERS_SMOKE"):  # a CPU rehearsal of every phase: tiny batches, same code paths
@@ -85,6 +86,9 @@ def train_cmd(strategy: str, overrides: dict, data: list, out: Path, extra=()) -
 
 def data_files(which: str) -> list:
     t0, t1 = WORK / "gen_t0" / "generated.jsonl", WORK / "gen_t1" / "generated.jsonl"
+    old = WORK / "old_train.jsonl"  # an earlier run's answers, its held-out windows taken out
+    if which == "all" and old.is_file():
+        return [old, t0, t1]
     if which == "t0":
         return [t0]
     if which == "half":
@@ -117,9 +121,11 @@ def prepare(a) -> None:
                        env={**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"})
         stamp("target converted")
     prompts = WORK / "prompts.jsonl"
-    subprocess.run([PY, ROOT / "docs/scripts/make_train_prompts.py", "--out", prompts, "--n", str(a.prompts)],
-                   check=True)
+    subprocess.run([PY, ROOT / "docs/scripts/make_train_prompts.py", "--out", prompts, "--n", str(a.prompts),
+                    "--seed", str(a.seed)], check=True)
     lines = prompts.read_text().splitlines()
+    if a.old:
+        lines = split_old(Path(a.old), lines)
     half = len(lines) // 2
     (WORK / "prompts_t0.jsonl").write_text("\n".join(lines[:half]) + "\n")
     (WORK / "prompts_t1.jsonl").write_text("\n".join(lines[half:]) + "\n")
@@ -151,6 +157,37 @@ def prepare(a) -> None:
     stamp(f"answers: {summary}")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "data.json").write_text(json.dumps(summary, indent=1))
+
+
+def split_old(folder: Path, prompt_lines: list) -> list:
+    """An earlier run's answers (``folder/generated_t{0,1}.jsonl.gz``) join the training data without
+    their held-out windows: those are the ones ``mlx-specdec train`` held out in that run (same data
+    order, ``--seq-len``, ``--eval-fraction``, seed), kept in ``old_heldout.jsonl`` as this run's
+    ``--eval-data``, so old and new drafters are scored on the same text, which neither trained on.
+    New prompts whose templated ids equal a held-out prompt's are dropped. Returns the kept prompts."""
+    import gzip
+
+    from mlx_lm.utils import load_tokenizer
+
+    from mlx_specdec_plugin.train import _chat, build_sequences, split_heldout
+
+    records = [json.loads(l) for t in (0, 1) for l in gzip.open(folder / f"generated_t{t}.jsonl.gz", "rt")
+               if l.strip()]
+    owner = []  # window -> record
+    for i, rec in enumerate(records):
+        owner += [i] * len(build_sequences([rec], None, SEQ_LEN))
+    _, held = split_heldout(list(range(len(owner))), EVAL_FRACTION, 0)
+    held_recs = sorted({owner[w] for w in held})
+    (WORK / "old_heldout.jsonl").write_text("".join(json.dumps(records[i]) + "\n" for i in held_recs))
+    keep = set(range(len(records))) - set(held_recs)
+    (WORK / "old_train.jsonl").write_text("".join(json.dumps(records[i]) + "\n" for i in sorted(keep)))
+    tok = load_tokenizer(WORK / "model")
+    held_prompts = {tuple(records[i]["prompt_ids"]) for i in held_recs}
+    kept = [l for l in prompt_lines
+            if tuple(_chat(tok, [{"role": "user", "content": json.loads(l)["prompt"]}], True)) not in held_prompts]
+    stamp(f"old answers: {len(keep)} train, {len(held_recs)} held out ({len(held)} windows); "
+          f"{len(prompt_lines) - len(kept)} new prompts dropped as held-out duplicates")
+    return kept
 
 
 def ablate(a) -> None:
@@ -210,7 +247,11 @@ def chosen_recipe() -> dict:
 
 def final(a) -> None:
     """DSpark and DFlash with the chosen recipe, side by side, one chunk per call."""
-    pick = chosen_recipe()
+    pick = chosen_recipe() if (OUT / "ablations.json").is_file() else {"recipe": dict(BASE), "knobs": {}}
+    for kv in a.set or []:  # a recipe chosen by hand (say why in docs/training.md)
+        k, v = kv.split("=", 1)
+        pick["recipe"]["--" + k.lstrip("-")] = v
+        pick.setdefault("set_by_hand", []).append(kv)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "recipe.json").write_text(json.dumps(pick, indent=1))
     stamp(f"recipe {pick['recipe']}")
@@ -219,6 +260,8 @@ def final(a) -> None:
     for kind in ("dspark", "dflash"):
         extra = ["--steps", "100000", "--time-budget", str(a.budget), "--chunk-seconds", str(a.chunk),
                  "--eval-blocks", "4096", "--quantize", "4", "--pack-to", WORK / "state" / kind]
+        if (WORK / "old_heldout.jsonl").is_file():
+            extra += ["--eval-data", WORK / "old_heldout.jsonl", "--eval-fraction", "0"]
         procs[kind] = run(train_cmd(kind, over if kind == "dspark" else
                                     {k: v for k, v in over.items() if k not in ("--markov-rank", "--ce-weight", "--tv-weight")},
                                     data_files("all"), WORK / "final" / kind, extra),
@@ -243,10 +286,15 @@ def ship() -> None:
     ship_dir.mkdir(parents=True)
     for kind in ("dspark", "dflash"):
         src = WORK / "final" / kind
-        write_drafter(load_drafter(src, model, unpack=False), ship_dir / f"{kind}-bf16", dtype=mx.bfloat16)
-        shutil.copytree(WORK / "final" / f"{kind}-4bit", ship_dir / f"{kind}-4bit")
+        if (WORK / "final" / f"{kind}-4bit").is_dir():
+            write_drafter(load_drafter(src, model, unpack=False), ship_dir / f"{kind}-bf16", dtype=mx.bfloat16)
+            shutil.copytree(WORK / "final" / f"{kind}-4bit", ship_dir / f"{kind}-4bit")
+        else:  # the calls ran out first: the last saved step, quantized here later (say so)
+            write_drafter(load_drafter(src / "checkpoint" / "drafter", model, unpack=False),
+                          ship_dir / f"{kind}-bf16-unfinished", dtype=mx.bfloat16)
         for f in ("eval.json", "train_config.json"):
-            shutil.copy(src / f, ship_dir / f"{kind}-{f}")
+            if (src / f).is_file():
+                shutil.copy(src / f, ship_dir / f"{kind}-{f}")
         shutil.copy(src / "checkpoint" / "trainer_state.json", ship_dir / f"{kind}-trainer_state.json")
     for f in ("recipe.json", "ablations.json", "data.json"):
         if (OUT / f).is_file():
@@ -256,6 +304,8 @@ def ship() -> None:
         t.add(ship_dir, arcname="ship")
         for t_ in (0, 1):
             t.add(WORK / f"gen_t{t_}" / "generated.jsonl", arcname=f"ship/generated_t{t_}.jsonl")
+        if (WORK / "old_heldout.jsonl").is_file():
+            t.add(WORK / "old_heldout.jsonl", arcname="ship/old_heldout.jsonl")
     blob = tar.read_bytes()
     for i in range(0, len(blob), 15_000_000):
         (OUT / f"ship.tar.gz.part{i // 15_000_000:02d}").write_bytes(blob[i : i + 15_000_000])
@@ -287,6 +337,8 @@ def main() -> None:
     s.add_argument("--gen-batch", type=int, default=512)
     s.add_argument("--gen-seconds", type=float, default=150)
     s.add_argument("--max-new", type=int, default=256, help="response length cap")
+    s.add_argument("--seed", type=int, default=0, help="prompt generator seed")
+    s.add_argument("--old", default=None, help="an earlier run's results folder: its answers join the data")
     s = sub.add_parser("ablate")
     s.add_argument("--steps", type=int, default=500)
     s.add_argument("--parallel", type=int, default=5)
@@ -294,6 +346,7 @@ def main() -> None:
     s = sub.add_parser("final")
     s.add_argument("--budget", type=float, required=True, help="seconds of training per drafter, all chunks")
     s.add_argument("--chunk", type=float, required=True, help="seconds of training in this call")
+    s.add_argument("--set", action="append", metavar="FLAG=VALUE", help="recipe by hand, e.g. markov-rank=256")
     sub.add_parser("ship")
     s = sub.add_parser("state")
     s.add_argument("--first", type=int, default=0)
