@@ -725,9 +725,9 @@ class Worker(threading.Thread):
 
         from mlx_lm.models.cache import make_prompt_cache
 
-        from .generate import AUTO_MAX_DRAFT_TOKENS, prepare, stream_generate
+        from .generate import AUTO_MAX_DRAFT_TOKENS, prepare, resolve_acceptor, stream_generate
         from .prefix_cache import CachedContext
-        from .sampling import make_sampler
+        from .sampling import Sampling, make_sampler
         from .stats import SpecStats
 
         st = self.state
@@ -747,6 +747,8 @@ class Worker(threading.Thread):
         kwargs = dict(max_tokens=req.max_tokens, sampler=sampler, logits_processors=processors,
                       prefill_step_size=st.prefill_step_size)
         key = self._cache_key(req)
+        if req.draft_strategy != "none":  # an acceptor/sampler mismatch is a 400 before any cache entry is taken
+            resolve_acceptor(req.acceptor, Sampling.create(sampler, processors))
         ctx = self.prefix_cache.take(key, prompt) if key is not None else None
         reused = ctx.reused if ctx is not None else 0
         if req.draft_strategy == "none":

@@ -545,3 +545,14 @@ def test_auto_draft_length_is_accepted_as_the_servers_default_and_per_request():
     assert _draft_tokens({}, "auto", 16) == "auto"  # `server --num-draft-tokens auto` (its warm-up request)
     assert _draft_tokens({"num_draft_tokens": "auto"}, 3, 16) == "auto"
     assert _draft_tokens({"num_draft_tokens": 4}, "auto", 16) == 4
+
+
+def test_a_refused_request_does_not_cost_the_next_one_its_cached_prefix(client, server):
+    messages = CHAT + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "the cat sat"}]
+    client.chat.completions.create(model="default_model", messages=messages, max_tokens=4)
+    with pytest.raises(openai.BadRequestError, match="exact only at temperature 0"):
+        client.chat.completions.create(model="default_model", messages=messages + [{"role": "user", "content": "x"}],
+                                       max_tokens=4, temperature=0.5, extra_body={"acceptor": "greedy"})
+    r = client.chat.completions.create(model="default_model", messages=messages + [{"role": "user", "content": "y"}],
+                                       max_tokens=4)
+    assert r.usage.prompt_tokens_details.cached_tokens > len(messages)
