@@ -506,6 +506,69 @@ class StopMatcher:
         return out
 
 
+class ToolCallSplitter:
+    """Splits generated text into content and tool calls delimited by the tokenizer's markers
+    (mlx-lm's ``tool_call_start`` / ``tool_call_end``); holds back a tail that may start a marker.
+    ``parse(text) -> dict | list`` is the tokenizer's ``tool_parser`` bound to the request's tools."""
+
+    def __init__(self, start: str, end: str, parse):
+        self.start, self.end, self.parse = start, end, parse
+        self.buf, self.inside, self.calls = "", False, 0
+
+    def feed(self, text: str) -> Tuple[str, List[dict]]:
+        """``(content safe to emit, completed tool calls in OpenAI form)``."""
+        self.buf += text
+        content, calls = [], []
+        while True:
+            if self.inside:
+                i = self.buf.find(self.end)
+                if i < 0:
+                    break
+                calls.extend(self._parsed(self.buf[:i], content))
+                self.buf, self.inside = self.buf[i + len(self.end):], False
+            else:
+                i = self.buf.find(self.start)
+                if i < 0:
+                    keep = next((k for k in range(min(len(self.start) - 1, len(self.buf)), 0, -1)
+                                 if self.buf.endswith(self.start[:k])), 0)
+                    content.append(self.buf[: len(self.buf) - keep])
+                    self.buf = self.buf[len(self.buf) - keep:]
+                    break
+                content.append(self.buf[:i])
+                self.buf, self.inside = self.buf[i + len(self.start):], True
+        return "".join(content), calls
+
+    def flush(self) -> Tuple[str, List[dict]]:
+        """At the end: an unterminated call is parsed if it can be (as mlx-lm does), else it is text."""
+        rest, self.buf = self.buf, ""
+        if not self.inside:
+            return rest, []
+        self.inside = False
+        content: List[str] = []
+        calls = self._parsed(rest, content) if rest.strip() else []
+        return "".join(content), calls
+
+    def _parsed(self, text: str, content: List[str]) -> List[dict]:
+        try:
+            parsed = self.parse(text)
+        except Exception as e:  # the model wrote something its parser rejects: keep it as text
+            log.info("unparsable tool call (%s): kept as content", type(e).__name__)
+            content.append(self.start + text + self.end)
+            return []
+        out = []
+        for call in parsed if isinstance(parsed, list) else [parsed]:
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                content.append(self.start + text + self.end)
+                return []
+            args = call.get("arguments", {})
+            out.append({"index": self.calls, "id": str(call.get("id") or "call_" + uuid.uuid4().hex[:24]),
+                        "type": "function",
+                        "function": {"name": call["name"],
+                                     "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+            self.calls += 1
+        return out
+
+
 class Worker(threading.Thread):
     """Loads the model and serves jobs one at a time from a bounded queue."""
 
@@ -719,7 +782,8 @@ class Worker(threading.Thread):
         return (req.draft_strategy, req.num_draft_tokens, req.block_size)
 
     def _generate(self, req: GenRequest, prompt: List[int], cancelled):
-        """Yield ``("delta", text, logprob entries)`` events, then ``("done", finish_reason, usage, speculative)``."""
+        """Yield ``("delta", text, logprob entries, tool calls)`` events, then ``("done", finish_reason,
+        usage, speculative)``."""
         import mlx.core as mx
         from mlx_lm.sample_utils import make_logits_processors
 
@@ -774,6 +838,12 @@ class Worker(threading.Thread):
                           stats=stats, target=self.target, proposer=proposer, prompt_cache=cache,
                           cached_tokens=reused, **options)
         matcher = StopMatcher(req.stop)
+        tok = self.tokenizer
+        splitter = None
+        if req.tools and getattr(tok, "has_tool_calling", False) and tok.tool_parser is not None:
+            splitter = ToolCallSplitter(tok.tool_call_start, tok.tool_call_end,
+                                        lambda text, tools=req.tools: tok.tool_parser(text, tools))
+        made_calls = False
         finish, last = None, None
         generated: List[int] = []
         entries: List[dict] = []  # logprob entries of tokens not yet attached to a delta
@@ -789,9 +859,16 @@ class Worker(threading.Thread):
                     # The detokenizer holds back text ending in an incomplete UTF-8 sequence and
                     # flushes it as one U+FFFD at the end: a reply cut mid-character drops it.
                     segment = segment[:-1] if segment.endswith("\ufffd") else segment
+                calls: List[dict] = []
+                if splitter is not None:
+                    segment, calls = splitter.feed(segment)
+                    if last.finish_reason is not None:
+                        tail, more = splitter.flush()
+                        segment, calls = segment + tail, calls + more
+                    made_calls = made_calls or bool(calls)
                 text, stopped = matcher.feed(segment)
-                if text:
-                    yield ("delta", text, entries)
+                if text or calls:
+                    yield ("delta", text, entries, calls)
                     entries = []
                 if stopped:
                     finish = "stop"
@@ -808,7 +885,9 @@ class Worker(threading.Thread):
             self.prefix_cache.put(key, CachedContext(list(prompt) + generated, cache, proposer))
         rest = matcher.flush() if finish != "stop" else ""
         if rest or entries:
-            yield ("delta", rest, entries)
+            yield ("delta", rest, entries, [])
+        if made_calls and finish == "stop":
+            finish = "tool_calls"
         completion = last.generation_tokens if last is not None else 0
         usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
                  "total_tokens": len(prompt) + completion, "prompt_tokens_details": {"cached_tokens": reused}}
@@ -1150,22 +1229,27 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
                     "text_offset": offsets}
 
         def chunk(self, text: Optional[str], finish: Optional[str] = None, role: bool = False,
-                  entries: Optional[List[dict]] = None, offset: int = 0) -> dict:
+                  entries: Optional[List[dict]] = None, offset: int = 0, calls: Optional[List[dict]] = None) -> dict:
             lp = self.logprobs(entries, offset)
             if self.chat:
                 delta = {"role": "assistant"} if role else {}
-                if text is not None:
+                if text is not None and (text or not calls):
                     delta["content"] = text
+                if calls:
+                    delta["tool_calls"] = calls
                 choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
             else:
                 choice = {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": finish}
             return self._base([choice])
 
-        def full(self, text: str, finish: str, usage: dict, spec: dict, entries: Optional[List[dict]] = None) -> dict:
+        def full(self, text: str, finish: str, usage: dict, spec: dict, entries: Optional[List[dict]] = None,
+                 calls: Optional[List[dict]] = None) -> dict:
             lp = self.logprobs(entries)
             if self.chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp,
-                          "finish_reason": finish}
+                message = {"role": "assistant", "content": text if text or not calls else None}
+                if calls:
+                    message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+                choice = {"index": 0, "message": message, "logprobs": lp, "finish_reason": finish}
             else:
                 choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish}
             out = self._base([choice])
@@ -1195,7 +1279,7 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
                 while True:
                     kind = event[0]
                     if kind == "delta":
-                        await body(_sse(fmt.chunk(event[1], entries=event[2], offset=offset)))
+                        await body(_sse(fmt.chunk(event[1], entries=event[2], offset=offset, calls=event[3])))
                         offset += len(event[1])
                     elif kind == "done":
                         _, finish, usage, spec = event
@@ -1248,17 +1332,18 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
             if req.stream:
                 handed_over = True
                 return SSEResponse(job, first, watcher, fmt)
-            parts, entries, event = [], [], first
+            parts, entries, calls, event = [], [], [], first
             while event[0] == "delta":
                 parts.append(event[1])
                 entries.extend(event[2])
+                calls.extend(event[3])
                 event = await job.events.get()
             if event[0] == "error":
                 return error_response(event[1])
             if event[0] == "disconnected":
                 return Response(status_code=499)
             _, finish, usage, spec = event
-            return json_response(fmt.full("".join(parts), finish, usage, spec, entries))
+            return json_response(fmt.full("".join(parts), finish, usage, spec, entries, calls))
         finally:
             if not handed_over:
                 job.cancel()
