@@ -2,9 +2,11 @@
 
 from .acceptors import AcceptorSpec
 from .acceptors import block, greedy, match, rejection
+from .acceptors import tree as tree_acceptor
 from .drafting import Strategy
 from .hookspecs import hookimpl
 from .strategies import dflash, draft_model, dspark, lookup
+from .strategies import tree
 
 
 @hookimpl
@@ -37,6 +39,14 @@ def register_strategies(register):
             needs_draft=True,
         )
     )
+    register(
+        Strategy(
+            "tree",
+            tree.build,
+            "a best-first draft tree (DDTree) from one DSpark/DFlash pass, verified in one forward",
+            needs_draft=True,
+        )
+    )
 
 
 @hookimpl
@@ -58,6 +68,16 @@ def register_acceptors(register):
             "block verification (Sun et al. 2025): joint acceptance, never below rejection",
             needs_distribution=True,
             needs_q=True,
+        )
+    )
+    register(
+        AcceptorSpec(
+            "tree",
+            tree_acceptor.accept,
+            "recursive rejection over siblings (SpecInfer; Jeon et al. 2024), any tree; greedy path at T=0",
+            needs_distribution=True,
+            needs_q=True,
+            trees=True,
         )
     )
     register(AcceptorSpec("match", match.accept, "upstream's rule: keep drafts equal to the target's own draws"))

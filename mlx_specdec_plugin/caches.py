@@ -25,12 +25,19 @@ How each cache leaf (``CacheList`` is flattened) drops the rejected tail:
 
 :func:`check_rollback` runs before generation and names any cache type we cannot roll back, so
 an unsupported model fails with one clear error instead of a silently wrong answer.
+
+Tree rounds (:mod:`~mlx_specdec_plugin.tree`): the verify forward appends every tree node, and
+``end_round(..., rows=...)`` keeps the round's rows ``rows`` (the root and the accepted path, in
+order): their keys/values are gathered into place right after the prefix, then the rest is
+dropped as above. Only append-only key/value storage can do this (``TREE_TYPES``). A ring
+(``RotatingKVCache``) and recurrent state (``ArraysCache``: one state per sequence, a tree would
+need one per branch) are refused by ``check_rollback(cache, trees=True)`` before generation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import mlx.core as mx
 from mlx_lm.models.cache import (
@@ -48,6 +55,8 @@ from .bucketed import BucketedKVCache
 TRIMMABLE_TYPES = (KVCache, QuantizedKVCache, ChunkedKVCache, BucketedKVCache)
 # Every leaf type end_round handles (exact type match: a subclass may change the update rule).
 SUPPORTED_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache, RotatingKVCache, ArraysCache)
+# Types a tree round can compact to its accepted path (append-only key/value rows).
+TREE_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache,)
 
 # replay(n): run the model on the first n tokens of the round, updating the cache in place.
 Replay = Callable[[int], Any]
@@ -72,14 +81,56 @@ def leaves(cache: List[Any]) -> List[Any]:
     return out
 
 
-def check_rollback(cache: List[Any]) -> None:
-    """Raise :class:`UnsupportedCacheError` naming every cache type we cannot roll back."""
-    bad = sorted({type(c).__name__ for c in leaves(cache) if type(c) not in SUPPORTED_TYPES})
+def check_rollback(cache: List[Any], trees: bool = False) -> None:
+    """Raise :class:`UnsupportedCacheError` naming every cache type we cannot roll back (with
+    ``trees``: cannot compact to a tree's accepted path)."""
+    supported = TREE_TYPES if trees else SUPPORTED_TYPES
+    bad = sorted({type(c).__name__ for c in leaves(cache) if type(c) not in supported})
     if bad:
+        what = "tree verification cannot compact" if trees else "speculative decoding cannot roll back"
         raise UnsupportedCacheError(
-            f"speculative decoding cannot roll back cache type(s) {', '.join(bad)} "
-            f"(supported: {', '.join(t.__name__ for t in SUPPORTED_TYPES)})"
+            f"{what} cache type(s) {', '.join(bad)} "
+            f"(supported: {', '.join(t.__name__ for t in supported)})"
         )
+
+
+def offset_of(c: Any) -> int:
+    """The position of the next token a leaf will store."""
+    return int(c.offset)
+
+
+def stored_rows(c: Any) -> int:
+    """Key/value rows in use in a leaf's storage (a chunked cache drops its front)."""
+    return int(c.offset) - int(getattr(c, "start_position", 0) or 0)
+
+
+def fetched_rows(c: Any, n: int) -> int:
+    """The key length ``update_and_fetch`` returns for ``n`` new rows (a bucketed cache hands a
+    multi-token forward its whole buffer)."""
+    if type(c) is BucketedKVCache and n > 1:
+        return c._size_for(n)
+    return stored_rows(c) + n
+
+
+def _gather_rows(x: Any, start: int, rows: List[int]) -> Any:
+    """Write rows ``start + rows`` of ``x`` (array or tuple of arrays, rows on axis 2) to
+    ``start .. start + len(rows) - 1``."""
+    if isinstance(x, (tuple, list)):
+        return type(x)(_gather_rows(a, start, rows) for a in x)
+    picked = mx.take(x, mx.array([start + r for r in rows], dtype=mx.int32), axis=2)
+    x[..., start : start + len(rows), :] = picked
+    return x
+
+
+def compact(cache: List[Any], appended: int, rows: List[int]) -> None:
+    """Move the kept ``rows`` (indices into the last ``appended`` rows of every leaf) into place
+    right after the prefix; the rows after them are then dropped by :func:`end_round`."""
+    for c in leaves(cache):
+        if type(c) not in TREE_TYPES:
+            check_rollback([c], trees=True)
+        start = stored_rows(c) - appended
+        c.keys = _gather_rows(c.keys, start, rows)
+        c.values = _gather_rows(c.values, start, rows)
 
 
 def trimmable(cache: List[Any]) -> bool:
@@ -194,11 +245,20 @@ def _drop(c: Any, saved: Any, drop: int) -> None:
         check_rollback([c])
 
 
-def end_round(cache: List[Any], snapshot: Optional[Round], appended: int, keep: int) -> None:
-    """Keep the first ``keep`` of the ``appended`` positions written since :func:`begin_round`.
+def end_round(
+    cache: List[Any], snapshot: Optional[Round], appended: int, keep: int, rows: Optional[Sequence[int]] = None
+) -> None:
+    """Keep the first ``keep`` of the ``appended`` positions written since :func:`begin_round`;
+    with ``rows`` (a tree round: ``keep`` of them, increasing), keep those positions instead.
 
     ``snapshot`` may be ``None`` only for caches without recurrent leaves.
     """
+    if rows is not None:
+        rows = list(rows)
+        if len(rows) != keep:
+            raise RollbackError(f"end_round: keep={keep} but {len(rows)} rows")
+        if rows != list(range(keep)):
+            compact(cache, appended, rows)
     drop = appended - keep
     if drop <= 0:
         return

@@ -10,6 +10,12 @@ A round of speculative decoding, as the loop sees it::
 *Committed* tokens are the ones whose keys/values are in the target cache. The *pending* token
 has been emitted (or is the prompt's last token) but not yet run through the target; every
 proposal continues after it.
+
+Trees (:mod:`~mlx_specdec_plugin.tree`) use the same round: a draft with ``parents`` is a tree
+whose nodes are verified in one forward with a tree attention mask; the verdict's ``path`` names
+the accepted nodes, and the loop keeps the verify rows ``verdict.rows`` (the pending token and
+that path), in the cache, the hidden states and the emitted log-probabilities. A chain is the tree
+``parents = (-1, 0, 1, ...)`` and ``path = (0 .. accepted - 1)``; both default to it.
 """
 
 from __future__ import annotations
@@ -30,11 +36,18 @@ class Draft:
     (given the context and ``tokens[:i]``), or ``None``. ``deterministic``: the tokens are a
     function of the context (q is a point mass), as for prompt lookup or argmax drafting.
     Acceptors that need q refuse a draft with ``q is None and not deterministic``.
+
+    ``parents`` (a tree draft, else ``None`` = a chain): node ``i``'s parent index, ``-1`` for the
+    pending token, parents before children, siblings in the order they were drawn. Then ``q[i]``
+    is the distribution node ``i``'s sibling group was drawn from *without replacement* (the same
+    row for every sibling), or ``deterministic`` says every node is a function of the context.
+    Only acceptors registered with ``trees=True`` take tree drafts.
     """
 
     tokens: mx.array
     q: Optional[mx.array] = None
     deterministic: bool = False
+    parents: Optional[Tuple[int, ...]] = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -95,7 +108,9 @@ class Proposer(Protocol):
     ``tap_layers``: target decoder layers whose outputs it needs (empty: none). The loop passes
     their concatenation, ``(1, L, len(tap_layers) * H)``, to :meth:`extend`. An optional ``cap``
     attribute (int) is the natural number of proposals per round, used when the caller does not
-    set ``num_draft_tokens``.
+    set ``num_draft_tokens``. An optional ``drafts_trees`` attribute (bool) says it proposes
+    tree drafts (``Draft.parents``): caches are then checked for tree compaction before generation
+    and only a tree acceptor is accepted.
     """
 
     tap_layers: Tuple[int, ...]
@@ -139,7 +154,22 @@ class Strategy:
 
 @dataclass(frozen=True)
 class Verdict:
-    """An acceptor's decision: the first ``accepted`` drafts are kept, then ``next_token``."""
+    """An acceptor's decision: the first ``accepted`` drafts are kept, then ``next_token``.
+
+    ``path`` (tree drafts): the kept nodes, root to leaf (``accepted`` of them); ``None`` means
+    the chain's first ``accepted`` nodes."""
 
     accepted: int
     next_token: int
+    path: Optional[Tuple[int, ...]] = None
+
+    @property
+    def nodes(self) -> Tuple[int, ...]:
+        """The kept draft nodes, in order."""
+        return tuple(range(self.accepted)) if self.path is None else tuple(self.path)
+
+    @property
+    def rows(self) -> Tuple[int, ...]:
+        """The kept verify rows: 0 (the pending token) and ``1 + node`` for each kept node; row
+        ``rows[i]``'s distribution is the one emitted token ``i`` was decided from."""
+        return (0,) + tuple(1 + n for n in self.nodes)

@@ -71,12 +71,18 @@ def resolve_strategy(draft_model: Any, draft_strategy: Optional[str]) -> Optiona
     return strategy
 
 
-def resolve_acceptor(name: Optional[str], sampling: Sampling) -> AcceptorSpec:
-    """``auto``: greedy at temperature 0, rejection for a known sampler, match for an opaque one."""
+def resolve_acceptor(name: Optional[str], sampling: Sampling, trees: bool = False) -> AcceptorSpec:
+    """``auto``: greedy at temperature 0, rejection for a known sampler, match for an opaque one;
+    for a proposer that drafts trees, the first installed acceptor that takes trees."""
     reg = registry()
     if name in (None, "auto"):
         name = "greedy" if sampling.greedy else ("rejection" if sampling.known else "match")
+        if trees:
+            name = next((n for n in sorted(reg.acceptors) if reg.acceptors[n].item.trees), name)
     spec = reg.acceptor(name)
+    if trees and not spec.trees:
+        takes = sorted(n for n in reg.acceptors if reg.acceptors[n].item.trees)
+        raise ValueError(f"acceptor '{name}' verifies chains only; this drafter proposes trees (use: {', '.join(takes)})")
     if spec.greedy_only and not sampling.greedy:
         raise ValueError(f"acceptor '{name}' is exact only at temperature 0; use 'rejection' or 'block'")
     if spec.needs_distribution and not sampling.known:
@@ -127,6 +133,9 @@ def prepare(
     if proposer is None:
         proposer = strategy.build(target, draft_model, options)
     target.check_taps(proposer.tap_layers)
+    if getattr(proposer, "drafts_trees", False):
+        spec = resolve_acceptor(acceptor, sampling, trees=True)
+        target.check_tree()
     if requested is None:  # the drafter's natural block (DFlash 15, DSpark its trained size), else 3
         num_draft_tokens = int(getattr(proposer, "cap", None) or DEFAULT_NUM_DRAFT_TOKENS)
     return target, proposer, spec, sampling, strategy, num_draft_tokens

@@ -10,6 +10,11 @@ lose) is a plain decoding step, pipelined as mlx-lm's ``generate_step`` is: whil
 next empty round is already queued on its lazy token, so such rounds cost what plain decoding
 costs. The draft length of each round is decided once, after the previous round is recorded and
 before any of its own tokens are drawn.
+
+Tree drafts (``Draft.parents``) take the same round: the target verifies every node in one
+forward (``tree=draft.parents``), the verdict names the accepted path, and the loop keeps the verify
+rows ``verdict.rows`` (the pending token and that path) in the cache (compacted into place), the
+hidden states and the emitted log-probabilities. For a chain those rows are ``0..accepted``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from .drafting import Draft, DraftContext, Proposer, Verdict
 from .sampling import Sampling
 from .stats import RoundStats, SpecStats
 from .target import TargetAdapter
+from .tree import take_rows
 
 Acceptor = Callable[[Draft, TargetScores], Verdict]
 # prefill(target, cache, tokens, proposer, step_size): put ``tokens`` in ``cache``, hand them on.
@@ -78,7 +84,7 @@ def speculative_generate_step(
     sampling = sampling or Sampling.create()
     stats = stats if stats is not None else SpecStats()
     cache = prompt_cache if prompt_cache is not None else target.make_cache()
-    caches.check_rollback(cache)
+    caches.check_rollback(cache, trees=bool(getattr(proposer, "drafts_trees", False)))
     history = [int(t) for t in prompt.tolist()]
     if not history:
         raise ValueError("the prompt must contain at least one token")
@@ -133,31 +139,32 @@ def speculative_generate_step(
         g = len(draft)
         inputs = mx.array([history[-1]] + drafted, dtype=mx.uint32)
         rnd = caches.begin_round(cache, replay=lambda n: target(inputs[None, :n], cache))
-        logits, hidden = target(inputs[None], cache, proposer.tap_layers, record=rnd.captured)
-        scores = TargetScores.from_logits(logits[0], history + drafted, sampling)
+        logits, hidden = target(inputs[None], cache, proposer.tap_layers, record=rnd.captured, tree=draft.parents)
+        scores = TargetScores.from_logits(logits[0], history + drafted, sampling, parents=draft.parents)
 
         # accept
         verdict = acceptor(draft, scores)
-        tau = verdict.accepted
+        tau, rows = verdict.accepted, verdict.rows  # rows: the pending token + the kept nodes
+        kept = [drafted[i] for i in verdict.nodes]
         t2 = time.perf_counter()
 
         # commit / rollback
-        caches.end_round(cache, rnd, appended=g + 1, keep=tau + 1)
-        committed = [history[-1]] + drafted[:tau]
-        proposer.extend(committed, hidden[:, : tau + 1] if hidden is not None else None)
-        history.extend(drafted[:tau])
+        caches.end_round(cache, rnd, appended=g + 1, keep=tau + 1, rows=rows)
+        committed = [history[-1]] + kept
+        proposer.extend(committed, take_rows(hidden, rows, axis=1) if hidden is not None else None)
+        history.extend(kept)
         history.append(verdict.next_token)
         t3 = time.perf_counter()
 
         # emit
-        out = drafted[:tau] + [verdict.next_token]
+        out = kept + [verdict.next_token]
         if max_tokens >= 0:
             out = out[: max_tokens - emitted]
         stats.record(RoundStats(g, tau, t1 - t0, t2 - t1, len(out), t3 - t2))
         emitted += len(out)
         budget = next_budget()
         for i, token in enumerate(out):
-            yield token, scores.logprobs[i], i < tau
+            yield token, scores.logprobs[rows[i]], i < tau
 
 
 def _plain_step(target: TargetAdapter, cache: List[Any], proposer: Proposer, sampling: Sampling, token: mx.array):

@@ -167,6 +167,18 @@ class Sampling:
             rows.append(row)
         return mx.concatenate(rows, axis=0)
 
+    def processed_rows(self, logits: mx.array, histories: Sequence[Sequence[int]]) -> mx.array:
+        """:meth:`processed` for rows with histories of their own (a tree: each node's path)."""
+        if not self.processors:
+            return logits
+        rows = []
+        for i, history in enumerate(histories):
+            row, h = logits[i : i + 1], mx.array(list(history), dtype=mx.uint32)
+            for proc in self.processors:
+                row = proc(h, row)
+            rows.append(row)
+        return mx.concatenate(rows, axis=0)
+
     def logprobs(self, logits: mx.array, history: Sequence[int]) -> mx.array:
         """Processed, normalised log-probabilities ``(n, V)`` (see :meth:`processed`), as mlx-lm
         computes them before sampling."""

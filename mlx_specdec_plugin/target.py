@@ -19,6 +19,7 @@ from mlx_lm.models.base import create_attention_mask, create_ssm_mask
 from mlx_lm.models.cache import make_prompt_cache
 
 from .bucketed import bucketed, bucketing_default
+from .tree import check_tree_forward, tree_forward
 
 # family(model, tokens (B, L), cache list, taps) -> (final hidden after norm, [tapped (B, L, H)])
 FamilyForward = Callable[[nn.Module, mx.array, List[Any], Sequence[int]], Tuple[mx.array, List[mx.array]]]
@@ -188,6 +189,7 @@ class TargetAdapter:
         self.hidden_size = int(getattr(args, "hidden_size", 0) or 0)
         self._family = FAMILIES.get(self.model_type)
         self._probed = False
+        self._tree_probed = False
 
     def make_cache(self, max_kv_size: Optional[int] = None) -> List[Any]:
         """mlx-lm's prompt cache for the model; plain ``KVCache`` layers become
@@ -208,6 +210,12 @@ class TargetAdapter:
         if not self._probed:
             self._probe(taps)
             self._probed = True
+
+    def check_tree(self) -> None:
+        """Raise ``ValueError`` unless tree drafts can be verified exactly for this target."""
+        if not self._tree_probed:
+            check_tree_forward(self)
+            self._tree_probed = True
 
     def _probe(self, taps: Sequence[int]) -> None:
         vocab = self.vocab_size
@@ -232,9 +240,15 @@ class TargetAdapter:
         cache: List[Any],
         taps: Sequence[int] = (),
         record: Optional[Dict[int, Any]] = None,
+        tree: Optional[Sequence[int]] = None,
     ) -> Tuple[mx.array, Optional[mx.array]]:
         """``record``: a round's ``captured`` dict (see :mod:`.caches`); when the model has a proven
-        capture forward (:mod:`.recurrent`), it fills in per-position recurrent states."""
+        capture forward (:mod:`.recurrent`), it fills in per-position recurrent states.
+        ``tree``: ``tokens`` are ``[pending, *nodes]`` of a tree draft with these parents
+        (:class:`~mlx_specdec_plugin.drafting.Draft`); one forward with a tree attention mask
+        (:mod:`.tree`, proven by :meth:`check_tree`)."""
+        if tree is not None:
+            return tree_forward(self, tokens, cache, taps, tree)
         if record is not None:
             from .recurrent import capture_forward
 

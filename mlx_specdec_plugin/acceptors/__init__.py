@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Sequence
 
 import mlx.core as mx
 
+from .. import tree as _tree
 from ..drafting import Draft, Verdict
 from ..sampling import Sampling, greedy_tokens, normalise
 
@@ -34,9 +35,19 @@ class TargetScores:
     processed: Optional[mx.array] = None
 
     @classmethod
-    def from_logits(cls, logits: mx.array, history: Sequence[int], sampling: Sampling) -> "TargetScores":
-        """Scores of verify logits ``(g+1, V)``; ``history`` as for :meth:`Sampling.processed`."""
-        processed = sampling.processed(logits, history)
+    def from_logits(
+        cls, logits: mx.array, history: Sequence[int], sampling: Sampling, parents: Optional[Sequence[int]] = None
+    ) -> "TargetScores":
+        """Scores of verify logits ``(g+1, V)``; ``history`` as for :meth:`Sampling.processed`.
+        With ``parents`` (a tree draft; ``history`` ends with its g nodes) row ``1 + i``'s
+        processors see the committed tokens and node i's own root-to-node path."""
+        if parents is None:
+            processed = sampling.processed(logits, history)
+        else:
+            g = len(parents)
+            base, nodes = list(history[: len(history) - g]), list(history[len(history) - g :])
+            rows = [base] + [base + [nodes[j] for j in _tree.path_to(parents, i)] for i in range(g)]
+            processed = sampling.processed_rows(logits, rows)
         return cls(normalise(processed), sampling, None, processed)
 
     def probs(self) -> mx.array:
@@ -64,7 +75,7 @@ class TargetScores:
 class AcceptorSpec:
     """An acceptor as registered. ``needs_distribution``: needs p (a known sampler);
     ``needs_q``: needs the draft's q (or a deterministic draft); ``greedy_only``: exact only at
-    temperature 0."""
+    temperature 0; ``trees``: takes tree drafts (``Draft.parents``), chains included."""
 
     name: str
     accept: Callable[[Draft, TargetScores], Verdict]
@@ -72,6 +83,7 @@ class AcceptorSpec:
     needs_distribution: bool = False
     needs_q: bool = False
     greedy_only: bool = False
+    trees: bool = False
 
 
 def draft_token_probs(draft: Draft, probs_rows: mx.array) -> mx.array:

@@ -1,0 +1,134 @@
+"""``tree``: a draft tree from one block-drafter pass (DDTree-style best-first), verified at once.
+
+The block drafter (a DSpark or DFlash checkpoint) runs its usual single forward over
+``[anchor, mask x (g - 1)]`` and gives one row of logits per depth ``1..g``; DSpark's rows are
+corrected by its Markov head with the parent node's token. Each node's children are ranked by
+``log q`` (the user's logits processors applied with the node's own path, untempered), and the
+tree grows best-first by the product of q along the path (the prefix mass DDTree ranks by: under
+the drafter's own factorised distribution, the expected accepted length of a tree is the sum of
+its nodes' prefix masses, so popping the largest first fills the budget best), one node per step, until ``max_tokens`` nodes (the round's node
+budget; the verify width is ``nodes + 1``) or depth ``g``. ``options.extra["max_children"]``
+caps the branching (default: the budget).
+
+The tree is a deterministic function of the context, so the ``tree`` acceptor's point-mass rule
+keeps it exact at any temperature (:mod:`~mlx_specdec_plugin.acceptors.tree`).
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import mlx.core as mx
+
+from .. import tree
+from ..drafters import as_drafter, claims as _claims
+from ..drafting import Draft, DraftContext, StrategyOptions
+from ..sampling import normalise
+from ..target import TargetAdapter
+from .dflash import BlockProposer
+from .dspark import DSparkProposer
+
+# children_of(node, path tokens) -> [(log q, token), ...] best first; node -1 is the root
+ChildrenFn = Callable[[int, List[int]], List[Tuple[float, int]]]
+
+
+def best_first(children_of: ChildrenFn, budget: int, max_depth: int) -> Tuple[List[int], Tuple[int, ...]]:
+    """Grow a tree best-first by path log-probability: ``(tokens, parents)``, nodes in pop order
+    (parents first, siblings by rank)."""
+    tokens: List[int] = []
+    parents: List[int] = []
+    depth: List[int] = []
+    score: List[float] = []
+    kids: Dict[int, List[Tuple[float, int]]] = {-1: children_of(-1, [])}
+    heap: List[Tuple[float, int, int, int]] = []
+    counter = 0
+    if kids[-1] and budget > 0 and max_depth > 0:
+        heappush(heap, (-kids[-1][0][0], counter, -1, 0))
+    while heap and len(tokens) < budget:
+        neg, _, parent, rank = heappop(heap)
+        node = len(tokens)
+        tokens.append(kids[parent][rank][1])
+        parents.append(parent)
+        depth.append(1 if parent < 0 else depth[parent] + 1)
+        score.append(-neg)
+        base = 0.0 if parent < 0 else score[parent]
+        counter += 1
+        if rank + 1 < len(kids[parent]):
+            heappush(heap, (-(base + kids[parent][rank + 1][0]), counter, parent, rank + 1))
+        if depth[node] < max_depth and len(tokens) < budget:
+            path = [tokens[i] for i in tree.path_to(parents, node)]
+            kids[node] = children_of(node, path)
+            if kids[node]:
+                counter += 1
+                heappush(heap, (-(score[node] + kids[node][0][0]), counter, node, 0))
+    return tokens, tuple(parents)
+
+
+def top_children(logprobs: mx.array, k: int) -> List[Tuple[float, int]]:
+    """The ``k`` most likely tokens of a ``(V,)`` log-probability row, best first (finite only)."""
+    k = min(k, logprobs.shape[-1])
+    idx = mx.argpartition(-logprobs, kth=k - 1)[:k] if k < logprobs.shape[-1] else mx.arange(k)
+    vals = logprobs[idx]
+    pairs = sorted(zip(vals.tolist(), idx.tolist()), key=lambda t: (-t[0], t[1]))
+    return [(v, int(i)) for v, i in pairs if v > float("-inf")]
+
+
+class BlockTreeProposer:
+    """Tree proposals from a :class:`BlockProposer` (DSpark or DFlash) and its context cache."""
+
+    drafts_trees = True
+
+    def __init__(self, block: BlockProposer, max_children: Optional[int]):
+        self.block = block
+        self.tap_layers = block.tap_layers
+        self.cap = block.cap
+        self.max_children = max_children
+        self.markov = isinstance(block, DSparkProposer)
+
+    def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
+        self.block.extend(tokens, hidden)
+
+    def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
+        g = min(max_tokens, self.cap)
+        if g < 1:
+            return Draft.empty()
+        base, _ = self.block.base_logits(ctx.pending, g)
+        sampling = ctx.sampling
+        k = min(max_tokens, self.max_children or max_tokens)
+        shared: Dict[int, List[Tuple[float, int]]] = {}
+
+        def children_of(node: int, path: List[int]) -> List[Tuple[float, int]]:
+            d = len(path)  # the children's depth - 1: their row in the block
+            if d >= g:
+                return []
+            per_node = self.markov or bool(sampling.processors)
+            if not per_node and d in shared:
+                return shared[d]
+            row = base[d]
+            if self.markov:
+                prev = mx.array(path[-1] if path else ctx.pending, dtype=mx.uint32)
+                row = row + self.block.markov(prev).astype(row.dtype)
+            lp = normalise(sampling.processed(row[None], list(ctx.history) + path))[0]
+            out = top_children(lp.astype(mx.float32), k)
+            if not per_node:
+                shared[d] = out
+            return out
+
+        tokens, parents = best_first(children_of, max_tokens, g)
+        if not tokens:
+            return Draft.empty()
+        return Draft(mx.array(tokens, dtype=mx.uint32), None, True, parents)
+
+
+def build(target: TargetAdapter, draft, options: StrategyOptions):
+    max_children = options.extra.get("max_children")
+    max_children = int(max_children) if max_children is not None else None
+    if max_children is not None and max_children < 1:
+        raise ValueError(f"max_children must be >= 1, got {max_children}")
+    for kind, cls in (("dspark", DSparkProposer), ("dflash", BlockProposer)):
+        if _claims(draft, kind):
+            return BlockTreeProposer(cls(as_drafter(draft, target.model, kind), options), max_children)
+    raise ValueError(
+        "strategy 'tree' needs a DSpark or DFlash drafter (a checkpoint folder or a loaded drafter)"
+    )

@@ -1,0 +1,216 @@
+"""Draft trees: their shape, the target's tree forward (one pass, tree attention mask) and helpers.
+
+A tree draft is a :class:`~mlx_specdec_plugin.drafting.Draft` with ``parents``: node ``i``'s
+parent is ``parents[i]`` (``-1``: the pending token, the root), parents come before children,
+and siblings are listed in the order they were drawn. The verify input is
+``[pending, node 0, node 1, ...]``; *round numbering* used below puts the root at 0 and draft
+node ``i`` at ``i + 1``.
+
+The tree forward runs every node in one target pass. Node ``n`` at depth ``d`` (the root has
+depth 0) gets position ``P + d`` (``P`` = the root's position) and attends to the whole prefix
+and to its own ancestors (itself included), nothing else; so its logits are exactly those of a
+chain forward over its root-to-node path. mlx-lm's attention applies RoPE with one scalar offset
+per call, so for a tree the decoder layers are re-run from the model's own public modules (its
+projections, norms, RoPE and mlx-lm's ``scaled_dot_product_attention``), per family;
+:func:`check_tree_forward` proves it on a probe (chain logits and branch logits equal
+``model(x)``) before it is trusted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.models.base import scaled_dot_product_attention
+
+from . import caches
+
+
+# -- shape
+
+
+def depths(parents: Sequence[int]) -> List[int]:
+    """Depth of each draft node (children of the root: 1)."""
+    out: List[int] = []
+    for i, p in enumerate(parents):
+        if not -1 <= p < i:
+            raise ValueError(f"tree node {i} has parent {p}: parents must come before their children")
+        out.append(1 if p < 0 else out[p] + 1)
+    return out
+
+
+def path_to(parents: Sequence[int], node: int) -> List[int]:
+    """Draft nodes from the root's child down to ``node`` (inclusive); ``[]`` for ``node = -1``."""
+    path = []
+    while node >= 0:
+        path.append(node)
+        node = parents[node]
+    return path[::-1]
+
+
+def children(parents: Sequence[int]) -> Dict[int, List[int]]:
+    """``{node: [child, ...]}`` in sibling order, the root as ``-1``."""
+    out: Dict[int, List[int]] = {}
+    for i, p in enumerate(parents):
+        out.setdefault(p, []).append(i)
+    return out
+
+
+def is_chain(parents: Optional[Sequence[int]]) -> bool:
+    return parents is None or all(p == i - 1 for i, p in enumerate(parents))
+
+
+def round_parents(parents: Sequence[int]) -> Tuple[int, ...]:
+    """Parents in round numbering (root 0, draft node i at i + 1) for round nodes 1..N."""
+    return tuple(p + 1 for p in parents)
+
+
+def ancestor_matrix(rparents: Sequence[int]) -> List[List[bool]]:
+    """``anc[i][j]``: round node ``j`` is round node ``i`` or one of its ancestors."""
+    n = len(rparents) + 1
+    anc = [[False] * n for _ in range(n)]
+    anc[0][0] = True
+    for i in range(1, n):
+        anc[i] = list(anc[rparents[i - 1]])
+        anc[i][i] = True
+    return anc
+
+
+def take_rows(x: mx.array, rows: Sequence[int], axis: int) -> mx.array:
+    """``x``'s entries ``rows`` along ``axis`` (a slice when ``rows`` is ``0..n-1``)."""
+    rows = list(rows)
+    if rows == list(range(len(rows))):
+        index = [slice(None)] * axis + [slice(0, len(rows))]
+        return x[tuple(index)]
+    return mx.take(x, mx.array(rows, dtype=mx.int32), axis=axis)
+
+
+# -- the tree forward
+
+
+def tree_mask(cache: Any, anc: List[List[bool]], first: int, width: int) -> mx.array:
+    """Boolean ``(L, S)`` mask for round nodes ``first .. first + L - 1`` fed to a layer whose cache
+    already holds the prefix and round nodes ``0 .. first - 1``; called before the layer's update.
+    ``S`` is the key length the cache's ``update_and_fetch`` will return; columns past the round's
+    nodes (a bucketed buffer's padding) are masked."""
+    L = width
+    stored = caches.stored_rows(cache)  # rows before this call's update (prefix + earlier nodes)
+    prefix = stored - first
+    S = caches.fetched_rows(cache, L)
+    n_round = first + L
+    rows = [anc[first + i][:n_round] for i in range(L)]
+    tree_part = mx.array(rows, dtype=mx.bool_)
+    parts = [mx.ones((L, prefix), dtype=mx.bool_), tree_part]
+    if S > prefix + n_round:
+        parts.append(mx.zeros((L, S - prefix - n_round), dtype=mx.bool_))
+    return mx.concatenate(parts, axis=1)
+
+
+def _rope_by_position(rope: Callable, x: mx.array, groups: List[Tuple[int, mx.array]], inverse: mx.array) -> mx.array:
+    """RoPE ``x (1, H, L, D)`` with per-token positions: tokens sharing a position form a batch
+    of length-1 sequences rotated with that scalar offset (any mlx-lm RoPE class takes one)."""
+    parts = []
+    for pos, idx in groups:
+        xs = mx.take(x, idx, axis=2).transpose(2, 1, 0, 3)  # (n, H, 1, D)
+        parts.append(rope(xs, offset=pos).transpose(2, 1, 0, 3))
+    out = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=2)
+    return mx.take(out, inverse, axis=2)
+
+
+def _attention(attn: nn.Module, x: mx.array, mask: mx.array, cache: Any, groups, inverse) -> mx.array:
+    B, L, _ = x.shape
+    queries, keys, values = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+    queries = queries.reshape(B, L, attn.n_heads, -1)
+    keys = keys.reshape(B, L, attn.n_kv_heads, -1)
+    if hasattr(attn, "q_norm"):  # qwen3
+        queries, keys = attn.q_norm(queries), attn.k_norm(keys)
+    queries, keys = queries.transpose(0, 2, 1, 3), keys.transpose(0, 2, 1, 3)
+    values = values.reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
+    queries = _rope_by_position(attn.rope, queries, groups, inverse)
+    keys = _rope_by_position(attn.rope, keys, groups, inverse)
+    keys, values = cache.update_and_fetch(keys, values)
+    out = scaled_dot_product_attention(queries, keys, values, cache=cache, scale=attn.scale, mask=mask)
+    return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+def _decoder_tree_forward(model, tokens, cache, taps, rparents, first):
+    """llama / qwen2 / qwen3 / mistral / smollm3 decoder stacks (pre-norm attention + MLP)."""
+    inner = model.model
+    L = tokens.shape[1]
+    anc = ancestor_matrix(rparents)
+    rdepth = [0] + depths([p - 1 for p in rparents])
+    base = caches.offset_of(cache[0]) - first  # the root's position
+    by_pos: Dict[int, List[int]] = {}
+    for i in range(L):
+        by_pos.setdefault(base + rdepth[first + i], []).append(i)
+    groups = [(pos, mx.array(idx, dtype=mx.int32)) for pos, idx in sorted(by_pos.items())]
+    order = [i for _, idx in sorted(by_pos.items()) for i in idx]
+    inverse = mx.array(sorted(range(L), key=order.__getitem__), dtype=mx.int32)
+    h = inner.embed_tokens(tokens)
+    wanted, tapped = set(taps), {}
+    masks: Dict[int, mx.array] = {}
+    for i, (layer, c) in enumerate(zip(inner.layers, cache)):
+        if getattr(layer, "use_sliding", False):
+            raise ValueError("tree verification does not support sliding-window layers")
+        key = caches.fetched_rows(c, L)
+        if key not in masks:
+            masks[key] = tree_mask(c, anc, first, L)
+        r = _attention(layer.self_attn, layer.input_layernorm(h), masks[key], c, groups, inverse)
+        h = h + r
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+        if i in wanted:
+            tapped[i] = h
+    return inner.norm(h), [tapped[i] for i in taps]
+
+
+TREE_FAMILIES: Dict[str, Callable] = {t: _decoder_tree_forward for t in ("llama", "qwen2", "qwen3", "mistral", "smollm3")}
+
+
+def tree_forward(target, tokens: mx.array, cache: List[Any], taps: Sequence[int], parents: Sequence[int], first: int = 0):
+    """Logits ``(1, L, V)`` and tapped hidden states of round nodes ``first .. first + L - 1``
+    (``tokens (1, L)``; ``parents`` in draft numbering, for every round node up to the last fed).
+    The cache must hold exactly the prefix and round nodes ``< first``; it gains the fed nodes in
+    order (round node ``j`` at the prefix length + ``j``)."""
+    from .target import _head  # the adapter's head (tied / untied, softcap)
+
+    forward = TREE_FAMILIES.get(target.model_type)
+    if forward is None:
+        raise ValueError(
+            f"tree verification is not implemented for model_type '{target.model_type}' "
+            f"(supported: {', '.join(sorted(TREE_FAMILIES))})"
+        )
+    h, tapped = forward(target.model, tokens, cache, taps, round_parents(parents), first)
+    return _head(target.model, h), (mx.concatenate(tapped, axis=-1) if taps else None)
+
+
+def check_tree_forward(target) -> None:
+    """Raise ``ValueError`` unless :func:`tree_forward` reproduces ``model(x)`` for the target: a
+    probe prefix, then a tree of two branches; each node's logits must equal a chain forward's
+    over its own path (relative difference <= 1e-4)."""
+    if target.model_type not in TREE_FAMILIES:
+        raise ValueError(
+            f"tree verification is not implemented for model_type '{target.model_type}' "
+            f"(supported: {', '.join(sorted(TREE_FAMILIES))})"
+        )
+    cache = target.make_cache()
+    caches.check_rollback(cache, trees=True)
+    V = target.vocab_size
+    prefix = [t % V for t in (1, 5, 2, 7)]
+    tok = [t % V for t in (3, 4, 6, 0, 2, 5)]
+    parents = (-1, -1, 0, 1, 1, 3)  # two branches, one splitting again
+    root = 9 % V
+    target.model(mx.array([prefix]), cache=cache)
+    logits, _ = tree_forward(target, mx.array([[root] + tok], dtype=mx.uint32), cache, (), parents)
+    diffs = []
+    for node in range(-1, len(tok)):
+        path = [root] + [tok[i] for i in path_to(parents, node)]
+        ref = target.model(mx.array([prefix + path]))[0, -1]
+        ours = logits[0, node + 1]
+        scale = 1.0 + float(mx.abs(ref).max().item())
+        diffs.append(float(mx.abs(ref.astype(mx.float32) - ours.astype(mx.float32)).max().item()) / scale)
+    if max(diffs) > 1e-4:
+        raise ValueError(
+            f"the tree forward for model_type '{target.model_type}' does not reproduce model(x) "
+            f"(relative max difference {max(diffs):.2e}); refusing tree verification"
+        )
