@@ -10,6 +10,8 @@ chooses each round's draft length (up to :data:`AUTO_MAX_DRAFT_TOKENS`) with
 :class:`~mlx_specdec_plugin.scheduler.AdaptiveScheduler` from the cached cost curve of this machine
 (``cost_curve=`` injects one; ``draft_length=`` any ``(stats, cap) -> int`` callable). Every response is a
 :class:`SpecGenerationResponse` (a ``GenerationResponse``) whose ``spec`` holds the statistics.
+To continue from a prefix cache (:mod:`.prefix_cache`): ``prompt_cache=`` and ``proposer=`` hold the
+state of the prompt's first ``cached_tokens=`` tokens (``target=``: the adapter they were built with).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ DEFAULT_NUM_DRAFT_TOKENS = 3
 AUTO_MAX_DRAFT_TOKENS = 8  # the scheduler's cap for num_draft_tokens="auto"
 # The keyword arguments both drop-in APIs (this module's and :mod:`.vlm`'s) take beyond upstream's.
 SPEC_KEYS = ("draft_strategy", "acceptor", "num_draft_tokens", "block_size", "strategy_options", "stats",
-             "draft_length", "cost_curve", "sampling")
+             "draft_length", "cost_curve", "sampling", "target", "proposer", "cached_tokens")
 
 
 @dataclass
@@ -112,13 +114,17 @@ def prepare(
     strategy_options: Optional[dict] = None,
     target: Optional[TargetAdapter] = None,
     sampling: Optional[SamplingParams] = None,
+    proposer: Any = None,
 ):
     """Resolve and validate everything before generation: returns
     ``(target, proposer, acceptor_spec, sampling, strategy, num_draft_tokens)``; raises
     ``ValueError`` with one clear message on bad input. ``strategy`` is ``None`` for plain decoding.
     ``num_draft_tokens=None``: the proposer's ``cap`` (its natural block) if it has one, else 3.
     ``sampling``: how tokens are drawn (:class:`~.sampling.SamplingParams`, what the front ends
-    build), or else mlx-lm's ``sampler`` / ``logits_processors`` (see :mod:`.sampling`)."""
+    build), or else mlx-lm's ``sampler`` / ``logits_processors`` (see :mod:`.sampling`).
+
+    ``proposer``: one this strategy built earlier with the same options, to continue (a prefix
+    cache's); otherwise a fresh one is built."""
     strategy = resolve_strategy(draft_model, draft_strategy)
     requested = num_draft_tokens
     if requested is not None and int(requested) < 1:
@@ -135,7 +141,8 @@ def prepare(
         block_size=block_size,
         extra=dict(strategy_options or {}),
     )
-    proposer = strategy.build(target, draft_model, options)
+    if proposer is None:
+        proposer = strategy.build(target, draft_model, options)
     target.check_taps(proposer.tap_layers)
     if getattr(proposer, "drafts_trees", False):
         spec = resolve_acceptor(acceptor, sampling, trees=True)
@@ -187,6 +194,7 @@ class Speculation:
     stats: SpecStats
     draft_length: Optional[Callable[[SpecStats, int], int]] = None
     prefill_step_size: int = 2048
+    cached_tokens: int = 0  # prompt tokens already in the cache passed to tokens() (a prefix cache's)
 
     def tokens(self, prompt: mx.array, max_tokens: int, prompt_cache: Optional[List[Any]] = None,
                prefill_fn: Optional[Prefill] = None) -> Generator[Tuple[int, mx.array, bool], None, None]:
@@ -195,7 +203,7 @@ class Speculation:
             prompt, self.target, self.proposer, self.acceptor.accept, num_draft_tokens=self.num_draft_tokens,
             max_tokens=max_tokens, sampling=self.sampling, prompt_cache=prompt_cache,
             prefill_step_size=self.prefill_step_size, stats=self.stats, draft_length=self.draft_length,
-            prefill_fn=prefill_fn,
+            prefill_fn=prefill_fn, cached_tokens=self.cached_tokens,
         )
 
 
@@ -216,6 +224,8 @@ def speculate(
     stats: Optional[SpecStats] = None,
     draft_length: Optional[Callable[[SpecStats, int], int]] = None,
     cost_curve: Optional[CostCurve] = None,
+    proposer: Any = None,
+    cached_tokens: int = 0,
 ) -> Optional[Speculation]:
     """The one speculative setup the LM and VLM drop-in APIs share: :func:`prepare` plus the
     draft-length policy (``num_draft_tokens="auto"``: :func:`auto_scheduler` up to
@@ -226,7 +236,7 @@ def speculate(
         model, draft_model, draft_strategy=draft_strategy, acceptor=acceptor, sampler=sampler,
         logits_processors=logits_processors, num_draft_tokens=AUTO_MAX_DRAFT_TOKENS if auto else num_draft_tokens,
         prefill_step_size=prefill_step_size, block_size=block_size, strategy_options=strategy_options,
-        target=target, sampling=sampling,
+        target=target, sampling=sampling, proposer=proposer,
     )
     if strategy is None:
         return None
@@ -234,7 +244,8 @@ def speculate(
     stats.strategy, stats.acceptor = strategy.name, spec.name
     if auto and draft_length is None:
         draft_length = auto_scheduler(model, draft_model, strategy.name, k, strategy_options, cost_curve, target)
-    return Speculation(target, proposer, spec, sampling, strategy, k, stats, draft_length, prefill_step_size)
+    return Speculation(target, proposer, spec, sampling, strategy, k, stats, draft_length, prefill_step_size,
+                       cached_tokens)
 
 
 @dataclass

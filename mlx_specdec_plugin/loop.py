@@ -66,6 +66,7 @@ def speculative_generate_step(
     stats: Optional[SpecStats] = None,
     draft_length: Optional[Callable[[SpecStats, int], int]] = None,
     prefill_fn: Optional[Prefill] = None,
+    cached_tokens: int = 0,
 ) -> Generator[Tuple[int, mx.array, bool], None, None]:
     """Generate tokens after ``prompt`` (1-D token array), ``max_tokens`` at most (-1: no limit).
 
@@ -74,6 +75,9 @@ def speculative_generate_step(
     number of proposals in ``0..cap`` before any of that round's tokens are drawn.
     ``prefill_fn``, if given, replaces :func:`prefill` for ``prompt[:-1]`` (e.g. mlx-vlm prompt
     embeddings with an image in them, :mod:`.vlm`); it must leave the same state behind.
+    ``cached_tokens``: the first ``cached_tokens`` of ``prompt`` (fewer than all of them) are already
+    in ``prompt_cache`` and in the proposer's state (a prefix cache, :mod:`.prefix_cache`); only the
+    rest is prefilled. The whole prompt is still the history drafters and processors read.
     """
     if num_draft_tokens < 1:
         raise ValueError(f"num_draft_tokens must be >= 1, got {num_draft_tokens}")
@@ -84,8 +88,10 @@ def speculative_generate_step(
     history = [int(t) for t in prompt.tolist()]
     if not history:
         raise ValueError("the prompt must contain at least one token")
+    if not 0 <= cached_tokens < len(history) or (cached_tokens and prefill_fn is not None):
+        raise ValueError(f"cached_tokens must be in [0, {len(history)}) without a prefill_fn, got {cached_tokens}")
 
-    (prefill_fn or prefill)(target, cache, history[:-1], proposer, prefill_step_size)
+    (prefill_fn or prefill)(target, cache, history[cached_tokens:-1], proposer, prefill_step_size)
     emitted = 0
 
     def next_budget() -> int:

@@ -43,6 +43,12 @@ def server(model_path, tmp_path_factory):
         yield s
 
 
+def without_incomplete_tail(text: str) -> str:
+    """What the server sends for the library's text: a reply cut inside a multi-byte character
+    does not end in the U+FFFD the detokenizer flushes for the incomplete bytes."""
+    return text[:-1] if text.endswith("\ufffd") else text
+
+
 @pytest.fixture(scope="module")
 def reference(model_path):
     """The library's own greedy output for a chat (through the chat template) or a text prompt."""
@@ -50,7 +56,8 @@ def reference(model_path):
 
     def ref(messages=None, prompt=None, max_tokens=MAX):
         ids = tok.apply_chat_template(messages, add_generation_prompt=True) if messages else tok.encode(prompt)
-        return generate(model, tok, ids, max_tokens=max_tokens, draft_strategy="lookup"), len(ids)
+        text = generate(model, tok, ids, max_tokens=max_tokens, draft_strategy="lookup")
+        return without_incomplete_tail(text), len(ids)
 
     return ref
 
@@ -121,6 +128,62 @@ def test_openai_chat_non_streaming_and_streaming_equal_library_generate(client, 
     assert finals[0].usage.completion_tokens == r.usage.completion_tokens
     assert finals[0].model_extra["speculative"]["rounds"] == spec["rounds"]
     assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == n_prompt
+
+
+def test_a_growing_conversation_reuses_the_cached_prefix_and_answers_the_same(client, reference, server):
+    """Each turn resends the conversation: the prefix cache serves all but the new tokens, and
+    every answer equals the library's answer computed from scratch."""
+    messages = list(CHAT)
+    for turn in range(3):
+        for strategy in ("lookup", "none"):
+            expected, n_prompt = reference(messages)
+            r = client.chat.completions.create(model="default_model", messages=messages, max_tokens=MAX,
+                                               extra_body={"draft_strategy": strategy})
+            assert r.choices[0].message.content == expected, (turn, strategy)
+            cached = r.usage.prompt_tokens_details.cached_tokens
+            assert r.usage.prompt_tokens == n_prompt and 0 <= cached < n_prompt
+            if turn > 0:  # the previous turn's prompt at least (the tiny byte model re-tokenizes exactly)
+                assert cached >= previous, (turn, strategy, cached, previous)
+        previous = n_prompt
+        messages = messages + [{"role": "assistant", "content": expected},
+                               {"role": "user", "content": f"and again, turn {turn}: the cat sat on the"}]
+    assert health(server)["prefix_cache"]["hits"] >= 4
+
+
+@pytest.mark.parametrize("strategy", ["lookup", "none"])
+def test_logprobs_are_the_targets_own_streaming_or_not(client, model_path, strategy):
+    """Each generated token's log-probability (and the top alternatives, best first) is the
+    target's log-softmax at that position, whether the token came from a draft or not."""
+    import mlx.core as mx
+
+    from mlx_lm.sample_utils import make_logits_processors
+
+    model, tok = mlx_lm.load(model_path)
+    ids = tok.apply_chat_template(CHAT, add_generation_prompt=True)
+    processors = make_logits_processors({EOS_ID: -100})
+    ref = [(r.token, r.logprobs) for r in mlx_lm.stream_generate(model, tok, ids, max_tokens=MAX,
+                                                                  logits_processors=processors)]
+    r = client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX, logprobs=True,
+                                       top_logprobs=3, extra_body={"draft_strategy": strategy,
+                                                                   "logit_bias": NO_EOS})
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens == MAX == len(ref)
+    for e, (token, logprobs) in zip(content, ref):
+        assert e.logprob == pytest.approx(logprobs[token].item(), abs=1e-4)
+        best = sorted(logprobs.tolist(), reverse=True)[:3]
+        assert [t.logprob for t in e.top_logprobs] == pytest.approx(best, abs=1e-4)
+        assert e.top_logprobs[0].token == e.token  # greedy: the token is its own best alternative
+    streamed = list(client.chat.completions.create(model="default_model", messages=CHAT, max_tokens=MAX,
+                                                   logprobs=True, top_logprobs=3, stream=True,
+                                                   extra_body={"draft_strategy": strategy, "logit_bias": NO_EOS}))
+    streamed_lp = [e.logprob for c in streamed if c.choices and c.choices[0].logprobs
+                   for e in c.choices[0].logprobs.content]
+    assert streamed_lp == pytest.approx([e.logprob for e in content], abs=1e-6)
+    text = client.completions.create(model="default_model", prompt=TEXT, max_tokens=4, logprobs=2,
+                                     extra_body={"draft_strategy": strategy, "logit_bias": NO_EOS})
+    lp = text.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 4
+    assert all(len(t) <= 2 for t in lp.top_logprobs) and lp.text_offset[0] == 0
 
 
 def test_openai_text_completion_equals_library_generate(client, reference):
@@ -245,6 +308,15 @@ BAD = [
     ("/v1/chat/completions", {"messages": CHAT, "acceptor": "nope"}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "acceptor": "greedy", "temperature": 0.7}, 400),
     ("/v1/chat/completions", {"messages": CHAT, "model": "gpt-4"}, 404),
+    # issue 14: each of these was a 500, a 200 with garbage, or named the wrong parameter
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"},
+                                           {"role": "assistant", "content": "x", "tool_calls": 5}]}, 400),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"},
+                                           {"role": "assistant", "content": "x", "tool_calls": True}]}, 400),
+    ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": None, "tool_calls": {"a": 1}}]}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "logit_bias": {"42": 1e9}}, 400),
+    ("/v1/chat/completions", {"messages": CHAT, "logit_bias": {"42": [1]}}, 400),
+    ("/v1/completions", {"prompt": "a" * 60000}, 400),  # refused before tokenizing
     ("/v1/completions", {"prompt": ""}, 400),
     ("/v1/completions", {"prompt": [1, -1]}, 400),
     ("/v1/completions", {"prompt": "a" * 5000}, 400),  # oversize prompt: the tiny model's context is 4096
@@ -272,8 +344,32 @@ def test_bad_input_gets_a_json_4xx_and_the_next_request_still_works(server, clie
     assert_still_correct(client, reference)
 
 
+def test_by_default_no_web_page_and_no_rebound_host_can_use_the_server(server):
+    """No CORS unless ``--cors-origin``: a browser request (it carries ``Origin``) gets 403 with no
+    CORS headers; a ``Host`` that is not a loopback name (DNS rebinding) gets 421."""
+    def post(headers):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            conn.request("POST", "/v1/completions", body=json.dumps({"prompt": TEXT, "max_tokens": 2}).encode(),
+                         headers={"Content-Type": "application/json", **headers})
+            resp = conn.getresponse()
+            return resp.status, {k.lower() for k, _ in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    for origin in ("http://evil.example", "http://localhost:3000", "null"):
+        status, names, raw = post({"Origin": origin})
+        assert status == 403 and not any(n.startswith("access-control-") for n in names), raw
+    status, names, _ = post({"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert status == 403
+    status, _, raw = post({"Host": f"attacker.example:{server.port}"})
+    assert status == 421 and json.loads(raw)["error"]["code"] == "host_not_allowed"
+    assert post({})[0] == 200 and post({"Host": f"localhost:{server.port}"})[0] == 200
+
+
 FUZZ_VALUES = [None, True, False, -1, 0, 1, 2.5, -3.25, "", "x", "\ud800", [], {}, [1, "a"], {"a": 1},
-               {"role": "user"}, 10**30, -(10**30), 1e308, 2**63, [[]], "default_model", "lookup", "none"]
+               {"role": "user"}, 10**30, -(10**30), 1e308, 2**63, [[]], "default_model", "lookup", "none",
+               1e-40, "auto", {"42": 1e9}, [{"function": {"name": "f", "arguments": "{"}}]]
 FUZZ_KEYS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
              "min_p", "stop", "seed", "stream", "stream_options", "logit_bias", "repetition_penalty",
              "repetition_context_size", "presence_penalty", "frequency_penalty", "n", "logprobs", "top_logprobs",
@@ -299,6 +395,8 @@ def fuzz_body(rng: random.Random) -> bytes:
         elif op < 0.3 and chat:
             base["messages"] = [rng.choice([{"role": "user", "content": rng.choice(FUZZ_VALUES)},
                                             {"role": rng.choice(FUZZ_VALUES), "content": "x"},
+                                            {"role": "assistant", "content": rng.choice([None, "x"]),
+                                             "tool_calls": rng.choice(FUZZ_VALUES)},
                                             rng.choice(FUZZ_VALUES)])]
         else:
             base[key] = rng.choice(FUZZ_VALUES)
@@ -447,3 +545,14 @@ def test_auto_draft_length_is_accepted_as_the_servers_default_and_per_request():
     assert _draft_tokens({}, "auto", 16) == "auto"  # `server --num-draft-tokens auto` (its warm-up request)
     assert _draft_tokens({"num_draft_tokens": "auto"}, 3, 16) == "auto"
     assert _draft_tokens({"num_draft_tokens": 4}, "auto", 16) == 4
+
+
+def test_a_refused_request_does_not_cost_the_next_one_its_cached_prefix(client, server):
+    messages = CHAT + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "the cat sat"}]
+    client.chat.completions.create(model="default_model", messages=messages, max_tokens=4)
+    with pytest.raises(openai.BadRequestError, match="exact only at temperature 0"):
+        client.chat.completions.create(model="default_model", messages=messages + [{"role": "user", "content": "x"}],
+                                       max_tokens=4, temperature=0.5, extra_body={"acceptor": "greedy"})
+    r = client.chat.completions.create(model="default_model", messages=messages + [{"role": "user", "content": "y"}],
+                                       max_tokens=4)
+    assert r.usage.prompt_tokens_details.cached_tokens > len(messages)

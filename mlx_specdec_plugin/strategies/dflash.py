@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
+from .. import caches
 from ..drafters import Drafter, as_drafter, claims as _claims
 from ..drafting import Draft, DraftContext, StrategyOptions, draw
 from ..sampling import Sampling
@@ -54,6 +55,28 @@ class BlockProposer:
         self.cache = drafter.make_cache()
         self._queued: List[mx.array] = []  # tapped features (1, L, n_t*H) not yet in the cache
         self._queued_rows = 0
+
+    @property
+    def committed(self) -> int:
+        """Committed tokens whose context rows are in the cache or queued for it."""
+        return (self.cache[0].offset if self.cache else 0) + self._queued_rows
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in caches.leaves(self.cache))
+
+    def rewind(self, n: int) -> bool:
+        """Keep the context rows of the first ``n`` committed tokens only (``False`` if the drafter's
+        cache cannot be trimmed)."""
+        if n > self.committed:
+            return False
+        self.flush_context()
+        drop = self.committed - n
+        if drop and not caches.trimmable(self.cache):
+            return False
+        for c in caches.leaves(self.cache):
+            c.trim(drop)
+        return True
 
     # -- context
 

@@ -48,9 +48,32 @@ class DraftModelProposer:
         self.fuse = caches.trimmable(self.cache)  # trim-only caches: committed + pending in one forward
         self.last: Optional[tuple] = None  # (pending, drafted tokens array) of the last propose
         self.round: Optional[caches.Round] = None  # rollback record of the speculative feeds
+        self.committed = 0  # committed tokens handed to extend (in the draft cache or in unfed)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in caches.leaves(self.cache))
+
+    def rewind(self, n: int) -> bool:
+        """Keep the state of the first ``n`` committed tokens only (``False``: the draft cache cannot
+        be trimmed, or a round is open; the proposer is then unusable for reuse)."""
+        if self.fed or n > self.committed:
+            return False
+        in_cache = self.committed - len(self.unfed)
+        if n >= in_cache:
+            self.unfed = self.unfed[: n - in_cache]
+        elif caches.trimmable(self.cache):
+            for c in caches.leaves(self.cache):
+                c.trim(in_cache - n)
+            self.unfed = []
+        else:
+            return False
+        self.committed, self.last = n, None
+        return True
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
         tokens = list(tokens)
+        self.committed += len(tokens)
         if self.fed:
             pending, drafted = self.last
             speculative = ([pending] + drafted.tolist())[: self.fed]

@@ -28,15 +28,33 @@ class LookupProposer:
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
         self.last_end: Dict[Tuple[int, ...], int] = {}  # n-gram -> end index of its latest occurrence
         self.indexed = 0  # n-grams ending before this index are in last_end
+        self.undo: List[List[Tuple[Tuple[int, ...], Optional[int]]]] = []  # per position: (n-gram, previous end)
+        self.committed = 0
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
-        pass  # the history in the DraftContext is the source of truth
+        self.committed += len(tokens)  # the history in the DraftContext is the source of truth
+
+    def rewind(self, n: int) -> bool:
+        """Forget everything after the first ``n`` committed tokens: the index becomes exactly the
+        one built from them (the entries of later positions undone, newest first)."""
+        while self.indexed > n:
+            for key, prev in reversed(self.undo.pop()):
+                if prev is None:
+                    del self.last_end[key]
+                else:
+                    self.last_end[key] = prev
+            self.indexed -= 1
+        self.committed = min(self.committed, n)
+        return True
 
     def _index(self, history: List[int], upto: int) -> None:
         for end in range(self.indexed, upto):
-            for n in range(self.min_ngram, self.max_ngram + 1):
-                if end - n + 1 >= 0:
-                    self.last_end[tuple(history[end - n + 1 : end + 1])] = end
+            changes = []
+            for n in range(self.min_ngram, min(self.max_ngram, end + 1) + 1):
+                key = tuple(history[end - n + 1 : end + 1])
+                changes.append((key, self.last_end.get(key)))
+                self.last_end[key] = end
+            self.undo.append(changes)
         self.indexed = max(self.indexed, upto)
 
     def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
