@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlx_specdec_plugin.tiny import BOS_ID, BYTE_VOCAB, EOS_ID, _byte_tokenizer_json, make_tiny_model, save_model, tiny_config
+from mlx_specdec_plugin.tiny import BOS_ID, BYTE_VOCAB, EOS_ID, byte_tokenizer_json, make_tiny_model, save_model, tiny_config
 
 CALL = {"name": "get_weather", "arguments": {"city": "Oslo"}}
 PIECES = ["<tool_call>", json.dumps(CALL), "</tool_call>"]
@@ -45,7 +45,7 @@ def save_tool_model(path: Path, seed: int = 0) -> Path:
     model.lm_head.weight = mx.stack(rows)
     mx.eval(model.parameters())
     save_model(path, model, config, tokenizer=False)
-    tok = _byte_tokenizer_json()
+    tok = byte_tokenizer_json()
     for i, piece in zip(ids, PIECES):
         tok["added_tokens"].append({"id": i, "content": piece, "single_word": False, "lstrip": False,
                                     "rstrip": False, "normalized": False, "special": False})
