@@ -38,7 +38,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import KVCache
 
-from .target import TargetAdapter, _head, text_model
+from .target import TargetAdapter, lm_head, text_model
 
 PathLike = Union[str, Path]
 KIND = "mtp"
@@ -153,7 +153,7 @@ class MtpDrafter:
         return self.module(embeds, features, cache)
 
     def head(self, out: mx.array) -> mx.array:
-        return _head(self.target_model, out)
+        return lm_head(self.target_model, out)
 
     def bind(self, target_model: nn.Module) -> "MtpDrafter":
         if isinstance(target_model, TargetAdapter):
