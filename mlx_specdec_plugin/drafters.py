@@ -56,6 +56,36 @@ TARGET_FOLDER_KINDS = ("mtp",)
 _IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
+def rope_settings(raw: dict) -> Tuple[float, Optional[dict]]:
+    """``(rope_theta, rope_scaling)`` from a config's ``rope_theta`` / ``rope_scaling`` or the newer
+    ``rope_parameters``; a ``default`` scaling is no scaling (``None``)."""
+    rope_theta = raw.get("rope_theta", 10000.0)
+    rope_scaling = raw.get("rope_scaling")
+    params = raw.get("rope_parameters")
+    if isinstance(params, dict):
+        params = dict(params)
+        rope_theta = params.pop("rope_theta", rope_theta)
+        rope_scaling = params or rope_scaling
+    if rope_scaling and (rope_scaling.get("rope_type") or rope_scaling.get("type")) in (None, "default"):
+        rope_scaling = None
+    return rope_theta, rope_scaling
+
+
+def check_weights(expected: Dict[str, Any], weights: Dict[str, Any], what: str, noun: str = "weight",
+                  hint: str = "") -> None:
+    """Raise ``ValueError`` naming ``what`` when the checkpoint's ``weights`` miss, add to or
+    reshape the module's ``expected`` parameters (``hint`` ends the shape line)."""
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing:
+        raise ValueError(f"{what}: missing {noun}(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if extra:
+        raise ValueError(f"{what}: unexpected {noun}(s) {extra[:8]}{' ...' if len(extra) > 8 else ''}")
+    for k, v in expected.items():
+        if tuple(weights[k].shape) != tuple(v.shape):
+            raise ValueError(f"{what}: weight '{k}' has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)}{hint}")
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -246,15 +276,7 @@ def normalize_config(raw: dict) -> DrafterConfig:
     if "sliding_attention" in layer_types and not window:
         raise ValueError("drafter config: 'sliding_window' is required for sliding_attention layers")
 
-    rope_theta = raw.get("rope_theta", 10000.0)
-    rope_scaling = raw.get("rope_scaling")
-    params = raw.get("rope_parameters")
-    if isinstance(params, dict):
-        params = dict(params)
-        rope_theta = params.pop("rope_theta", rope_theta)
-        rope_scaling = params or rope_scaling
-    if rope_scaling and (rope_scaling.get("rope_type") or rope_scaling.get("type")) in (None, "default"):
-        rope_scaling = None
+    rope_theta, rope_scaling = rope_settings(raw)
     markov_rank = int(get("markov_rank", 256 if kind == "dspark" else 0) or 0)
     if kind == "dspark":
         _int(raw, "markov_rank", markov_rank)

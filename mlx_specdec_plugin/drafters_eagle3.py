@@ -45,6 +45,7 @@ from mlx_lm.models.base import create_attention_mask, scaled_dot_product_attenti
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
+from .drafters import check_weights, rope_settings
 from .target import TargetAdapter
 
 PathLike = Union[str, Path]
@@ -138,15 +139,7 @@ def normalize_config(raw: dict) -> Eagle3Config:
         proposals = _int("speculative_tokens", methods[0]["speculative_tokens"])
     elif raw.get("block_size") is not None:
         proposals = max(1, _int("block_size", raw["block_size"]) - 1)
-    rope_theta = text.get("rope_theta", 10000.0)
-    rope_scaling = text.get("rope_scaling")
-    params = text.get("rope_parameters")
-    if isinstance(params, dict):
-        params = dict(params)
-        rope_theta = params.pop("rope_theta", rope_theta)
-        rope_scaling = params or rope_scaling
-    if rope_scaling and (rope_scaling.get("rope_type") or rope_scaling.get("type")) in (None, "default"):
-        rope_scaling = None
+    rope_theta, rope_scaling = rope_settings(text)
     return Eagle3Config(
         layout="speculators" if speculators else "specforge",
         hidden_size=H,
@@ -458,19 +451,7 @@ def build_module(c: Eagle3Config, weights: Dict[str, mx.array]) -> Eagle3Module:
     if c.norm_before_fc is False:
         weights.pop("input_norm.weight", None)
     module = Eagle3Module(c, n_taps, "embed_tokens.weight" in weights, own_head)
-    expected = dict(tree_flatten(module.parameters()))
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing:
-        raise ValueError(f"eagle3 drafter checkpoint: missing weight(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if extra:
-        raise ValueError(f"eagle3 drafter checkpoint: unexpected weight(s) {extra[:8]}{' ...' if len(extra) > 8 else ''}")
-    for k, v in expected.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise ValueError(
-                f"eagle3 drafter checkpoint: weight '{k}' has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)} "
-                "from config.json"
-            )
+    check_weights(dict(tree_flatten(module.parameters())), weights, "eagle3 drafter checkpoint", hint=" from config.json")
     module.load_weights(list(weights.items()), strict=True)
     mx.eval(module.parameters())
     return module

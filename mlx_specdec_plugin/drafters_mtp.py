@@ -38,6 +38,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import KVCache
 
+from .drafters import check_weights
 from .target import TargetAdapter, lm_head, text_model
 
 PathLike = Union[str, Path]
@@ -188,16 +189,7 @@ def _layer_factory(c: MtpConfig, target_model: nn.Module):
 
 def _build(c: MtpConfig, target_model: nn.Module, weights: Dict[str, mx.array]) -> nn.Module:
     module = QwenMtpModule(c, _layer_factory(c, target_model))
-    expected = dict(tree_flatten(module.parameters()))
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing:
-        raise ValueError(f"mtp checkpoint: missing MTP weight(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if extra:
-        raise ValueError(f"mtp checkpoint: unexpected MTP weight(s) {extra[:8]}{' ...' if len(extra) > 8 else ''}")
-    for k, v in expected.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise ValueError(f"mtp checkpoint: weight '{k}' has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)}")
+    check_weights(dict(tree_flatten(module.parameters())), weights, "mtp checkpoint", "MTP weight")
     module.load_weights(list(weights.items()), strict=True)
     mx.eval(module.parameters())
     return module

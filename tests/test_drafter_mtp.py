@@ -179,7 +179,7 @@ def test_cli_reads_the_heads_from_the_targets_own_folder_only(world, tmp_path):
     root, model, tok = world
     ref = mlx_lm.generate(model, tok, tok.encode("the cat sat", add_special_tokens=False), max_tokens=12)
     proc = _cli("--model", str(root / "t"), "--draft-model", str(root / "t"))
-    assert "strategy: mtp (--draft-model config is a mtp checkpoint)" in proc.stderr and ref in proc.stdout
+    assert "strategy: mtp (--draft-model is a mtp checkpoint)" in proc.stderr and ref in proc.stdout
     save_tiny_model(tmp_path / "small", "qwen3_5", seed=5, num_hidden_layers=2, **QWEN_GDN)
     add_qwen_mtp(tmp_path / "small")
     proc = _cli("--model", str(root / "t"), "--draft-model", str(tmp_path / "small"))
