@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import pytest
-from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
+from mlx_specdec_plugin.sampling import make_sampler  # mlx-lm's arguments and draws, with a known distribution
 
 from drafter_fixtures import QWEN_GDN, add_qwen_mtp, write_eagle3
 from exactness import chi_square_pvalue, exact_joint
@@ -63,7 +63,7 @@ def generate(model, drafter, strategy, acceptor, n, wrap=None):
     for _ in range(n):
         target, proposer, spec, sampling, _, k = prepare(
             model, drafter, draft_strategy=strategy, acceptor=acceptor,
-            sampler=mlx_lm_make_sampler(temp=1.0), num_draft_tokens=2, target=target,
+            sampler=make_sampler(temp=1.0), num_draft_tokens=2, target=target,
         )
         if wrap is not None:
             proposer = wrap(proposer)

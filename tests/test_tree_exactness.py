@@ -16,7 +16,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from mlx_lm.sample_utils import make_logits_processors
-from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
+from mlx_specdec_plugin.sampling import make_sampler  # mlx-lm's arguments and draws, with a known distribution
 
 from exactness import CONFIGS, chi_square_pvalue, exact_joint, next_token_probs
 from mlx_specdec_plugin import tree
@@ -109,7 +109,7 @@ def scores_from_table(history, draft) -> TargetScores:
     return TargetScores(mx.log(mx.array(p.astype(np.float32))), SAMPLING, mx.array(p.astype(np.float32)))
 
 
-SAMPLING = Sampling.create(mlx_lm_make_sampler(**SAMPLER_KW), make_logits_processors(**PROC_KW))
+SAMPLING = Sampling.create(make_sampler(**SAMPLER_KW), make_logits_processors(**PROC_KW))
 
 
 def rounds(accept, mode, n=SAMPLES):
