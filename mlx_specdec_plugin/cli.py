@@ -37,6 +37,11 @@ def add_speculative_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--lookup-max-ngram", type=int, default=3, help="lookup: longest suffix n-gram to match (default 3)"
     )
+    group.add_argument(
+        "--distributed-timeout", type=float, default=None,
+        help="under mlx.launch: a rank that waits on the others longer than this many seconds exits with "
+        "an error (default $MLX_SPECDEC_DIST_TIMEOUT or 300)",
+    )
 
 
 def draft_tokens_type(value: str):
@@ -105,8 +110,12 @@ def load_draft(path: str, trust_remote_code: bool = False):
     return model
 
 
-def _say(message: str) -> None:
-    print(f"[mlx-specdec] {message}", file=sys.stderr, flush=True)
+_say_enabled = True  # False on ranks other than 0 under mlx.launch: rank 0 speaks for the group
+
+
+def _say(message: str, always: bool = False) -> None:
+    if _say_enabled or always:
+        print(f"[mlx-specdec] {message}", file=sys.stderr, flush=True)
 
 
 def resolve_cli_strategy(name: str, draft, config: Optional[dict]) -> tuple:
@@ -140,6 +149,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     from mlx_lm.sample_utils import make_sampler
     from mlx_lm.utils import load
 
+    from .distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
     from .generate import generate
 
     parser = setup_arg_parser()
@@ -166,12 +176,26 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     except LoadError as e:
         _say(f"error: {e}")
         return 2
-    model, tokenizer = load(
-        model_path,
-        adapter_path=args.adapter_path,
-        tokenizer_config={"trust_remote_code": args.trust_remote_code},
-        model_config={"quantize_activations": args.quantize_activations},
-    )
+    group = active_group()
+    leader = group is None or group.rank() == 0
+    if group is None:
+        model, tokenizer = load(
+            model_path,
+            adapter_path=args.adapter_path,
+            tokenizer_config={"trust_remote_code": args.trust_remote_code},
+            model_config={"quantize_activations": args.quantize_activations},
+        )
+    else:
+        try:
+            model, tokenizer = _sharded_target(model_path, draft_path, args, group)
+        except (LoadError, DistributedError) as e:
+            _say(f"error: rank {group.rank()}: {e}")
+            return 2
+        Watchdog.arm(group.rank(), timeout_s(args.distributed_timeout))
+        if not leader:
+            global _say_enabled
+            _say_enabled = False
+            args.verbose = False
     for eos_token in args.extra_eos_token:
         tokenizer.add_eos_token(eos_token)
 
@@ -243,12 +267,47 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
             parser.error("--kv-bits is not supported with speculative decoding yet (use --draft-strategy none)")
     try:
         text = generate(model, tokenizer, prompt, **kwargs)
+    except DistributedError as e:
+        _say(f"error: rank {group.rank() if group else 0}: {e}", always=True)
+        return 3
+    except RuntimeError as e:
+        if group is None:
+            raise
+        _say(f"error: rank {group.rank()}: the process group failed ({str(e).strip().splitlines()[-1]})",
+             always=True)
+        return 3
     except ValueError as e:
         _say(f"error: {e}")
         return 2
-    if not args.verbose:
+    finally:
+        Watchdog.disarm()
+    if not args.verbose and leader:
         print(text)
     return 0
+
+
+def _sharded_target(model_path: str, draft_path: Optional[str], args, group):
+    """Under mlx.launch: check that every rank has the same model files (and drafter), then load the
+    target with mlx-lm's ``sharded_load`` (tensor parallel: ``model.shard(group)``)."""
+    from mlx_lm.utils import sharded_load
+
+    from .distributed import check_same, folder_digest
+
+    if args.adapter_path is not None:
+        raise LoadError("--adapter-path is not supported on a sharded target")
+    ours = folder_digest(model_path) + (folder_digest(draft_path) if draft_path else b"")
+    import hashlib
+
+    check_same("model files (--model / --draft-model)", hashlib.sha256(ours).digest(), group)
+    from mlx_lm.utils import load_model
+
+    probe, _ = load_model(Path(model_path), lazy=True, strict=False)
+    if not hasattr(probe, "shard"):
+        raise LoadError(f"--model {model_path}: this model type has no tensor-parallel sharding in mlx-lm "
+                        "(pipeline sharding is not supported by mlx-specdec yet)")
+    del probe
+    return sharded_load(model_path, tensor_group=group,
+                        tokenizer_config={"trust_remote_code": args.trust_remote_code})
 
 
 def strategies_main(argv: Optional[List[str]] = None) -> int:

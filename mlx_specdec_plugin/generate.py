@@ -8,6 +8,10 @@ chooses each round's draft length (up to :data:`AUTO_MAX_DRAFT_TOKENS`) with
 :class:`~mlx_specdec_plugin.scheduler.AdaptiveScheduler` from the cached cost curve of this machine
 (``cost_curve=`` injects one; ``draft_length=`` any ``(stats, cap) -> int`` callable). Every response is a
 :class:`SpecGenerationResponse` (a ``GenerationResponse``) whose ``spec`` holds the statistics.
+
+In a process group of more than one rank (``mlx.launch``; ``group=`` names one, ``group=False``
+opts out) every rank must make the same call on its shard of the target: rank 0 drafts and
+decides, the others follow (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from .acceptors import AcceptorSpec
+from .distributed import (LockstepProposer, active_group, check_drafter_for_shards, check_same, digest,
+                          lockstep_acceptor, lockstep_draft_length)
 from .drafting import Strategy, StrategyOptions
 from .loop import speculative_generate_step
 from .plugins import registry
@@ -154,7 +160,7 @@ def stream_generate(
 ) -> Generator[GenerationResponse, None, None]:
     """mlx-lm's ``stream_generate`` with speculative decoding (see the module docstring)."""
     spec_keys = ("draft_strategy", "acceptor", "block_size", "strategy_options", "stats", "draft_length",
-                 "cost_curve")
+                 "cost_curve", "group")
     spec_kwargs = {k: kwargs.pop(k) for k in spec_keys if k in kwargs}
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
         kwargs.pop("num_draft_tokens", None)
@@ -164,6 +170,12 @@ def stream_generate(
         raise ValueError("Maximum number of tokens must be non-zero (use -1 for no limit).")
     if not isinstance(tokenizer, TokenizerWrapper):
         tokenizer = TokenizerWrapper(tokenizer)
+    group = active_group(spec_kwargs.pop("group", None))
+    if group is not None:
+        check_drafter_for_shards(model, draft_model)
+        if kwargs.get("num_draft_tokens") == "auto" and spec_kwargs.get("draft_length") is None:
+            raise ValueError("num_draft_tokens='auto' is not supported on a sharded target yet (its cost curve "
+                             "is this machine's); pass an integer")
     stats: SpecStats = spec_kwargs.pop("stats", None) or SpecStats()
     draft_length = spec_kwargs.pop("draft_length", None)
     cost_curve = spec_kwargs.pop("cost_curve", None)
@@ -190,6 +202,14 @@ def stream_generate(
     if unsupported:
         raise ValueError(f"not supported with speculative decoding: {', '.join(unsupported)}")
     prompt = _encode(tokenizer, prompt)
+    accept = acceptor_spec.accept
+    if group is not None:  # every rank in lockstep; rank 0 drafts and decides (see .distributed)
+        check_same("prompts or generation settings",
+                   digest(prompt.tolist(), max_tokens, strategy.name, acceptor_spec.name, k, auto,
+                          sampling.params, target.model_type, target.num_layers, target.vocab_size), group)
+        proposer = LockstepProposer(proposer, group)
+        accept = lockstep_acceptor(accept, group)
+        draft_length = lockstep_draft_length(draft_length, group)
     prompt_cache = kwargs.pop("prompt_cache", None)
     if prompt_cache is None and kwargs.get("max_kv_size") is not None:
         prompt_cache = target.make_cache(max_kv_size=kwargs["max_kv_size"])
@@ -197,7 +217,7 @@ def stream_generate(
         prompt,
         target,
         proposer,
-        acceptor_spec.accept,
+        accept,
         num_draft_tokens=k,
         max_tokens=max_tokens,
         sampling=sampling,
