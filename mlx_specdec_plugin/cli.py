@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -149,7 +150,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     from mlx_lm.sample_utils import make_sampler
     from mlx_lm.utils import load
 
-    from .distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
+    from .distributed import DistributedError, Watchdog, active_group, timeout_s
     from .generate import generate
 
     parser = setup_arg_parser()
@@ -289,18 +290,14 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
 def _sharded_target(model_path: str, draft_path: Optional[str], args, group):
     """Under mlx.launch: check that every rank has the same model files (and drafter), then load the
     target with mlx-lm's ``sharded_load`` (tensor parallel: ``model.shard(group)``)."""
-    from mlx_lm.utils import sharded_load
+    from mlx_lm.utils import load_model, sharded_load
 
     from .distributed import check_same, folder_digest
 
     if args.adapter_path is not None:
         raise LoadError("--adapter-path is not supported on a sharded target")
     ours = folder_digest(model_path) + (folder_digest(draft_path) if draft_path else b"")
-    import hashlib
-
     check_same("model files (--model / --draft-model)", hashlib.sha256(ours).digest(), group)
-    from mlx_lm.utils import load_model
-
     probe, _ = load_model(Path(model_path), lazy=True, strict=False)
     if not hasattr(probe, "shard"):
         raise LoadError(f"--model {model_path}: this model type has no tensor-parallel sharding in mlx-lm "
