@@ -24,7 +24,7 @@ import mlx_lm  # noqa: E402
 from mlx_lm.utils import load_tokenizer  # noqa: E402
 from mlx_lm.utils import sharded_load  # noqa: E402
 
-from mlx_specdec_plugin import stream_generate  # noqa: E402
+from mlx_specdec_plugin import SpecStats, stream_generate  # noqa: E402
 from mlx_specdec_plugin.distributed import LockstepProposer, lockstep_acceptor  # noqa: E402
 from mlx_specdec_plugin.drafting import Verdict  # noqa: E402
 from mlx_specdec_plugin.generate import prepare  # noqa: E402
@@ -38,19 +38,23 @@ def parity(group, a):
     model, tok = sharded_load(a["target"], tensor_group=group)
     draft, _ = mlx_lm.load(a["draft"])
     whole, _ = mlx_lm.load(a["target"])
-    out = {}
-    runs = {"draft-model": dict(draft_model=draft), "lookup": dict(draft_strategy="lookup")}
-    if a.get("dspark"):
-        runs["dspark"] = dict(draft_model=a["dspark"], draft_strategy="dspark")
+    out, accepted = {}, {}
+    runs = {"draft-model": dict(draft_model=draft), "lookup": dict(draft_strategy="lookup"),
+            "draft-model-self": dict(draft_model=whole)}  # the whole target drafting: every draft accepted
+    for name in ("dspark", "dflash"):
+        if a.get(name):
+            runs[name] = dict(draft_model=a[name], draft_strategy=name)
     for name, kw in runs.items():
+        stats = SpecStats()
         out[name] = [r.token for r in stream_generate(model, tok, a["prompt"], max_tokens=a["max_tokens"],
-                                                      num_draft_tokens=a["k"], **kw)]
+                                                      num_draft_tokens=a["k"], stats=stats, **kw)]
+        accepted[name] = sum(r.accepted for r in stats.rounds)
     ids = mx.array([tok.encode(a["prompt"])], dtype=mx.uint32)
     taps = tuple(a["taps"])
     _, h_sharded = TargetAdapter(model)(ids, model.make_cache(), taps)
     _, h_whole = TargetAdapter(whole)(ids, whole.make_cache(), taps)
     diff = float(mx.abs(h_sharded - h_whole).max().item()) / (1.0 + float(mx.abs(h_whole).max().item()))
-    return {"tokens": out, "tap_diff": diff, "sharded": len(model.layers[0].self_attn.q_proj.weight)}
+    return {"tokens": out, "accepted": accepted, "tap_diff": diff, "sharded": len(model.layers[0].self_attn.q_proj.weight)}
 
 
 def accept_always(draft, scores):

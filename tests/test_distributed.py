@@ -20,7 +20,7 @@ import pytest
 from mlx_lm.generate import generate_step
 
 from exactness import CONFIGS, chi_square_pvalue, exact_joint
-from drafter_fixtures import write_dspark
+from drafter_fixtures import write_dflash, write_dspark
 from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
 
 pytestmark = [pytest.mark.distributed,
@@ -81,19 +81,22 @@ def folders(tmp_path_factory):
     target = save_tiny_model(root / "t", "llama", seed=1, sharpness=6, num_hidden_layers=4)
     draft = save_tiny_model(root / "d", "llama", seed=2, sharpness=6, hidden_size=16)
     dspark = write_dspark(root / "ds", target, target_layer_ids=TAPS, seed=11)
+    dflash = write_dflash(root / "df", target, target_layer_ids=TAPS, seed=12)
     model, tok = mlx_lm.load(str(target))
     ids = mx.array(tok.encode(PROMPT))
     ref = [t for t, _ in generate_step(ids, model, max_tokens=MAX_TOKENS)]
-    return dict(target=str(target), draft=str(draft), dspark=str(dspark), ref=ref, root=root)
+    return dict(target=str(target), draft=str(draft), dspark=str(dspark), dflash=str(dflash), ref=ref, root=root)
 
 
 def test_two_ranks_greedy_equal_single_process_plain_decoding(folders, tmp_path):
     ranks = run_worker(tmp_path, "parity", dict(target=folders["target"], draft=folders["draft"],
-                                                  dspark=folders["dspark"], prompt=PROMPT, max_tokens=MAX_TOKENS,
+                                                  dspark=folders["dspark"], dflash=folders["dflash"], prompt=PROMPT, max_tokens=MAX_TOKENS,
                                                   k=3, taps=TAPS))
     ref = folders["ref"]
     for r in ranks:
         assert r["sharded"] == 16  # q_proj is really split: 32 output rows / 2 ranks
+        assert set(r["tokens"]) == {"draft-model", "draft-model-self", "lookup", "dspark", "dflash"}
+        assert r["accepted"]["draft-model-self"] >= MAX_TOKENS // 2  # accepted drafts are committed too
         for strategy, tokens in r["tokens"].items():
             assert tokens == ref[: len(tokens)] and len(tokens) >= min(len(ref), MAX_TOKENS - 1), strategy
         # tensor parallel all-reduces the residual stream: the taps a DSpark/DFlash drafter reads are whole
