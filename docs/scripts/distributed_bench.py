@@ -2,7 +2,7 @@
 
   PYTHONPATH=$PWD python docs/scripts/distributed_bench.py --json docs/bench/distributed_cpu.json
 
-The driver writes a random float32 llama (hidden 512, 8 layers, byte vocabulary) and a small draft
+The driver writes a random float32 llama (default hidden 256, 4 layers, byte vocabulary) and a small draft
 model, runs itself once as a single process and once under ``mlx.launch -n 2 --backend ring``
 (the target sharded with ``sharded_load``), and merges the two. Per run:
 
@@ -103,8 +103,8 @@ def drive(args) -> None:
     from mlx_specdec_plugin.tiny import save_tiny_model
 
     root = Path(tempfile.mkdtemp(prefix="dist_bench_"))
-    target = save_tiny_model(root / "t", "llama", seed=1, sharpness=6, hidden_size=512, num_hidden_layers=8,
-                             num_attention_heads=8, num_key_value_heads=4)
+    target = save_tiny_model(root / "t", "llama", seed=1, sharpness=6, hidden_size=args.hidden,
+                             num_hidden_layers=args.layers, num_attention_heads=8, num_key_value_heads=4)
     draft = save_tiny_model(root / "d", "llama", seed=2, sharpness=6, hidden_size=64)
     env = {**os.environ, "MLX_SPECDEC_BLAS": os.environ.get("MLX_SPECDEC_BLAS", "bundled")}
     me = [sys.executable, __file__, "--worker", str(target), str(draft), str(args.reps), str(args.tokens)]
@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
     drive(parser.parse_args())
 
 
