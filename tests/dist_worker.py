@@ -87,6 +87,24 @@ def chi2(group, a):
     return {"right": right, "wrong": wrong}
 
 
+def refusals(group, a):
+    """Each refusal as the one-line message every rank raises (before any generation)."""
+    model, tok = sharded_load(a["target"], tensor_group=group)
+    sharded_draft, _ = sharded_load(a["draft"], tensor_group=group)
+    out = {}
+    cases = {
+        "sharded-draft": dict(prompt=a["prompt"], draft_model=sharded_draft),
+        "different-prompts": dict(prompt=a["prompt"] + ("!" if group.rank() == 1 else ""), draft_strategy="lookup"),
+    }
+    for name, kw in cases.items():
+        try:
+            list(stream_generate(model, tok, max_tokens=4, **kw))
+            out[name] = None
+        except (ValueError, RuntimeError) as e:
+            out[name] = f"{type(e).__name__}: {e}"
+    return out
+
+
 def kill(group, a):
     model, tok = sharded_load(a["target"], tensor_group=group)
     for i, _ in enumerate(stream_generate(model, tok, a["prompt"], max_tokens=-1, draft_strategy="lookup",
@@ -99,7 +117,7 @@ def kill(group, a):
 def main():
     mode, args = sys.argv[1], json.loads(sys.argv[2])
     group = mx.distributed.init()
-    result = {"parity": parity, "chi2": chi2, "kill": kill}[mode](group, args)
+    result = {"parity": parity, "chi2": chi2, "refusals": refusals, "kill": kill}[mode](group, args)
     print(json.dumps({"rank": group.rank(), **result}), flush=True)
 
 

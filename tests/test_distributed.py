@@ -146,6 +146,17 @@ def test_mismatched_model_files_are_one_line_on_every_rank(folders, tmp_path):
         assert "Traceback" not in err
 
 
+def test_refusals_are_one_line_on_every_rank_before_generation(folders, tmp_path):
+    """A draft model loaded sharded (it would run on rank 0 alone and wait on the other ranks), and
+    ranks given different prompts: the same one-line error on every rank, no hang."""
+    ranks = run_worker(tmp_path, "refusals", dict(target=folders["target"], draft=folders["draft"], prompt=PROMPT))
+    for r in ranks:
+        assert r["sharded-draft"].startswith("ValueError: the draft model is sharded"), r
+        assert r["different-prompts"].startswith("DistributedError: prompts or generation settings differ "
+                                                 "across ranks: rank 1"), r
+    assert ranks[0]["sharded-draft"] == ranks[1]["sharded-draft"]
+
+
 def test_a_killed_rank_is_a_clear_error_not_a_hang(folders, tmp_path):
     """The CLI on 2 ranks; rank 1 is SIGKILLed mid-generation; rank 0 ends with one error line (a lost
     peer, or its watchdog after MLX_SPECDEC_DIST_TIMEOUT=5 s), well within a minute."""
