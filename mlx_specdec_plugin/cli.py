@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import importlib
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import mlx.core as mx
 from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
 from mlx_lm.models.cache import load_prompt_cache
-from mlx_lm.utils import load
+from mlx_lm.utils import load, load_model, sharded_load
 
 from . import blas
 from .generate import generate
 from .loading import LoadError, check_draft, default_model_hint, load_draft, resolve
-from .options import add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
+from .distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
+from .options import SAY, add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
 from .plugins import registry
 from .sampling import SamplingParams
 
@@ -37,6 +40,11 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     parser.prog = "mlx-specdec generate"
     parser.description = "mlx_lm.generate with exact speculative decoding"
     add_speculative_args(parser)
+    parser.add_argument(
+        "--distributed-timeout", type=float, default=None,
+        help="under mlx.launch: a rank that waits on the others longer than this many seconds exits with "
+        "an error (default $MLX_SPECDEC_DIST_TIMEOUT or 300)",
+    )
     allow_auto_draft_tokens(parser)
     args = parser.parse_args(argv)
 
@@ -57,12 +65,25 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     except LoadError as e:
         _say(f"error: {e}")
         return 2
-    model, tokenizer = load(
-        model_path,
-        adapter_path=args.adapter_path,
-        tokenizer_config={"trust_remote_code": args.trust_remote_code},
-        model_config={"quantize_activations": args.quantize_activations},
-    )
+    group = active_group()
+    leader = group is None or group.rank() == 0
+    if group is None:
+        model, tokenizer = load(
+            model_path,
+            adapter_path=args.adapter_path,
+            tokenizer_config={"trust_remote_code": args.trust_remote_code},
+            model_config={"quantize_activations": args.quantize_activations},
+        )
+    else:
+        try:
+            model, tokenizer = _sharded_target(model_path, draft_path, args, group)
+        except (LoadError, DistributedError) as e:
+            _say(f"error: rank {group.rank()}: {e}")
+            return 2
+        Watchdog.arm(group.rank(), timeout_s(args.distributed_timeout))
+        if not leader:
+            SAY["enabled"] = False
+            args.verbose = False
     for eos_token in args.extra_eos_token:
         tokenizer.add_eos_token(eos_token)
 
@@ -131,12 +152,39 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
             parser.error("--kv-bits is not supported with speculative decoding yet (use --draft-strategy none)")
     try:
         text = generate(model, tokenizer, prompt, **kwargs)
+    except DistributedError as e:
+        _say(f"error: rank {group.rank() if group else 0}: {e}", always=True)
+        return 3
+    except RuntimeError as e:
+        if group is None:
+            raise
+        _say(f"error: rank {group.rank()}: the process group failed ({str(e).strip().splitlines()[-1]})",
+             always=True)
+        return 3
     except ValueError as e:
         _say(f"error: {e}")
         return 2
-    if not args.verbose:
+    finally:
+        Watchdog.disarm()
+    if not args.verbose and leader:
         print(text)
     return 0
+
+
+def _sharded_target(model_path: str, draft_path: Optional[str], args, group):
+    """Under mlx.launch: check that every rank has the same model files (and drafter), then load the
+    target with mlx-lm's ``sharded_load`` (tensor parallel: ``model.shard(group)``)."""
+    if args.adapter_path is not None:
+        raise LoadError("--adapter-path is not supported on a sharded target")
+    ours = folder_digest(model_path) + (folder_digest(draft_path) if draft_path else b"")
+    check_same("model files (--model / --draft-model)", hashlib.sha256(ours).digest(), group)
+    probe, _ = load_model(Path(model_path), lazy=True, strict=False)
+    if not hasattr(probe, "shard"):
+        raise LoadError(f"--model {model_path}: this model type has no tensor-parallel sharding in mlx-lm "
+                        "(pipeline sharding is not supported by mlx-specdec yet)")
+    del probe
+    return sharded_load(model_path, tensor_group=group,
+                        tokenizer_config={"trust_remote_code": args.trust_remote_code})
 
 
 def strategies_main(argv: Optional[List[str]] = None) -> int:

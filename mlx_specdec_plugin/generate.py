@@ -12,12 +12,16 @@ chooses each round's draft length (up to :data:`AUTO_MAX_DRAFT_TOKENS`) with
 :class:`SpecGenerationResponse` (a ``GenerationResponse``) whose ``spec`` holds the statistics.
 To continue from a prefix cache (:mod:`.prefix_cache`): ``prompt_cache=`` and ``proposer=`` hold the
 state of the prompt's first ``cached_tokens=`` tokens (``target=``: the adapter they were built with).
+
+In a process group of more than one rank (``mlx.launch``; ``group=`` names one, ``group=False``
+opts out) every rank must make the same call on its shard of the target: rank 0 drafts and
+decides, the others follow (:mod:`.distributed`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Generator, Iterator, List, Optional, Tuple, Union
 
 import mlx.core as mx
@@ -27,6 +31,8 @@ from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from .acceptors import AcceptorSpec
+from .distributed import (LockstepProposer, active_group, check_drafter_for_shards, check_same, digest,
+                          lockstep_acceptor, lockstep_draft_length)
 from .drafting import Proposer, Strategy, StrategyOptions
 from .loop import Prefill, speculative_generate_step
 from .plugins import registry
@@ -322,6 +328,7 @@ def stream_generate(
 ) -> Generator[GenerationResponse, None, None]:
     """mlx-lm's ``stream_generate`` with speculative decoding (see the module docstring)."""
     spec_kwargs = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
+    group_arg = kwargs.pop("group", None)
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
         kwargs.update(upstream_sampling(spec_kwargs.get("sampling"), kwargs))
         yield from mlx_lm_stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs)
@@ -330,6 +337,12 @@ def stream_generate(
         raise ValueError("Maximum number of tokens must be non-zero (use -1 for no limit).")
     if not isinstance(tokenizer, TokenizerWrapper):
         tokenizer = TokenizerWrapper(tokenizer)
+    group = active_group(group_arg)
+    if group is not None:
+        check_drafter_for_shards(model, draft_model)
+        if spec_kwargs.get("num_draft_tokens") == "auto" and spec_kwargs.get("draft_length") is None:
+            raise ValueError("num_draft_tokens='auto' is not supported on a sharded target yet (its cost curve "
+                             "is this machine's); pass an integer")
     run = speculate(model, draft_model, sampler=kwargs.pop("sampler", None),
                     logits_processors=kwargs.pop("logits_processors", None),
                     prefill_step_size=kwargs.get("prefill_step_size", 2048), **spec_kwargs)
@@ -337,6 +350,14 @@ def stream_generate(
     if unsupported:
         raise ValueError(f"not supported with speculative decoding: {', '.join(unsupported)}")
     prompt = _encode(tokenizer, prompt)
+    if group is not None:  # every rank in lockstep; rank 0 drafts and decides (see .distributed)
+        check_same("prompts or generation settings",
+                   digest(prompt.tolist(), max_tokens, run.strategy.name, run.acceptor.name, run.num_draft_tokens,
+                          run.sampling.params, run.target.model_type, run.target.num_layers,
+                          run.target.vocab_size), group)
+        run = replace(run, proposer=LockstepProposer(run.proposer, group),
+                      acceptor=replace(run.acceptor, accept=lockstep_acceptor(run.acceptor.accept, group)),
+                      draft_length=lockstep_draft_length(run.draft_length, group))
     prompt_cache = kwargs.pop("prompt_cache", None)
     if prompt_cache is None and kwargs.get("max_kv_size") is not None:
         prompt_cache = run.target.make_cache(max_kv_size=kwargs["max_kv_size"])

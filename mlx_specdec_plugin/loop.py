@@ -8,7 +8,8 @@ acceptor function (see :mod:`mlx_specdec_plugin.plugins` for how names are resol
 A round whose draft length is 0 (``draft_length``'s choice, e.g. ``auto`` when drafting would
 lose) is a plain decoding step, pipelined as mlx-lm's ``generate_step`` is: while it runs, the
 next empty round is already queued on its lazy token, so such rounds cost what plain decoding
-costs. The draft length of each round is decided once, after the previous round is recorded and
+costs (not for a ``lockstep`` proposer, whose every token the acceptor decides: see
+:mod:`.distributed`). The draft length of each round is decided once, after the previous round is recorded and
 before any of its own tokens are drawn.
 
 Tree drafts (``Draft.parents``) take the same round: the target verifies every node in one
@@ -102,9 +103,12 @@ def speculative_generate_step(
             budget = min(budget, draft_length(stats, budget))
         return budget
 
+    # a proposer that runs in lockstep with other processes (:mod:`.distributed`) has every token
+    # decided by the acceptor, so a round that drafts nothing is not the pipelined plain step
+    lockstep = bool(getattr(proposer, "lockstep", False))
     budget = next_budget()
     while max_tokens < 0 or emitted < max_tokens:
-        if budget == 0 and not sampling.processors:
+        if budget == 0 and not sampling.processors and not lockstep:
             # A round that drafts nothing is a plain decoding step, pipelined as mlx-lm's
             # generate_step pipelines: the next step's graph is built on this step's still-lazy
             # token and queued before the host waits for it.

@@ -23,9 +23,14 @@ STRATEGY_HELP = ("auto, dspark, dflash, draft-model, lookup, none, or any instal
                  "lists them). auto: from --draft-model's config, else lookup. none: plain decoding.")
 
 
-def say(message: str) -> None:
-    """One line on stderr, as every front end reports (``strategy: ...``, ``error: ...``)."""
-    print(f"[mlx-specdec] {message}", file=sys.stderr, flush=True)
+SAY = {"enabled": True}  # False on ranks other than 0 under mlx.launch: rank 0 speaks for the group
+
+
+def say(message: str, always: bool = False) -> None:
+    """One line on stderr, as every front end reports (``strategy: ...``, ``error: ...``);
+    ``always``: even on a rank that is not the group's speaker (an error of its own)."""
+    if SAY["enabled"] or always:
+        print(f"[mlx-specdec] {message}", file=sys.stderr, flush=True)
 
 
 def option_pair(value: str) -> Tuple[str, str]:
