@@ -20,7 +20,7 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from .bucketed import bucketed, bucketing_default
 from .recurrent import GDN_HYBRIDS, PROBE, capture_forward, gdn_hybrid_forward
-from .tree import check_tree_forward, tree_forward
+from .tree import check_tree_forward, relative_max_diff, tree_forward
 
 # family(model, tokens (B, L), cache list, taps) -> (final hidden after norm, [tapped (B, L, H)])
 FamilyForward = Callable[[nn.Module, mx.array, List[Any], Sequence[int]], Tuple[mx.array, List[mx.array]]]
@@ -218,8 +218,7 @@ class TargetAdapter:
             ref = self.model(part, cache=ref_cache)
             ours, hidden = self(part, our_cache, taps)
             mx.eval(ref, ours, hidden)
-            scale = 1.0 + float(mx.abs(ref).max().item())
-            diffs.append(float(mx.abs(ref.astype(mx.float32) - ours.astype(mx.float32)).max().item()) / scale)
+            diffs.append(relative_max_diff(ref, ours))
         if max(diffs) > 1e-4:
             raise ValueError(
                 f"the tap forward for model_type '{self.model_type}' does not reproduce model(x) "

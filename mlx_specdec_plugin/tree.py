@@ -77,6 +77,13 @@ def ancestor_matrix(rparents: Sequence[int]) -> List[List[bool]]:
     return anc
 
 
+def relative_max_diff(ref: mx.array, ours: mx.array) -> float:
+    """``max |ref - ours| / (1 + max |ref|)`` in float32: how a re-implemented forward is checked
+    against the model's own."""
+    scale = 1.0 + float(mx.abs(ref).max().item())
+    return float(mx.abs(ref.astype(mx.float32) - ours.astype(mx.float32)).max().item()) / scale
+
+
 def take_rows(x: mx.array, rows: Sequence[int], axis: int) -> mx.array:
     """``x``'s entries ``rows`` along ``axis`` (a slice when ``rows`` is ``0..n-1``)."""
     rows = list(rows)
@@ -205,8 +212,7 @@ def check_tree_forward(target) -> None:
         path = [root] + [tok[i] for i in path_to(parents, node)]
         ref = target.model(mx.array([prefix + path]))[0, -1]
         ours = logits[0, node + 1]
-        scale = 1.0 + float(mx.abs(ref).max().item())
-        diffs.append(float(mx.abs(ref.astype(mx.float32) - ours.astype(mx.float32)).max().item()) / scale)
+        diffs.append(relative_max_diff(ref, ours))
     if max(diffs) > 1e-4:
         raise ValueError(
             f"the tree forward for model_type '{target.model_type}' does not reproduce model(x) "
