@@ -100,7 +100,9 @@ def train_cmd(strategy: str, overrides: dict, data: list, out: Path, extra=()) -
     return [PY, "-m", "mlx_specdec_plugin", "train", "--target", WORK / "model", "--strategy", strategy,
             "--data", *data, "--out", out, *COMMON, *[x for kv in knobs.items() for x in kv],
             # MLX keeps freed buffers cached per process: a limit lets several share the GPU
-            "--memory-budget", os.environ.get("MEM_GB", PROFILE["train_memory_gb"]), *extra]
+            # (MEM_GB=0: no limit and no RAM feature cache: the target's features are recomputed)
+            *([] if os.environ.get("MEM_GB") == "0" else
+              ["--memory-budget", os.environ.get("MEM_GB", PROFILE["train_memory_gb"])]), *extra]
 
 
 def data_files(which: str) -> list:

@@ -33,7 +33,7 @@ case $TARGET in
 esac
 echo "$SHA  $GGUF" | sha256sum -c -
 # a call carries the working tree too: what is left of 64 MiB beside it and the wheel halves
-TREE=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+TREE=$(git ls-files -co --exclude-standard -z | { xargs -0 du -cb 2>/dev/null || true; } | tail -1 | cut -f1)
 rm -rf .gpu_a/gguf.part* .gpu_b/gguf.part* .gpu_c*
 grep -qxF '/.gpu_*/' .git/info/exclude || echo '/.gpu_*/' >> .git/info/exclude
 python3 - "$GGUF" "$LIMIT" "$TREE" <<'PY'
