@@ -2,7 +2,9 @@
 
 Endpoints (mlx-lm's server conventions): ``POST /v1/chat/completions`` (and ``/chat/completions``),
 ``POST /v1/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``. Streaming
-uses server-sent events (``data: {...}`` lines, then ``data: [DONE]``).
+uses server-sent events (``data: {...}`` lines, then ``data: [DONE]``). The Anthropic Messages API,
+``POST /v1/messages`` (streaming: Anthropic's events) and ``POST /v1/messages/count_tokens``, is
+translated onto the same pipeline by :mod:`.server_anthropic`.
 
 Request fields, as mlx-lm's server reads them: ``max_tokens`` / ``max_completion_tokens``,
 ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repetition_penalty`` (+ ``_context_size``),

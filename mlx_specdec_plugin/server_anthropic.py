@@ -42,6 +42,9 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                503: "overloaded_error", 529: "overloaded_error"}
 STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}  # else end_turn or stop_sequence
+# Where translate() leaves max_tokens: a ceiling (clients send large ones, as the field is required),
+# lowered to the context the prompt leaves; not the OpenAI path's max_tokens, which must fit.
+CEILING = "_anthropic_max_tokens"
 
 
 class RequestError(Exception):
@@ -96,13 +99,14 @@ def _blocks(content: Any, where: str) -> List[dict]:
 
 
 def _unsupported(kind: str, where: str) -> RequestError:
+    param = where.split("[")[0]
     if kind in ("image", "document", "search_result"):
-        return _bad(f"'{where}': {kind} blocks are not supported by this text server", "messages")
-    return _bad(f"'{where}': content block type {_short(kind)} is not supported here", "messages")
+        return _bad(f"'{where}': {kind} blocks are not supported by this text server", param)
+    return _bad(f"'{where}': content block type {_short(kind)} is not supported here", param)
 
 
-def _text(content: Any, where: str) -> str:
-    """Text-only content (a system prompt, a tool result): the text blocks' texts, joined."""
+def _text(content: Any, where: str, sep: str = "") -> str:
+    """Text-only content (a system prompt, a tool result): the text blocks' texts, joined by ``sep``."""
     if content is None:
         return ""
     parts = []
@@ -110,16 +114,13 @@ def _text(content: Any, where: str) -> str:
         if block["type"] != "text":
             raise _unsupported(block["type"], f"{where}[{j}]")
         parts.append(_string(block.get("text"), f"{where}[{j}].text"))
-    return "".join(parts)
+    return sep.join(parts)
 
 
 def _system(body: dict) -> Optional[str]:
+    """The system prompt; several blocks (Claude Code sends a few, with cache_control) are lines."""
     system = body.get("system")
-    if system is None:
-        return None
-    if isinstance(system, list):  # several blocks (Claude Code sends a few, with cache_control)
-        return "\n".join(_text([b], "system") for b in _blocks(system, "system"))
-    return _text(system, "system")
+    return None if system is None else _text(system, "system", "\n")
 
 
 def _turns(messages: Any) -> List[dict]:
@@ -248,18 +249,20 @@ def _stop_sequences(body: dict) -> List[str]:
 
 def translate(body: Any, counting: bool = False) -> dict:
     """A Messages request body -> the OpenAI chat body the server validates (raises
-    :class:`RequestError`). ``counting``: a ``count_tokens`` body (no ``max_tokens``)."""
+    :class:`RequestError`), and ``max_tokens`` under :data:`CEILING`. ``counting``: a
+    ``count_tokens`` body (no ``max_tokens``)."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
     out: Dict[str, Any] = {}
     if body.get("model") is not None:
         out["model"] = body["model"]
-    if counting:
-        out["max_tokens"] = 1
-    else:
-        if body.get("max_tokens") is None:
+    if not counting:
+        ceiling = body.get("max_tokens")
+        if ceiling is None:
             raise _bad("'max_tokens' is required", "max_tokens")
-        out["max_tokens"] = body["max_tokens"]
+        if isinstance(ceiling, bool) or not isinstance(ceiling, int) or ceiling < 1:
+            raise _bad(f"'max_tokens' must be an integer >= 1, got {_short(ceiling)}", "max_tokens")
+        out[CEILING] = ceiling
         for name in ("temperature", "top_p", "top_k", "stream"):
             if body.get(name) is not None:
                 out[name] = body[name]
@@ -292,7 +295,10 @@ def _tool_input(arguments: Any) -> dict:
     return value if isinstance(value, dict) else {"arguments": value}
 
 
-def stop_reason(finish: str, stop_sequence: Optional[str]) -> str:
+def stop_reason(finish: str, stop_sequence: Optional[str], context_full: bool = False) -> str:
+    """``context_full``: the reply was cut where the context ends, below the client's max_tokens."""
+    if finish == "length" and context_full:
+        return "model_context_window_exceeded"
     if finish in STOP_REASONS:
         return STOP_REASONS[finish]
     return "stop_sequence" if stop_sequence is not None else "end_turn"
@@ -358,8 +364,8 @@ class MessageBuilder:
             ]
         return events
 
-    def finish(self, finish: str, usage: dict, stop_sequence: Optional[str]) -> List[Event]:
-        reason = stop_reason(finish, stop_sequence)
+    def finish(self, finish: str, usage: dict, stop_sequence: Optional[str], context_full: bool = False) -> List[Event]:
+        reason = stop_reason(finish, stop_sequence, context_full)
         self.reason, self.stop_sequence = reason, stop_sequence if reason == "stop_sequence" else None
         self.usage = usage_of(usage)
         return self._close_text() + [
@@ -416,18 +422,21 @@ def routes(backend: Backend) -> list:
         return Response(json.dumps(obj, separators=(",", ":")).encode(), media_type="application/json")
 
     async def prepare(request, counting: bool):
-        body = await backend.read_json(request)
-        req = backend.parse(translate(body, counting))
-        return req, await backend.tokenize(req)
+        body = translate(await backend.read_json(request), counting)
+        ceiling = body.pop(CEILING, 1)
+        req = backend.parse(body)
+        req.max_tokens, req.max_tokens_explicit = ceiling, False  # tokenize() lowers it to the context left
+        prompt = await backend.tokenize(req)
+        return req, prompt, req.max_tokens < ceiling
 
     class Stream(Response):
         """Anthropic's event stream of one job; whatever ends it (done, error, disconnect) closes the job."""
 
-        def __init__(self, job, first: tuple, builder: MessageBuilder):
+        def __init__(self, job, first: tuple, builder: MessageBuilder, context_full: bool):
             self.status_code, self.background = 200, None
             self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
                                 (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-            self.job, self.first, self.builder = job, first, builder
+            self.job, self.first, self.builder, self.context_full = job, first, builder, context_full
 
         async def __call__(self, scope, receive, send) -> None:
             b = self.builder
@@ -446,7 +455,8 @@ def routes(backend: Backend) -> list:
                         await emit(b.delta(event[1], event[3]))
                     elif event[0] == "done":
                         if event[1] != "cancelled":
-                            await emit(b.finish(event[1], event[2], event[4] if len(event) > 4 else None))
+                            await emit(b.finish(event[1], event[2], event[4] if len(event) > 4 else None,
+                                                self.context_full))
                         break
                     elif event[0] == "error":
                         await emit([("error", error_body(500 if event[1].status >= 500 else event[1].status,
@@ -463,7 +473,7 @@ def routes(backend: Backend) -> list:
 
     async def messages(request) -> Response:
         try:
-            req, prompt = await prepare(request, counting=False)
+            req, prompt, context_full = await prepare(request, counting=False)
             job = await backend.start(request, req, prompt)
         except errors as e:
             return error_response(e)
@@ -479,7 +489,7 @@ def routes(backend: Backend) -> list:
             builder = MessageBuilder(req.model, len(prompt))
             if req.stream:
                 handed_over = True
-                return Stream(job, first, builder)
+                return Stream(job, first, builder, context_full)
             event = first
             while event[0] == "delta":
                 builder.delta(event[1], event[3])
@@ -488,7 +498,7 @@ def routes(backend: Backend) -> list:
                 return error_response(event[1])
             if event[0] == "disconnected":
                 return Response(status_code=499)
-            builder.finish(event[1], event[2], event[4] if len(event) > 4 else None)
+            builder.finish(event[1], event[2], event[4] if len(event) > 4 else None, context_full)
             return json_response(builder.message(event[3]))
         finally:
             if not handed_over:
@@ -496,7 +506,7 @@ def routes(backend: Backend) -> list:
 
     async def count_tokens(request) -> Response:
         try:
-            _, prompt = await prepare(request, counting=True)
+            _, prompt, _ = await prepare(request, counting=True)
         except errors as e:
             return error_response(e)
         except ClientDisconnect:

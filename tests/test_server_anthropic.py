@@ -22,7 +22,7 @@ import mlx_lm
 import pytest
 
 from mlx_specdec_plugin import generate
-from mlx_specdec_plugin.server_anthropic import MessageBuilder, RequestError, translate
+from mlx_specdec_plugin.server_anthropic import CEILING, MessageBuilder, RequestError, translate
 from mlx_specdec_plugin.server_load import ServerProcess
 from mlx_specdec_plugin.tiny import save_tiny_model
 from tool_model import CALL, PIECES, save_tool_model
@@ -172,6 +172,19 @@ def test_stop_reasons_max_tokens_and_stop_sequence(client, reference):
         assert m.content[0].text == expected[: expected.index(word)]
 
 
+def test_max_tokens_is_a_ceiling_lowered_to_the_context_left(client, server):
+    """Clients must send max_tokens and send large ones (Claude Code: 32000); the tiny model's
+    context is 4096, so the reply stops where the context ends, and says so."""
+    long = [{"role": "user", "content": "the cat sat on the mat. " * 169 + "the cat sat on th"}]
+    n = client.messages.count_tokens(model="tiny", messages=long).input_tokens
+    assert n == 4096 - 3  # the byte tokenizer: one token a byte, plus the template's
+    m = client.messages.create(model="tiny", max_tokens=32000, messages=long)
+    assert m.stop_reason == "model_context_window_exceeded" and m.usage.output_tokens == 3
+    assert client.messages.create(model="tiny", max_tokens=2, messages=long).stop_reason == "max_tokens"
+    with client.messages.stream(model="tiny", max_tokens=32000, messages=long) as s:
+        assert s.get_final_message().stop_reason == "model_context_window_exceeded"
+
+
 def test_count_tokens_is_the_prompt_the_reply_reports(client):
     counted = client.messages.count_tokens(model="tiny", system=SYSTEM, messages=ASK)
     m = client.messages.create(model="tiny", max_tokens=2, system=SYSTEM, messages=ASK)
@@ -269,9 +282,10 @@ def test_translation_to_the_chat_template_messages():
     assert out["tools"] == [{"type": "function", "function": {"name": "get_weather", "parameters":
                                                                TOOLS[0]["input_schema"],
                                                                "description": "Weather of a city"}}]
-    assert (out["stop"], out["temperature"], out["max_tokens"], out["num_draft_tokens"]) == (["x"], 0.5, 5, 4)
+    assert (out["stop"], out["temperature"], out[CEILING], out["num_draft_tokens"]) == (["x"], 0.5, 5, 4)
+    assert "max_tokens" not in out  # a ceiling, not the OpenAI path's max_tokens (which must fit)
     assert "tools" not in translate({**body, "tool_choice": {"type": "none"}})
-    assert translate({"messages": ASK}, counting=True)["max_tokens"] == 1
+    assert CEILING not in translate({"messages": ASK}, counting=True)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -325,7 +339,7 @@ BAD = [
     ({"messages": ASK}, 400),
     ({"max_tokens": "2", "messages": ASK}, 400),
     ({"max_tokens": 0, "messages": ASK}, 400),
-    ({"max_tokens": 10**9, "messages": ASK}, 400),
+    ({"max_tokens": -1, "messages": ASK}, 400),
     ({"max_tokens": 2, "messages": ASK, "temperature": -1}, 400),
     ({"max_tokens": 2, "messages": ASK, "top_k": "x"}, 400),
     ({"max_tokens": 2, "messages": ASK, "stream": "yes"}, 400),
