@@ -15,12 +15,12 @@ Nothing here imports the server module (the server imports this one) or MLX.
 
 Supported: text blocks, ``tool_use`` / ``tool_result`` blocks, custom tools, ``tool_choice`` ``auto``
 and ``none``, ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``, ``stream``,
-``metadata`` (ignored), ``thinking`` (accepted and ignored: no thinking blocks are produced;
-thinking blocks sent back in history are dropped), and the server's own fields (``draft_strategy``,
+``metadata``, ``cache_control`` and ``output_config.effort`` (ignored), ``thinking`` (accepted and
+ignored: no thinking blocks are produced; thinking blocks sent back in history are dropped), and the server's own fields (``draft_strategy``,
 ``num_draft_tokens``, ``acceptor``, ``block_size``, ``seed``, ``min_p``, ``chat_template_kwargs``).
 Refused with a 400: images and documents, server tools (web search, code execution, ...),
-``tool_choice`` ``any`` / ``tool`` (forcing a call needs constrained decoding), and a final
-assistant message (prefill).
+``tool_choice`` ``any`` / ``tool`` (forcing a call needs constrained decoding), structured outputs
+(``output_config.format``), and a final assistant message (prefill).
 """
 
 from __future__ import annotations
@@ -267,9 +267,11 @@ def translate(body: Any, counting: bool = False) -> dict:
             if body.get(name) is not None:
                 out[name] = body[name]
         out["stop"] = _stop_sequences(body)
-    for name in ("metadata", "thinking"):
+    for name in ("metadata", "thinking", "output_config"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise _bad(f"'{name}' must be an object", name)
+    if (body.get("output_config") or {}).get("format") is not None or body.get("output_format") is not None:
+        raise _bad("structured outputs (output_config.format) are not supported", "output_config")
     turns = _turns(body.get("messages"))
     system = _system(body)
     out["messages"] = ([{"role": "system", "content": system}] if system is not None else []) + turns

@@ -258,6 +258,7 @@ def test_without_tools_or_with_tool_choice_none_the_markup_is_text(tool_client):
 def test_translation_to_the_chat_template_messages():
     body = {"model": "m", "max_tokens": 5, "system": SYSTEM, "stop_sequences": ["x"], "temperature": 0.5,
             "thinking": {"type": "enabled", "budget_tokens": 100}, "metadata": {"user_id": "u"},
+            "output_config": {"effort": "high"}, "cache_control": {"type": "ephemeral"},
             "tools": TOOLS, "tool_choice": {"type": "auto"}, "num_draft_tokens": 4,
             "messages": [{"role": "user", "content": "weather?"},
                          {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"},
@@ -301,6 +302,7 @@ def test_translation_to_the_chat_template_messages():
     ({"tool_choice": {"type": "any"}}, "constrained decoding"),
     ({"stop_sequences": "x"}, "'stop_sequences'"),
     ({"system": [{"type": "image"}]}, "image blocks"),
+    ({"output_config": {"format": {"type": "json_schema", "schema": {}}}}, "structured outputs"),
 ])
 def test_translation_refuses_what_it_cannot_honour_with_one_clear_line(change, message):
     body = {"max_tokens": 5, "messages": ASK, **change}
