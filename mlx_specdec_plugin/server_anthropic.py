@@ -227,10 +227,8 @@ def _tools(body: dict) -> Optional[List[dict]]:
         description = t.get("description")
         if description is not None and not isinstance(description, str):
             raise _bad(f"tools[{i}].description must be a string", "tools")
-        fn = {"name": name, "parameters": schema}
-        if description:
-            fn["description"] = description
-        out.append({"type": "function", "function": fn})
+        fn = {"name": name, **({"description": description} if description else {}), "parameters": schema}
+        out.append({"type": "function", "function": fn})  # OpenAI's key order: templates render it as given
     if choice is not None and choice["type"] == "none":
         return None
     return out or None

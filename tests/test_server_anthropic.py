@@ -212,10 +212,31 @@ def test_the_key_is_x_api_key_and_errors_have_anthropic_shape(client, server):
 
 
 @pytest.fixture(scope="module")
-def tool_client(tmp_path_factory):
+def tool_server(tmp_path_factory):
     path = save_tool_model(tmp_path_factory.mktemp("anthropic-tools") / "tool-model")
     with ServerProcess(str(path), "--draft-strategy", "lookup", "--max-tokens", "16") as s:
-        yield anthropic.Anthropic(base_url=s.url, api_key="unused", max_retries=0, timeout=60)
+        yield s
+
+
+@pytest.fixture(scope="module")
+def tool_client(tool_server):
+    return anthropic.Anthropic(base_url=tool_server.url, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_tools_and_tool_turns_render_as_the_openai_path_renders_them(tool_server, tool_client):
+    oai = openai.OpenAI(base_url=tool_server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+    oai_tools = [{"type": "function", "function": {"name": t["name"], "description": t["description"],
+                                                   "parameters": t["input_schema"]}} for t in TOOLS]
+    turns = WEATHER + [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "name": "get_weather", "content": "sunny"}]
+    ours = WEATHER + [{"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
+                                                         "input": {"city": "Oslo"}}]},
+                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]}]
+    for oai_messages, messages in ((WEATHER, WEATHER), (turns, ours)):
+        r = oai.chat.completions.create(model="tool-model", messages=oai_messages, tools=oai_tools, max_tokens=1)
+        counted = tool_client.messages.count_tokens(model="tool-model", messages=messages, tools=TOOLS)
+        assert counted.input_tokens == r.usage.prompt_tokens
 
 
 @pytest.mark.parametrize("strategy", ["lookup", "none"])
@@ -280,9 +301,10 @@ def test_translation_to_the_chat_template_messages():
         {"role": "tool", "tool_call_id": "t2", "content": "Error: boom"},
         {"role": "user", "content": "thanks"},
     ]
-    assert out["tools"] == [{"type": "function", "function": {"name": "get_weather", "parameters":
-                                                               TOOLS[0]["input_schema"],
-                                                               "description": "Weather of a city"}}]
+    fn = out["tools"][0]["function"]
+    assert out["tools"] == [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                                               "parameters": TOOLS[0]["input_schema"]}}]
+    assert list(fn) == ["name", "description", "parameters"]  # OpenAI's order, as a template renders it
     assert (out["stop"], out["temperature"], out[CEILING], out["num_draft_tokens"]) == (["x"], 0.5, 5, 4)
     assert "max_tokens" not in out  # a ceiling, not the OpenAI path's max_tokens (which must fit)
     assert "tools" not in translate({**body, "tool_choice": {"type": "none"}})
