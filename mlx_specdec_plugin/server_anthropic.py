@@ -16,8 +16,9 @@ Nothing here imports the server module (the server imports this one) or MLX.
 Supported: text blocks, ``tool_use`` / ``tool_result`` blocks, custom tools, ``tool_choice`` ``auto``
 and ``none``, ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``, ``stream``,
 ``metadata``, ``cache_control`` and ``output_config.effort`` (ignored), ``thinking`` (accepted and
-ignored: no thinking blocks are produced; thinking blocks sent back in history are dropped), and the server's own fields (``draft_strategy``,
-``num_draft_tokens``, ``acceptor``, ``block_size``, ``seed``, ``min_p``, ``chat_template_kwargs``).
+ignored: no thinking blocks are produced; thinking blocks sent back in history are dropped), and
+the server's own fields (``draft_strategy``, ``num_draft_tokens``, ``acceptor``, ``block_size``,
+``seed``, ``min_p``, ``chat_template_kwargs``, penalties).
 Refused with a 400: images and documents, server tools (web search, code execution, ...),
 ``tool_choice`` ``any`` / ``tool`` (forcing a call needs constrained decoding), structured outputs
 (``output_config.format``), and a final assistant message (prefill).
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 PREFIX = "/v1/messages"
-MAX_STOP_SEQUENCES = 16
+MAX_STOP_SEQUENCES = 16  # the OpenAI path's limits (server.py), checked here to name stop_sequences
 MAX_STOP_LENGTH = 1000
 # The server's own request fields, passed through unchanged (the OpenAI path validates them).
 EXTENSIONS = ("draft_strategy", "num_draft_tokens", "acceptor", "block_size", "seed", "min_p",
@@ -180,7 +181,8 @@ def _turns(messages: Any) -> List[dict]:
                 is_error = b.get("is_error", False)
                 if not isinstance(is_error, bool) and is_error is not None:
                     raise _bad(f"'{where}[{j}].is_error' must be a boolean", "messages")
-                turn = {"role": "tool", "tool_call_id": call_id, "content": ("Error: " + result) if is_error else result}
+                turn = {"role": "tool", "tool_call_id": call_id,
+                        "content": ("Error: " + result) if is_error else result}
                 if call_id in names:
                     turn["name"] = names[call_id]
                 out.append(turn)

@@ -346,8 +346,9 @@ def test_the_builder_orders_blocks_and_closes_each():
                      ("content_block_delta", 2), ("content_block_stop", 2), ("message_delta", None),
                      ("message_stop", None)]
     m = b.message()
-    assert m["content"] == [{"type": "text", "text": "hi there"}, {"type": "tool_use", "id": "c", "name": "f",
-                                                                   "input": {"a": 1}}, {"type": "text", "text": "after"}]
+    assert m["content"] == [{"type": "text", "text": "hi there"},
+                            {"type": "tool_use", "id": "c", "name": "f", "input": {"a": 1}},
+                            {"type": "text", "text": "after"}]
     assert m["stop_reason"] == "tool_use" and m["usage"] == {"input_tokens": 5, "cache_creation_input_tokens": 0,
                                                              "cache_read_input_tokens": 2, "output_tokens": 4}
 
