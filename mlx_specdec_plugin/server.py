@@ -2,7 +2,9 @@
 
 Endpoints (mlx-lm's server conventions): ``POST /v1/chat/completions`` (and ``/chat/completions``),
 ``POST /v1/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``. Streaming
-uses server-sent events (``data: {...}`` lines, then ``data: [DONE]``).
+uses server-sent events (``data: {...}`` lines, then ``data: [DONE]``). The Anthropic Messages API,
+``POST /v1/messages`` (streaming: Anthropic's events) and ``POST /v1/messages/count_tokens``, is
+translated onto the same pipeline by :mod:`.server_anthropic`.
 
 Request fields, as mlx-lm's server reads them: ``max_tokens`` / ``max_completion_tokens``,
 ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repetition_penalty`` (+ ``_context_size``),
@@ -44,6 +46,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+from . import server_anthropic
 
 log = logging.getLogger("mlx_specdec.server")
 
@@ -482,16 +486,18 @@ class StopMatcher:
     def __init__(self, stops: List[str]):
         self.stops = stops
         self.held = ""
+        self.matched: Optional[str] = None  # the stop sequence that cut the text
 
     def feed(self, text: str) -> Tuple[str, bool]:
         """``(text safe to emit, stopped)``."""
         buf = self.held + text
         if not self.stops:
             return buf, False
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        hits = [(i, s) for i, s in ((buf.find(s), s) for s in self.stops) if i >= 0]
         if hits:
             self.held = ""
-            return buf[: min(hits)], True
+            cut, self.matched = min(hits, key=lambda h: h[0])
+            return buf[:cut], True
         keep = 0
         for s in self.stops:
             for k in range(min(len(s) - 1, len(buf)), keep, -1):
@@ -775,7 +781,7 @@ class Worker(threading.Thread):
 
     def _generate(self, req: GenRequest, prompt: List[int], cancelled):
         """Yield ``("delta", text, logprob entries, tool calls)`` events, then ``("done", finish_reason,
-        usage, speculative)``."""
+        usage, speculative, stop sequence that ended it or None)``."""
         import mlx.core as mx
         from mlx_lm.sample_utils import make_logits_processors
 
@@ -886,7 +892,7 @@ class Worker(threading.Thread):
         spec = stats.as_dict()
         spec["num_draft_tokens"] = req.num_draft_tokens if req.draft_strategy != "none" else 0  # null: default
         spec["tokens_per_second"] = float(getattr(last, "generation_tps", 0.0) or 0.0)
-        yield ("done", finish or "length", usage, spec)
+        yield ("done", finish or "length", usage, spec, matcher.matched)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1071,7 +1077,8 @@ class HttpPolicy:
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-CORS_HEADERS = ("authorization", "content-type", "x-api-key", "anthropic-version", "openai-organization",
+CORS_HEADERS = ("authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta",
+                "openai-organization",
                 "openai-project", "x-stainless-arch", "x-stainless-lang", "x-stainless-os",
                 "x-stainless-package-version", "x-stainless-runtime", "x-stainless-runtime-version",
                 "x-stainless-retry-count", "x-stainless-timeout", "x-stainless-async")
@@ -1088,13 +1095,14 @@ def _host_name(value: str) -> str:
 class Guard:
     """ASGI middleware enforcing an :class:`HttpPolicy` before any route runs."""
 
-    def __init__(self, app, policy: HttpPolicy):
+    def __init__(self, app, policy: HttpPolicy, error_body=None):
         self.app, self.policy = app, policy
         key = policy.api_key
         self.key = key.encode() if key else None
+        self.error_body = error_body or (lambda e, path: e.body())  # (ApiError, request path) -> body
 
-    async def _refuse(self, send, status: int, message: str, code: str, type_: str) -> None:
-        body = _json_bytes(ApiError(status, message, code=code, type=type_).body())
+    async def _refuse(self, send, status: int, message: str, code: str, type_: str, path: str = "") -> None:
+        body = _json_bytes(self.error_body(ApiError(status, message, code=code, type=type_), path))
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
@@ -1120,15 +1128,15 @@ class Guard:
             if _host_name(host.decode("latin-1")) not in p.allowed_hosts:
                 log.warning("refused Host %r", host[:100])
                 return await self._refuse(send, 421, "this Host is not served here (see --allowed-hosts)",
-                                          "host_not_allowed", "invalid_request_error")
+                                          "host_not_allowed", "invalid_request_error", scope["path"])
         origin = headers.get(b"origin")
         if origin is not None and "*" not in p.cors_origins and origin.decode("latin-1") not in p.cors_origins:
             return await self._refuse(send, 403, "cross-origin requests are not allowed (see --cors-origin)",
-                                      "origin_not_allowed", "invalid_request_error")
+                                      "origin_not_allowed", "invalid_request_error", scope["path"])
         preflight = scope["method"] == "OPTIONS" and b"access-control-request-method" in headers
         if self.key is not None and not preflight and scope["path"] != "/health" and not self._authorized(headers):
             return await self._refuse(send, 401, "a valid API key is required (Authorization: Bearer KEY or "
-                                      "x-api-key: KEY)", "invalid_api_key", "authentication_error")
+                                      "x-api-key: KEY)", "invalid_api_key", "authentication_error", scope["path"])
         return await self.app(scope, receive, send)
 
 
@@ -1148,8 +1156,13 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
 
         tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="mlx-specdec-tokenize")
 
-    def error_response(e: ApiError) -> Response:
-        return Response(_json_bytes(e.body()), status_code=e.status, media_type="application/json")
+    def error_body(e: ApiError, path: str) -> dict:
+        if server_anthropic.owns(path):
+            return server_anthropic.error_body(e.status, e.message)
+        return e.body()
+
+    def error_response(e: ApiError, path: str = "") -> Response:
+        return Response(_json_bytes(error_body(e, path)), status_code=e.status, media_type="application/json")
 
     def json_response(obj: Any, status: int = 200) -> Response:
         return Response(_json_bytes(obj), status_code=status, media_type="application/json")
@@ -1272,7 +1285,7 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
                         await body(_sse(fmt.chunk(event[1], entries=event[2], offset=offset, calls=event[3])))
                         offset += len(event[1])
                     elif kind == "done":
-                        _, finish, usage, spec = event
+                        finish, usage, spec = event[1:4]
                         if finish == "cancelled":
                             break
                         last = fmt.chunk(None if fmt.chat else "", finish)
@@ -1332,7 +1345,7 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
                 return error_response(event[1])
             if event[0] == "disconnected":
                 return Response(status_code=499)
-            _, finish, usage, spec = event
+            finish, usage, spec = event[1:4]
             return json_response(fmt.full("".join(parts), finish, usage, spec, entries, calls))
         finally:
             if not handed_over:
@@ -1369,11 +1382,34 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return error_response(ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404
-                                       else None))
+                                       else None), request.url.path)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(ApiError(500, f"internal error: {type(exc).__name__}"))
+        return error_response(ApiError(500, f"internal error: {type(exc).__name__}"), request.url.path)
+
+    # -- the Anthropic Messages API (server_anthropic translates; this is its access to the pipeline)
+    class AnthropicJob:
+        """A submitted job and its disconnect watcher; ``close()`` ends both."""
+
+        def __init__(self, job: Job, watcher: asyncio.Task):
+            self.job, self.watcher, self.events = job, watcher, job.events
+
+        def close(self) -> None:
+            self.job.cancel()
+            self.watcher.cancel()
+
+    async def tokenize(req: GenRequest) -> List[int]:
+        return await asyncio.get_running_loop().run_in_executor(tokenize_pool, worker.tokenize, req)
+
+    async def start(request: Request, req: GenRequest, prompt: List[int]) -> AnthropicJob:
+        job = Job(req, prompt, asyncio.get_running_loop())
+        worker.submit(job)
+        return AnthropicJob(job, asyncio.create_task(watch_disconnect(request.receive, job)))
+
+    anthropic_routes = server_anthropic.routes(server_anthropic.Backend(
+        read_json=read_json, parse=lambda body: parse_request(body, "chat", state), tokenize=tokenize, start=start,
+        api_error=ApiError))
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -1382,8 +1418,9 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        *anthropic_routes,
     ]
-    middleware = [Middleware(Guard, policy=policy)]
+    middleware = [Middleware(Guard, policy=policy, error_body=error_body)]
     if policy.cors_origins:  # only these origins, only our methods and the headers clients send
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(policy.cors_origins),
                                      allow_methods=["GET", "POST", "OPTIONS"], allow_headers=list(CORS_HEADERS),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "mlx_specdec_plugin"
 NAME = "mlx_specdec_plugin"
-FRONT_ENDS = {f"{NAME}.{m}" for m in ("cli", "server", "vlm", "bench", "demo", "__main__")}
+FRONT_ENDS = {f"{NAME}.{m}" for m in ("cli", "server", "server_anthropic", "vlm", "bench", "demo", "__main__")}
 # Dev tools and test fixtures shipped in the package (they may use anything; nothing engine-side uses them).
 TOOLS = {f"{NAME}.{m}" for m in ("oracle_bench", "rollback_bench", "server_load", "train", "doctor", "fetch")}
 # Known circle, left for the layout move (drafters/ as a package: the shared layers, then gemma4).

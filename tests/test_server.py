@@ -322,6 +322,10 @@ BAD = [
     ("/v1/completions", {"prompt": "a" * 5000}, 400),  # oversize prompt: the tiny model's context is 4096
     ("/v1/completions", {"prompt": "a" * 70000}, 413),  # oversize body: --max-body-bytes 65536
     ("/v1/nothing", {"prompt": "x"}, 404),
+    # the Anthropic Messages API (more in test_server_anthropic.py)
+    ("/v1/messages", {"messages": [{"role": "user", "content": "hi"}]}, 400),  # max_tokens is required
+    ("/v1/messages", {"max_tokens": 2, "messages": [{"role": "user", "content": [{"type": "image"}]}]}, 400),
+    ("/v1/messages/count_tokens", {"messages": 5}, 400),
 ]
 
 
