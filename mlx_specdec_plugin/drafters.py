@@ -177,8 +177,8 @@ def detect_kind(raw: dict) -> str:
     raise ValueError(
         "config.json is not a drafter checkpoint of a known kind: expected a DSpark/DFlash drafter (architectures "
         "*DSparkModel / DFlashDraftModel or a 'dflash_config' object), an EAGLE-3 head (speculators_model_type "
-        "'eagle3' or *Eagle3 architectures), or a Qwen3.5/Qwen3-Next model folder that declares MTP layers "
-        "(mtp_num_hidden_layers)"
+        "'eagle3' or *Eagle3 architectures), or a model folder that declares MTP layers (Qwen3.5/Qwen3-Next: "
+        "mtp_num_hidden_layers; DeepSeek-V3/V3.2, Kimi-K2, GLM-5, GLM-4.7-Flash: num_nextn_predict_layers)"
     )
 
 

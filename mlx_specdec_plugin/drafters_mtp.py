@@ -290,6 +290,17 @@ def _read_deepseek_weights(path: Path, c: MtpConfig, target_model: nn.Module) ->
                 own["shared_head_norm.weight"] = v
             else:
                 layer[f"model.layers.0.{name}"] = v
+    experts: Dict[str, set] = {}
+    for k in layer:
+        m = re.fullmatch(r"model\.layers\.0\.mlp\.experts\.(\d+)\.(\w+)\.weight", k)
+        if m:
+            experts.setdefault(m.group(2), set()).add(int(m.group(1)))
+    n = getattr(text_model(target_model).args, "n_routed_experts", None) or 0
+    for proj, ids in sorted(experts.items()):
+        if ids != set(range(n)):
+            missing = sorted(set(range(n)) - ids)
+            raise ValueError(f"mtp checkpoint: {prefix}mlp.experts.*.{proj} holds experts {sorted(ids)[:8]}, "
+                             f"n_routed_experts is {n}" + (f" (missing {missing[:8]})" if missing else ""))
     if layer:
         sanitize = getattr(text_model(target_model), "sanitize", None)
         if sanitize is not None:

@@ -618,7 +618,8 @@ def add_deepseek_mtp(target_dir: Path, model=None, *, seed: int = 0, scale: floa
     checkpoints carry it: ``num_nextn_predict_layers`` in config.json and the module's tensors as
     decoder layer ``num_hidden_layers`` in their own shard, with a ``model.safetensors.index.json``
     weight map over both shards (as a sharded Hugging Face checkpoint has). ``embed_tokens`` and
-    ``shared_head.head`` are the main model's copies when ``model`` (the loaded target) is given."""
+    ``shared_head.head`` are the main model's copies when ``model`` (the loaded target) is given, and
+absent otherwise."""
     target_dir = Path(target_dir)
     cfg = target_config_of(target_dir)
     cfg["num_nextn_predict_layers"] = depth
@@ -629,9 +630,11 @@ def add_deepseek_mtp(target_dir: Path, model=None, *, seed: int = 0, scale: floa
     weights[p + "mlp.gate.e_score_correction_bias"] = mx.zeros((cfg["n_routed_experts"],))
     if cfg.get("index_topk"):
         weights[p + "self_attn.indexer.k_norm.weight"] = mx.ones((cfg["index_head_dim"],))
-    if model is not None:
+    if model is not None:  # DeepSeek-V3 stores copies of the shared embedding and head
         weights[p + "embed_tokens.weight"] = model.model.embed_tokens.weight
         weights[p + "shared_head.head.weight"] = model.lm_head.weight
+    else:  # GLM-5's layout as mlx-vlm 0.7.10 reads it: no copies
+        del weights[p + "embed_tokens.weight"], weights[p + "shared_head.head.weight"]
     weights.update(weight_overrides or {})
     for k in drop_weights:
         weights.pop(k)
