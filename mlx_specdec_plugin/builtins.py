@@ -54,7 +54,8 @@ def register_strategies(register):
         Strategy(
             "mtp",
             mtp.build,
-            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*), read from its folder",
+            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*; DeepSeek-V3/V3.2, "
+            "Kimi-K2, GLM-5, GLM-4.7-Flash model.layers.{N}.*), read from its folder",
             claims=mtp.claims,
             needs_draft=True,
         )
