@@ -5,7 +5,7 @@ from .acceptors import block, greedy, match, rejection
 from .acceptors import tree as tree_acceptor
 from .drafting import Strategy
 from .hookspecs import hookimpl
-from .strategies import dflash, draft_model, dspark, eagle3, lookup, mtp
+from .strategies import dflash, dflash2, draft_model, dspark, eagle3, lookup, mtp
 from .strategies import tree
 
 
@@ -38,6 +38,15 @@ def register_strategies(register):
             dflash.build,
             "DFlash (z-lab): block-diffusion drafter on target hidden states, one pass per block",
             claims=dflash.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "dflash2",
+            dflash2.build,
+            "DFlash2: DFlash with dynamic causal convolutions and a top-k candidate selector",
+            claims=dflash2.claims,
             needs_draft=True,
         )
     )

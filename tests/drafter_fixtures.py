@@ -644,3 +644,67 @@ absent otherwise."""
     index = {"metadata": {}, "weight_map": {**main, **{k: "model-mtp.safetensors" for k in weights}}}
     (target_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
     return target_dir
+
+
+def write_dflash2(
+    path: Path,
+    target_dir: Path,
+    *,
+    target_layer_ids: Sequence[int] = (0, 2),
+    block_size: int = 8,
+    num_draft_layers: int = 1,
+    conv_kernel_size: int = 3,
+    conv_group_size: int = 8,
+    selector_rank: int = 8,
+    selector_top_k: int = 16,
+    input_embedding_scale: float = 1.0,
+    output_multiplier: float = 1.0,
+    seed: int = 0,
+    scale: float = 1.0,
+    config_overrides: Optional[dict] = None,
+    nested_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+) -> Path:
+    """A tiny DFlash2 checkpoint for the mlx-lm target folder ``target_dir``, as mlx-vlm 0.7.10's
+    loader reads it: ``architectures: ["DFlash2DraftModel"]``, ``model_type`` the backbone's
+    (``qwen3``), ``num_target_layers`` at the top level, and in ``dflash_config`` the block
+    (``block_size`` anchor included, ``mask_token_id``, ``target_layer_ids``) and DFlash2's own
+    keys (``conv_kernel_size``, ``conv_group_size``, ``selector_rank``, ``selector_top_k``,
+    ``input_embedding_scale``, ``output_multiplier``). Weights under ``model.``: the DFlash
+    backbone, per layer ``attention_conv`` / ``mlp_conv`` (``base_kernel (2, K, H)``, here an
+    identity tap plus noise, and ``kernel_projection.weight (2 K H/group, H)``), and
+    ``candidate_selector.{predecessor,successor}_codebook`` (bare ``(V, r)`` parameters) and
+    ``candidate_selector.hidden_projection.weight (r, H)``."""
+    tcfg = target_config_of(target_dir)
+    V = tcfg["vocab_size"]
+    backbone = _draft_backbone_config(tcfg, num_draft_layers)
+    H = backbone["hidden_size"]
+    config = {"architectures": ["DFlash2DraftModel"], "model_type": "qwen3", **backbone,
+              "num_target_layers": tcfg["num_hidden_layers"], "tie_word_embeddings": False, "dtype": "float32"}
+    config["dflash_config"] = {
+        "block_size": block_size, "mask_token_id": V - 3, "target_layer_ids": list(target_layer_ids),
+        "conv_kernel_size": conv_kernel_size, "conv_group_size": conv_group_size, "selector_rank": selector_rank,
+        "selector_top_k": selector_top_k, "input_embedding_scale": input_embedding_scale,
+        "output_multiplier": output_multiplier, **(nested_overrides or {}),
+    }
+    config.update(config_overrides or {})
+    shapes = backbone_shapes(backbone, len(target_layer_ids))
+    groups = H // conv_group_size
+    for i in range(num_draft_layers):
+        for conv in ("attention_conv", "mlp_conv"):
+            shapes[f"layers.{i}.{conv}.base_kernel"] = (2, conv_kernel_size, H)
+            shapes[f"layers.{i}.{conv}.kernel_projection.weight"] = (2 * conv_kernel_size * groups, H)
+    shapes.update({"candidate_selector.predecessor_codebook": (V, selector_rank),
+                   "candidate_selector.successor_codebook": (V, selector_rank),
+                   "candidate_selector.hidden_projection.weight": (selector_rank, H)})
+    weights = _random(shapes, seed, scale)
+    for k in list(weights):
+        if k.endswith("base_kernel"):
+            weights[k] = 0.2 * weights[k] + mx.array([1.0] + [0.0] * (conv_kernel_size - 1))[None, :, None]
+        elif k.endswith("_codebook"):
+            weights[k] = weights[k] * np.sqrt(selector_rank)  # unit-scale codebook rows
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    return _save(path, config, weights, prefix_model=True)
