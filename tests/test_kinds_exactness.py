@@ -14,7 +14,9 @@ ids unmapped gives p = 0. Correct drafters give p ~ 0.5-0.8. The DeepSeek-style 
 (``deepseek_v3`` target: MLA + MoE, ~50 CPU ms per generation, so N = 400 and ~20 s per case)
 draws a flatter q on a less peaked target (a peaked one makes block and rejection draw the same
 samples); there the (q + uniform) / 2 fault gives only p ~ 7e-5 at N = 400, so its planted fault is
-reporting q at half the temperature (``q^2`` renormalised): p ~ 5e-8.
+reporting q at half the temperature (``q^2`` renormalised): p ~ 5e-8. DFlash2 (N = 600, 5
+selector candidates, so q is zero on 3 of the 8 tokens): correct p ~ 0.4-0.6 over four seeds,
+(q + uniform) / 2 gives p ~ 4e-8. On the shared 2-core machine these cases took 20-40 s each.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import mlx.core as mx
 import pytest
 from mlx_specdec_plugin.sampling import make_sampler  # mlx-lm's arguments and draws, with a known distribution
 
-from drafter_fixtures import DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_eagle3
+from drafter_fixtures import DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_dflash2, write_eagle3
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.drafting import Draft
@@ -35,8 +37,8 @@ from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
 VOCAB = 8
 PROMPT = [1, 2, 3]
 ALPHA = 1e-3
-SAMPLES = {"eagle3": 1000, "mtp": 600, "mtp-deepseek": 400}
-STRATEGY = {"eagle3": "eagle3", "mtp": "mtp", "mtp-deepseek": "mtp"}
+SAMPLES = {"eagle3": 1000, "mtp": 600, "mtp-deepseek": 400, "dflash2": 600}
+STRATEGY = {"eagle3": "eagle3", "mtp": "mtp", "mtp-deepseek": "mtp", "dflash2": "dflash2"}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,10 @@ def world(tmp_path_factory):
         "eagle3": load_drafter(write_eagle3(root / "eagle3", target_dir, aux_layer_ids=(1, 2, 3),
                                             draft_tokens=[0, 2, 3, 5, 6], seed=3, scale=0.3), model),
     }
+    # DFlash2: 5 selector candidates per position, so q is zero on 3 tokens the target can emit
+    drafters["dflash2"] = load_drafter(write_dflash2(root / "dflash2", target_dir, target_layer_ids=(0, 2),
+                                                     selector_top_k=5, selector_rank=4, seed=4, scale=0.5,
+                                                     output_multiplier=0.3), model)
     joints = {k: exact_joint(model, PROMPT, 3, VOCAB, dict(temp=1.0), {}) for k in drafters}
     # native MTP: a Gated-DeltaNet hybrid qwen3_5 target carrying its own mtp.* head
     config = tiny_config("qwen3_5", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2,
@@ -124,7 +130,7 @@ class _ForgetsD2T(_Planted):
         return Draft(mx.array(wrong, dtype=mx.uint32), draft.q, draft.deterministic)
 
 
-PLANTED = [("eagle3", _MixedQ), ("eagle3", _ForgetsD2T), ("mtp", _MixedQ), ("mtp-deepseek", _SharpQ)]
+PLANTED = [("eagle3", _MixedQ), ("eagle3", _ForgetsD2T), ("mtp", _MixedQ), ("mtp-deepseek", _SharpQ), ("dflash2", _MixedQ)]
 
 
 @pytest.mark.parametrize("acceptor", ["rejection", "block"])
