@@ -45,7 +45,6 @@ from .drafters import (
     DecoderLayer,
     Drafter,
     DrafterConfig,
-    _int,
     build_module,
     drafter_embed_scale,
     normalize_config,
@@ -89,7 +88,12 @@ def normalize(raw: dict) -> DrafterConfig:
     def get(key, default=None):
         return nested[key] if key in nested else raw.get(key, default)
 
-    ints = {k: _int(raw, k, get(k)) for k in ("conv_kernel_size", "conv_group_size", "selector_rank", "selector_top_k")}
+    ints = {}
+    for k in ("conv_kernel_size", "conv_group_size", "selector_rank", "selector_top_k"):
+        v = get(k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"DFlash2 drafter config: '{k}' must be a positive integer (in dflash_config), got {v!r}")
+        ints[k] = v
     if c.hidden_size % ints["conv_group_size"]:
         raise ValueError(f"DFlash2 drafter config: 'hidden_size' {c.hidden_size} is not a multiple of "
                          f"'conv_group_size' {ints['conv_group_size']}")

@@ -166,7 +166,7 @@ def test_greedy_equals_plain_decoding(world, kind):
     (dict(conv_group_size=5), r"'hidden_size' 32 is not a multiple of 'conv_group_size' 5"),
     (dict(selector_top_k=300), r"'selector_top_k' 300 exceeds the vocabulary 258"),
     (dict(nested_overrides={"causal": True}), r"causal draft blocks are not supported"),
-    (dict(nested_overrides={"conv_kernel_size": None}), r"'conv_kernel_size' must be an integer"),
+    (dict(nested_overrides={"conv_kernel_size": None}), r"DFlash2 drafter config: 'conv_kernel_size' must be a positive integer"),
     (dict(target_layer_ids=(0, 5)), r"'target_layer_ids' \[0, 5\] reach layer\(s\) \[5\]"),
 ])
 def test_bad_checkpoints_are_one_clear_error(world, tmp_path, kw, match):
