@@ -5,7 +5,7 @@ from .acceptors import block, greedy, match, rejection
 from .acceptors import tree as tree_acceptor
 from .drafting import Strategy
 from .hookspecs import hookimpl
-from .strategies import dflash, draft_model, dspark, eagle3, lookup, mtp
+from .strategies import dflash, dflash2, draft_model, dspark, eagle3, lookup, mtp
 from .strategies import tree
 
 
@@ -43,6 +43,15 @@ def register_strategies(register):
     )
     register(
         Strategy(
+            "dflash2",
+            dflash2.build,
+            "DFlash2: DFlash with dynamic causal convolutions and a top-k candidate selector",
+            claims=dflash2.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
             "eagle3",
             eagle3.build,
             "EAGLE-3: one-layer head on fused low/mid/high target features, own draft vocabulary",
@@ -54,7 +63,8 @@ def register_strategies(register):
         Strategy(
             "mtp",
             mtp.build,
-            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*), read from its folder",
+            "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*; DeepSeek-V3/V3.2, "
+            "Kimi-K2, GLM-5, GLM-4.7-Flash model.layers.{N}.*), read from its folder",
             claims=mtp.claims,
             needs_draft=True,
         )

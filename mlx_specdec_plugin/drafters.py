@@ -49,6 +49,7 @@ KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: 
 OTHER_KINDS = {
     "eagle3": ("drafters_eagle3", "is_eagle3", "load_eagle3"),
     "mtp": ("drafters_mtp", "is_mtp", "load_mtp"),
+    "dflash2": ("drafters_dflash2", "is_dflash2", "load_dflash2"),
 }
 # kinds whose weights live inside a complete model folder (the target's own checkpoint): such a
 # folder is that kind only as the target's own folder, and a plain model otherwise
@@ -133,6 +134,7 @@ class DrafterConfig:
     confidence_head_with_markov: bool = True
     quantization: Optional[dict] = None
     gemma4: Optional[Any] = None  # drafters_gemma4.Gemma4Backbone for Gemma4DSparkModel checkpoints
+    extras: Optional[Any] = None  # a backbone variant's own settings (drafters_dflash2.DFlash2Extras)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -153,8 +155,6 @@ def detect_kind(raw: dict) -> str:
         return other
     archs = [str(a) for a in raw.get("architectures") or ()]
     nested = raw.get("dflash_config")
-    if any("DFlash2" in a for a in archs):
-        raise ValueError(f"architectures {archs}: DFlash2 drafters are not supported")
     if raw.get("speculators_model_type"):
         raise ValueError(
             f"speculators_model_type '{raw['speculators_model_type']}': the vLLM speculators format is "
@@ -177,8 +177,8 @@ def detect_kind(raw: dict) -> str:
     raise ValueError(
         "config.json is not a drafter checkpoint of a known kind: expected a DSpark/DFlash drafter (architectures "
         "*DSparkModel / DFlashDraftModel or a 'dflash_config' object), an EAGLE-3 head (speculators_model_type "
-        "'eagle3' or *Eagle3 architectures), or a Qwen3.5/Qwen3-Next model folder that declares MTP layers "
-        "(mtp_num_hidden_layers)"
+        "'eagle3' or *Eagle3 architectures), or a model folder that declares MTP layers (Qwen3.5/Qwen3-Next: "
+        "mtp_num_hidden_layers; DeepSeek-V3/V3.2, Kimi-K2, GLM-5, GLM-4.7-Flash: num_nextn_predict_layers)"
     )
 
 
@@ -658,10 +658,13 @@ def _quantizable(group_size: int):
     return predicate
 
 
-def build_module(c: DrafterConfig, weights: Dict[str, mx.array]) -> nn.Module:
-    """Build the module for ``c``, check names and shapes of ``weights`` strictly, load them."""
+def build_module(c: DrafterConfig, weights: Dict[str, mx.array], module: Optional[nn.Module] = None) -> nn.Module:
+    """Build the module for ``c`` (or take ``module``, a variant's), check names and shapes of
+    ``weights`` strictly, load them."""
     hint = unexpected = lambda *a: ""  # noqa: E731
-    if c.gemma4 is not None:
+    if module is not None:
+        pass
+    elif c.gemma4 is not None:
         from .drafters_gemma4 import Gemma4DSparkDrafterModel, shape_hint as hint, unexpected_hint as unexpected
 
         module = Gemma4DSparkDrafterModel(c)

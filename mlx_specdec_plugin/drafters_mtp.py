@@ -12,9 +12,19 @@ same folder (``draft_model=`` the target's folder) and binds them to the loaded 
   feature. In a Hugging Face checkpoint (safetensors not marked ``format: mlx``) the norms are
   zero-centred and read as ``1 + w``, as mlx-lm reads the main model's.
 
-DeepSeek-V3-style heads (decoder layer ``num_hidden_layers``: ``enorm``/``hnorm``/``eh_proj``, an
-MLA + MoE layer, ``shared_head``) are not read yet: mlx-lm has no tap forward for ``deepseek_v3``
-here and its MLA weights need mlx-lm's ``kv_b_proj`` split; such a folder is not claimed.
+* **DeepSeek-V3 / V3.2, GLM-5, GLM-4.7-Flash** (``model_type`` ``deepseek_v3``, ``deepseek_v32``,
+  ``kimi_k2``, ``glm_moe_dsa``, ``glm4_moe_lite``; config ``num_nextn_predict_layers``): the MTP
+  module is stored as one more decoder layer, ``model.layers.{num_hidden_layers}.*``: ``enorm``,
+  ``hnorm``, ``eh_proj`` (2H -> H), the family's full decoder layer (``input_layernorm``,
+  ``self_attn.*`` (MLA, Hugging Face ``kv_b_proj``), ``post_attention_layernorm``, ``mlp.*``
+  (MoE with per-expert tensors, or dense)) and ``shared_head.norm``. Step:
+  ``x = eh_proj([enorm(embed(t+1)) ; hnorm(h_t)])``, the layer over x with its own cache (the
+  target's cache kind for one layer: MLA's KV, DSA's KV + indexer keys), ``out = shared_head.norm(x)``.
+  The layer's tensors go through the target's own mlx-lm ``sanitize`` (its ``kv_b_proj`` split,
+  expert stacking, fp8 dequantisation), renamed to layer 0 for it. The module's ``embed_tokens`` and
+  ``shared_head.head`` are the main model's (DeepSeek-V3 shares them; the checkpoint's copies are
+  not read). With ``num_nextn_predict_layers`` > 1 only the first module (layer
+  ``num_hidden_layers``) drafts, chained on its own output.
 
 The target feature ``h_t`` is the target's final-normed hidden state (the input of its LM head):
 the proposer taps the last decoder layer and applies the target's own final norm. The decoder
@@ -36,7 +46,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
-from mlx_lm.models.cache import KVCache
+from mlx_lm.models.cache import CacheList, KVCache
 
 from .drafters import check_weights
 from .target import TargetAdapter, lm_head, text_model
@@ -44,6 +54,9 @@ from .target import TargetAdapter, lm_head, text_model
 PathLike = Union[str, Path]
 KIND = "mtp"
 QWEN_TYPES = ("qwen3_5", "qwen3_5_moe", "qwen3_next")
+DEEPSEEK_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2", "glm_moe_dsa", "glm4_moe_lite")
+# DeepSeek-style module tensors that are the main model's (shared) and not read
+_DEEPSEEK_SHARED = ("embed_tokens.weight", "shared_head.head.weight")
 _QWEN_NORMS = (".input_layernorm.weight", ".post_attention_layernorm.weight", ".q_norm.weight", ".k_norm.weight",
                "norm.weight", "pre_fc_norm_embedding.weight", "pre_fc_norm_hidden.weight")
 
@@ -58,6 +71,8 @@ def mtp_family(raw: dict) -> Optional[str]:
     model_type = str(raw.get("model_type") or text.get("model_type") or "")
     if model_type in QWEN_TYPES and int(text.get("mtp_num_hidden_layers") or 0) > 0:
         return "qwen"
+    if model_type in DEEPSEEK_TYPES and int(text.get("num_nextn_predict_layers") or 0) > 0:
+        return "deepseek"
     return None
 
 
@@ -67,7 +82,7 @@ def is_mtp(raw: dict) -> bool:
 
 @dataclass(frozen=True)
 class MtpConfig:
-    family: str  # "qwen"
+    family: str  # "qwen" | "deepseek"
     model_type: str
     depth: int  # MTP layers, stacked in one module
     hidden_size: int
@@ -81,9 +96,9 @@ def normalize_config(raw: dict) -> MtpConfig:
     family = mtp_family(raw)
     if family is None:
         raise ValueError(f"config.json declares no MTP layers of a supported family ({', '.join(QWEN_TYPES)}: "
-                         "mtp_num_hidden_layers)")
+                         f"mtp_num_hidden_layers; {', '.join(DEEPSEEK_TYPES)}: num_nextn_predict_layers)")
     text = _text(raw)
-    depth = int(text.get("mtp_num_hidden_layers"))
+    depth = int(text.get("mtp_num_hidden_layers" if family == "qwen" else "num_nextn_predict_layers"))
     return MtpConfig(
         family=family,
         model_type=str(raw.get("model_type") or text.get("model_type")),
@@ -92,7 +107,7 @@ def normalize_config(raw: dict) -> MtpConfig:
         vocab_size=int(text["vocab_size"]),
         num_hidden_layers=int(text["num_hidden_layers"]),
         rms_norm_eps=float(text.get("rms_norm_eps", 1e-6)),
-        default_proposals=depth + 1,
+        default_proposals=depth + 1 if family == "qwen" else 2,
     )
 
 
@@ -119,6 +134,27 @@ class QwenMtpModule(nn.Module):
         return self.norm(x)
 
 
+class DeepseekMtpModule(nn.Module):
+    """DeepSeek-V3-style MTP module: ``enorm``, ``hnorm``, ``eh_proj``, one decoder layer of the
+    target's class (``block``) and ``shared_head_norm`` (the checkpoint's ``shared_head.norm``)."""
+
+    def __init__(self, c: MtpConfig, make_layer):
+        super().__init__()
+        H = c.hidden_size
+        self.enorm = nn.RMSNorm(H, eps=c.rms_norm_eps)
+        self.hnorm = nn.RMSNorm(H, eps=c.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * H, H, bias=False)
+        self.block = make_layer()
+        self.shared_head_norm = nn.RMSNorm(H, eps=c.rms_norm_eps)
+
+    def __call__(self, embeds: mx.array, hidden: mx.array, caches: List) -> mx.array:
+        x = self.eh_proj(mx.concatenate([self.enorm(embeds), self.hnorm(hidden)], axis=-1))
+        cache = caches[0]
+        kv = cache[0] if isinstance(cache, CacheList) else cache
+        x = self.block(x, create_attention_mask(x, kv, return_array=True), cache)
+        return self.shared_head_norm(x)
+
+
 # --------------------------------------------------------------------------- drafter
 
 
@@ -140,7 +176,10 @@ class MtpDrafter:
     def default_proposals(self) -> int:
         return self.config.default_proposals
 
-    def make_cache(self) -> List[KVCache]:
+    def make_cache(self) -> List:
+        if self.config.family == "deepseek":  # one layer's cache of the target's kind (DSA: KV + indexer keys)
+            make = getattr(self.target_model, "make_cache", None)
+            return [make()[-1]] if make is not None else [KVCache()]
         return [KVCache() for _ in range(self.config.depth)]
 
     def embed(self, tokens: mx.array) -> mx.array:
@@ -177,9 +216,13 @@ def validate_against_target(c: MtpConfig, target_model: nn.Module) -> None:
 
 
 def _layer_factory(c: MtpConfig, target_model: nn.Module):
-    """A fresh full-attention decoder layer of the target's own class and args."""
+    """A fresh full-attention decoder layer of the target's own class and args (DeepSeek: built
+    as layer ``num_hidden_layers``, so the family's own rule picks its MoE or dense MLP)."""
     tm = text_model(target_model)
     layers = list(target_model.layers)
+    if c.family == "deepseek":
+        cls = type(layers[-1])
+        return lambda: cls(tm.args, c.num_hidden_layers)
     idx = next((i for i, l in enumerate(layers) if not getattr(l, "is_linear", False)), None)
     if idx is None:
         raise ValueError("mtp: the target has no full-attention layer to build the MTP layer from")
@@ -188,7 +231,7 @@ def _layer_factory(c: MtpConfig, target_model: nn.Module):
 
 
 def _build(c: MtpConfig, target_model: nn.Module, weights: Dict[str, mx.array]) -> nn.Module:
-    module = QwenMtpModule(c, _layer_factory(c, target_model))
+    module = (DeepseekMtpModule if c.family == "deepseek" else QwenMtpModule)(c, _layer_factory(c, target_model))
     check_weights(dict(tree_flatten(module.parameters())), weights, "mtp checkpoint", "MTP weight")
     module.load_weights(list(weights.items()), strict=True)
     mx.eval(module.parameters())
@@ -226,8 +269,51 @@ def _stack_experts(weights: Dict[str, mx.array]) -> Dict[str, mx.array]:
     return weights
 
 
-def read_mtp_weights(path: Path, c: MtpConfig) -> Dict[str, mx.array]:
+def _read_deepseek_weights(path: Path, c: MtpConfig, target_model: nn.Module) -> Dict[str, mx.array]:
+    """``model.layers.{N}.*`` renamed to :class:`DeepseekMtpModule`'s names; the decoder layer's
+    tensors pass through the target's own mlx-lm ``sanitize`` (as layer 0: MLA ``kv_b_proj`` split,
+    expert stacking, fp8 dequantisation)."""
+    prefix = f"model.layers.{c.num_hidden_layers}."
+    wanted = lambda k: k.startswith(prefix)  # noqa: E731
+    own: Dict[str, mx.array] = {}
+    layer: Dict[str, mx.array] = {}
+    for f in _shards(path, wanted):
+        for k, v in mx.load(str(f)).items():
+            if not wanted(k):
+                continue
+            name = k[len(prefix):]
+            if name in _DEEPSEEK_SHARED or name.endswith("rotary_emb.inv_freq"):
+                continue
+            if name in ("enorm.weight", "hnorm.weight", "eh_proj.weight"):
+                own[name] = v
+            elif name == "shared_head.norm.weight":
+                own["shared_head_norm.weight"] = v
+            else:
+                layer[f"model.layers.0.{name}"] = v
+    experts: Dict[str, set] = {}
+    for k in layer:
+        m = re.fullmatch(r"model\.layers\.0\.mlp\.experts\.(\d+)\.(\w+)\.weight", k)
+        if m:
+            experts.setdefault(m.group(2), set()).add(int(m.group(1)))
+    n = getattr(text_model(target_model).args, "n_routed_experts", None) or 0
+    for proj, ids in sorted(experts.items()):
+        if ids != set(range(n)):
+            missing = sorted(set(range(n)) - ids)
+            raise ValueError(f"mtp checkpoint: {prefix}mlp.experts.*.{proj} holds experts {sorted(ids)[:8]}, "
+                             f"n_routed_experts is {n}" + (f" (missing {missing[:8]})" if missing else ""))
+    if layer:
+        sanitize = getattr(text_model(target_model), "sanitize", None)
+        if sanitize is not None:
+            layer = sanitize(layer)
+        own.update({"block." + k[len("model.layers.0."):]: v for k, v in layer.items()
+                    if k.startswith("model.layers.0.")})
+    return own
+
+
+def read_mtp_weights(path: Path, c: MtpConfig, target_model: Optional[nn.Module] = None) -> Dict[str, mx.array]:
     """The MTP tensors of a checkpoint folder, renamed to the module's names; ``{}`` if none."""
+    if c.family == "deepseek":
+        return _read_deepseek_weights(path, c, target_model)
     prefixes = ("mtp.", "model.mtp.", "language_model.mtp.")
     wanted = lambda k: k.startswith(prefixes)  # noqa: E731
     out: Dict[str, mx.array] = {}
@@ -256,10 +342,11 @@ def load_mtp(path: PathLike, target_model: nn.Module, *, raw: Optional[dict] = N
     if isinstance(target_model, TargetAdapter):
         target_model = target_model.model
     validate_against_target(c, target_model)
-    weights = read_mtp_weights(path, c)
+    weights = read_mtp_weights(path, c, target_model)
     if not weights:
+        where = "mtp.*" if c.family == "qwen" else f"model.layers.{c.num_hidden_layers}.*"
         raise ValueError(
-            f"mtp: {path} declares {c.depth} MTP layer(s) but its safetensors hold no MTP weights (mtp.*); "
+            f"mtp: {path} declares {c.depth} MTP layer(s) but its safetensors hold no MTP weights ({where}); "
             "mlx-lm conversions drop them: point draft_model at the original checkpoint folder"
         )
     if dtype is not None:

@@ -66,6 +66,18 @@ def _decoder_forward(model, tokens, cache, taps):
     return inner.norm(h), tapped
 
 
+@family("deepseek_v3", "deepseek_v32", "kimi_k2", "glm_moe_dsa", "glm4_moe_lite")
+def _deepseek_forward(model, tokens, cache, taps):
+    """DeepSeek-V3-style MLA stacks: one causal mask as an array (DSA layers: a KV + indexer
+    cache pair per layer, the mask from its KV)."""
+    inner = model.model
+    h = inner.embed_tokens(tokens)
+    first = cache[0][0] if hasattr(cache[0], "caches") else cache[0]
+    mask = create_attention_mask(h, first, return_array=True)
+    h, tapped = _tapped_layers(inner.layers, h, cache, [mask] * len(inner.layers), taps)
+    return inner.norm(h), tapped
+
+
 @family("gemma3_text")
 def _gemma3_forward(model, tokens, cache, taps):
     inner = model.model

@@ -555,3 +555,156 @@ def add_qwen_mtp(target_dir: Path, *, seed: int = 0, scale: float = 1.0, depth: 
     if weights:
         mx.save_safetensors(str(target_dir / "model-mtp.safetensors"), weights, metadata={"format": "pt"})
     return target_dir
+
+
+# DeepSeek-V3-style targets (MLA attention, sigmoid-routed MoE with a shared expert); tiny sizes
+DEEPSEEK_TINY = dict(
+    kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8,
+    n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, n_shared_experts=1,
+    first_k_dense_replace=1, moe_layer_freq=1, n_group=1, topk_group=1, routed_scaling_factor=1.0,
+    topk_method="noaux_tc", scoring_func="sigmoid", norm_topk_prob=True, num_key_value_heads=4,
+)
+# DeepSeek-V3.2 / GLM-5 (glm_moe_dsa) add the DSA indexer; index_topk above every test's length
+DSA_TINY = dict(DEEPSEEK_TINY, index_head_dim=8, index_n_heads=2, index_topk=64, attention_bias=False,
+                rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+
+
+def deepseek_mtp_shapes(cfg: dict) -> Dict[str, tuple]:
+    """Tensor names -> shapes of DeepSeek-V3's next-token-prediction module as its Hugging Face
+    checkpoint stores it, ``model.layers.{num_hidden_layers}.*``: ``embed_tokens`` and
+    ``shared_head.{norm,head}``, ``enorm``/``hnorm``/``eh_proj`` (2H -> H), and a full decoder layer:
+    MLA attention (``q_a_proj``/``q_a_layernorm``/``q_b_proj`` or ``q_proj``, ``kv_a_proj_with_mqa``
+    (kv_lora_rank + rope dim), ``kv_a_layernorm``, the fused ``kv_b_proj`` (heads x (nope + v)),
+    ``o_proj``), and the MoE MLP (router ``gate`` + ``e_score_correction_bias``, per-expert
+    SwiGLU, ``shared_experts``). With ``index_topk`` in the config (DeepSeek-V3.2 / GLM-5) the
+    attention also holds the DSA indexer (``wq_b``, ``wk``, LayerNorm ``k_norm``, ``weights_proj``)."""
+    H, V, nh = cfg["hidden_size"], cfg["vocab_size"], cfg["num_attention_heads"]
+    rope, nope, vd = cfg["qk_rope_head_dim"], cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+    kvr, qr = cfg["kv_lora_rank"], cfg.get("q_lora_rank")
+    p = f"model.layers.{cfg['num_hidden_layers']}."
+    a = p + "self_attn."
+    shapes = {p + "embed_tokens.weight": (V, H), p + "enorm.weight": (H,), p + "hnorm.weight": (H,),
+              p + "eh_proj.weight": (H, 2 * H), p + "shared_head.norm.weight": (H,),
+              p + "shared_head.head.weight": (V, H), p + "input_layernorm.weight": (H,),
+              p + "post_attention_layernorm.weight": (H,),
+              a + "kv_a_proj_with_mqa.weight": (kvr + rope, H), a + "kv_a_layernorm.weight": (kvr,),
+              a + "kv_b_proj.weight": (nh * (nope + vd), kvr), a + "o_proj.weight": (H, nh * vd)}
+    if qr:
+        shapes.update({a + "q_a_proj.weight": (qr, H), a + "q_a_layernorm.weight": (qr,),
+                       a + "q_b_proj.weight": (nh * (nope + rope), qr)})
+    else:
+        shapes[a + "q_proj.weight"] = (nh * (nope + rope), H)
+    if cfg.get("index_topk"):
+        ih, ihd = cfg["index_n_heads"], cfg["index_head_dim"]
+        shapes.update({a + "indexer.wq_b.weight": (ih * ihd, qr), a + "indexer.wk.weight": (ihd, H),
+                       a + "indexer.k_norm.weight": (ihd,), a + "indexer.k_norm.bias": (ihd,),
+                       a + "indexer.weights_proj.weight": (ih, H)})
+    E, Im = cfg["n_routed_experts"], cfg["moe_intermediate_size"]
+    Is = Im * cfg["n_shared_experts"]
+    m = p + "mlp."
+    shapes.update({m + "gate.weight": (E, H), m + "gate.e_score_correction_bias": (E,),
+                   m + "shared_experts.gate_proj.weight": (Is, H), m + "shared_experts.up_proj.weight": (Is, H),
+                   m + "shared_experts.down_proj.weight": (H, Is)})
+    for e in range(E):
+        shapes.update({m + f"experts.{e}.gate_proj.weight": (Im, H), m + f"experts.{e}.up_proj.weight": (Im, H),
+                       m + f"experts.{e}.down_proj.weight": (H, Im)})
+    return shapes
+
+
+def add_deepseek_mtp(target_dir: Path, model=None, *, seed: int = 0, scale: float = 1.0, depth: int = 1,
+                     weight_overrides: Optional[Dict[str, mx.array]] = None, drop_weights: Sequence[str] = (),
+                     declare: bool = True) -> Path:
+    """Add a DeepSeek-V3-style MTP module to the target folder ``target_dir`` as the published
+    checkpoints carry it: ``num_nextn_predict_layers`` in config.json and the module's tensors as
+    decoder layer ``num_hidden_layers`` in their own shard, with a ``model.safetensors.index.json``
+    weight map over both shards (as a sharded Hugging Face checkpoint has). ``embed_tokens`` and
+    ``shared_head.head`` are the main model's copies when ``model`` (the loaded target) is given, and
+absent otherwise."""
+    target_dir = Path(target_dir)
+    cfg = target_config_of(target_dir)
+    cfg["num_nextn_predict_layers"] = depth
+    if declare:
+        (target_dir / "config.json").write_text(json.dumps(cfg, indent=1))
+    weights = _random(deepseek_mtp_shapes(cfg), seed, scale)
+    p = f"model.layers.{cfg['num_hidden_layers']}."
+    weights[p + "mlp.gate.e_score_correction_bias"] = mx.zeros((cfg["n_routed_experts"],))
+    if cfg.get("index_topk"):
+        weights[p + "self_attn.indexer.k_norm.weight"] = mx.ones((cfg["index_head_dim"],))
+    if model is not None:  # DeepSeek-V3 stores copies of the shared embedding and head
+        weights[p + "embed_tokens.weight"] = model.model.embed_tokens.weight
+        weights[p + "shared_head.head.weight"] = model.lm_head.weight
+    else:  # GLM-5's layout as mlx-vlm 0.7.10 reads it: no copies
+        del weights[p + "embed_tokens.weight"], weights[p + "shared_head.head.weight"]
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    if weights:
+        mx.save_safetensors(str(target_dir / "model-mtp.safetensors"), weights, metadata={"format": "pt"})
+    main = {k: "model.safetensors" for k in mx.load(str(target_dir / "model.safetensors"))}
+    index = {"metadata": {}, "weight_map": {**main, **{k: "model-mtp.safetensors" for k in weights}}}
+    (target_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    return target_dir
+
+
+def write_dflash2(
+    path: Path,
+    target_dir: Path,
+    *,
+    target_layer_ids: Sequence[int] = (0, 2),
+    block_size: int = 8,
+    num_draft_layers: int = 1,
+    conv_kernel_size: int = 3,
+    conv_group_size: int = 8,
+    selector_rank: int = 8,
+    selector_top_k: int = 16,
+    input_embedding_scale: float = 1.0,
+    output_multiplier: float = 1.0,
+    seed: int = 0,
+    scale: float = 1.0,
+    config_overrides: Optional[dict] = None,
+    nested_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+) -> Path:
+    """A tiny DFlash2 checkpoint for the mlx-lm target folder ``target_dir``, as mlx-vlm 0.7.10's
+    loader reads it: ``architectures: ["DFlash2DraftModel"]``, ``model_type`` the backbone's
+    (``qwen3``), ``num_target_layers`` at the top level, and in ``dflash_config`` the block
+    (``block_size`` anchor included, ``mask_token_id``, ``target_layer_ids``) and DFlash2's own
+    keys (``conv_kernel_size``, ``conv_group_size``, ``selector_rank``, ``selector_top_k``,
+    ``input_embedding_scale``, ``output_multiplier``). Weights under ``model.``: the DFlash
+    backbone, per layer ``attention_conv`` / ``mlp_conv`` (``base_kernel (2, K, H)``, here an
+    identity tap plus noise, and ``kernel_projection.weight (2 K H/group, H)``), and
+    ``candidate_selector.{predecessor,successor}_codebook`` (bare ``(V, r)`` parameters) and
+    ``candidate_selector.hidden_projection.weight (r, H)``."""
+    tcfg = target_config_of(target_dir)
+    V = tcfg["vocab_size"]
+    backbone = _draft_backbone_config(tcfg, num_draft_layers)
+    H = backbone["hidden_size"]
+    config = {"architectures": ["DFlash2DraftModel"], "model_type": "qwen3", **backbone,
+              "num_target_layers": tcfg["num_hidden_layers"], "tie_word_embeddings": False, "dtype": "float32"}
+    config["dflash_config"] = {
+        "block_size": block_size, "mask_token_id": V - 3, "target_layer_ids": list(target_layer_ids),
+        "conv_kernel_size": conv_kernel_size, "conv_group_size": conv_group_size, "selector_rank": selector_rank,
+        "selector_top_k": selector_top_k, "input_embedding_scale": input_embedding_scale,
+        "output_multiplier": output_multiplier, **(nested_overrides or {}),
+    }
+    config.update(config_overrides or {})
+    shapes = backbone_shapes(backbone, len(target_layer_ids))
+    groups = H // conv_group_size
+    for i in range(num_draft_layers):
+        for conv in ("attention_conv", "mlp_conv"):
+            shapes[f"layers.{i}.{conv}.base_kernel"] = (2, conv_kernel_size, H)
+            shapes[f"layers.{i}.{conv}.kernel_projection.weight"] = (2 * conv_kernel_size * groups, H)
+    shapes.update({"candidate_selector.predecessor_codebook": (V, selector_rank),
+                   "candidate_selector.successor_codebook": (V, selector_rank),
+                   "candidate_selector.hidden_projection.weight": (selector_rank, H)})
+    weights = _random(shapes, seed, scale)
+    for k in list(weights):
+        if k.endswith("base_kernel"):
+            weights[k] = 0.2 * weights[k] + mx.array([1.0] + [0.0] * (conv_kernel_size - 1))[None, :, None]
+        elif k.endswith("_codebook"):
+            weights[k] = weights[k] * np.sqrt(selector_rank)  # unit-scale codebook rows
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    return _save(path, config, weights, prefix_model=True)

@@ -1,5 +1,9 @@
-"""``mtp``: the target's own multi-token-prediction heads (Qwen3.5 / Qwen3-Next ``mtp.*``), read from the target's checkpoint folder
-(``draft_model=`` that folder; see :mod:`..drafters_mtp`).
+"""``mtp``: the target's own multi-token-prediction heads (Qwen3.5 / Qwen3-Next ``mtp.*``;
+DeepSeek-V3-style ``model.layers.{num_hidden_layers}.*`` with ``enorm``/``hnorm``/``eh_proj``),
+read from the target's checkpoint folder (``draft_model=`` that folder; see :mod:`..drafters_mtp`).
+Both families are one head kind (pairs of token t + 1 and the target's final-normed state at t,
+chained on the head's own output), so they share this strategy; the family is the folder's
+``config.json``'s.
 
 Drafting is :class:`~.feature_chain.FeatureChainProposer`'s: pairs (token t + 1, the target's
 final-normed hidden state at t), the head chained on its own output for further proposals, its KV
