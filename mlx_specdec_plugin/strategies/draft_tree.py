@@ -9,12 +9,14 @@ path, no temperature, as the block-drafter tree ranks them), scored by the path'
 far (``N`` = the round's node budget) are fed to the draft model together, in one forward with a
 tree attention mask (:func:`~mlx_specdec_plugin.tree.tree_forward` on the draft model, positions
 by depth, proven on a probe for the draft model's family first). A candidate outside the current
-best ``N`` can never enter the final tree (more candidates only raise the bar, and a child scores
-no more than its parent), so the result is the best-first tree of ``N`` nodes under ``q`` with at
-most ``k`` children per node, and the growth stops at the first depth with no such node.
+best ``N - 1`` can never have a child in the final tree (more candidates only raise the bar, and
+a child scores no more than its parent and ranks after it), so the result is the best-first tree
+of ``N`` nodes under ``q`` with at most ``k`` children per node, and the growth stops at the
+first depth with no such node.
 
-Cost per round: ``D`` draft-model forwards for a tree of depth ``D`` (a chain of ``N`` drafts
-costs ``N``), the forward at depth ``d`` over the ``n_d <= N`` nodes expanded there. The tree
+Cost per round: at most ``min(N, D + 1)`` draft-model forwards for a tree of depth ``D`` (a chain
+of ``N`` drafts costs ``N``; the ``+ 1`` is a last depth whose children all lost), the forward at
+depth ``d`` over the ``n_d < N`` nodes expanded there. The tree
 nodes are trimmed off the draft cache in :meth:`DraftTreeProposer.extend`; the accepted path's
 tokens are fed again with the next root (same forward, no extra step).
 
@@ -24,6 +26,7 @@ keeps it exact at any temperature (:mod:`~mlx_specdec_plugin.acceptors.tree`).
 
 from __future__ import annotations
 
+import weakref
 from typing import List, Optional, Sequence, Tuple
 
 import mlx.core as mx
@@ -33,6 +36,10 @@ from ..drafting import Draft, DraftContext, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
 from .draft_model import DraftModelProposer
+
+
+# draft models whose tree forward passed the probe (id -> model; the probe runs once per model)
+_PROVEN: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 
 
 def top_k_rows(logprobs: mx.array, k: int) -> List[List[Tuple[float, int]]]:
@@ -65,10 +72,12 @@ class DraftTreeProposer(DraftModelProposer):
                 f"(the draft model's is {', '.join(kinds)})"
             )
         self.adapter = TargetAdapter(draft_model)
-        try:
-            self.adapter.check_tree()
-        except ValueError as e:
-            raise ValueError(f"strategy 'tree' grows the tree with the draft model, and for it: {e}") from None
+        if _PROVEN.get(id(draft_model)) is not draft_model:
+            try:
+                self.adapter.check_tree()
+            except ValueError as e:
+                raise ValueError(f"strategy 'tree' grows the tree with the draft model, and for it: {e}") from None
+            _PROVEN[id(draft_model)] = draft_model
         self.max_children = max_children
         self.max_depth = max_depth
         self.nodes_fed = 0  # tree nodes in the draft cache above the root (trimmed in extend)
@@ -128,7 +137,8 @@ class DraftTreeProposer(DraftModelProposer):
         add_children(-1, top_k_rows(self._rows(root, ctx, [[]]), k)[0])
         depth = 1
         while depth < max_depth:
-            frontier = [i for i in sorted(best(budget)) if cands[i][3] == depth]
+            # the N-th best cannot gain a child (a child ranks after its parent): the best N - 1
+            frontier = [i for i in sorted(best(budget - 1)) if cands[i][3] == depth]
             if not frontier:
                 break
             for i in frontier:
