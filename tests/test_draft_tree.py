@@ -210,3 +210,30 @@ def residual_is_p_any_vocab(draft, scores):
         return residual_is_p(draft, scores)
     finally:
         te.VOCAB = saved
+
+
+# -- acceptance by position (depth) for trees, comparable with chains
+
+
+def test_acceptance_by_position_reads_depth_for_trees():
+    from mlx_specdec_plugin.stats import RoundStats
+
+    chain = SpecStats(rounds=[RoundStats(3, 1, 0, 0, 2), RoundStats(3, 3, 0, 0, 4), RoundStats(2, 0, 0, 0, 1)])
+    # chains as before: position 1 offered 3 times, kept twice; position 2 offered twice, kept once
+    assert chain.acceptance_by_position() == [2 / 3, 1 / 2, 1.0]
+    # trees: 6 nodes, depth 3; kept 1 then stopped at a leaf (position 2 not offered), kept 2 of 3
+    # depths with a child below, kept 0
+    trees = SpecStats(rounds=[RoundStats(6, 1, 0, 0, 2, depth=3, reach=1), RoundStats(6, 2, 0, 0, 3, depth=3, reach=3),
+                              RoundStats(6, 0, 0, 0, 1, depth=3, reach=1)])
+    assert trees.acceptance_by_position() == [2 / 3, 1.0, 0.0]
+
+
+def test_the_loop_records_tree_depth_and_reach(world):
+    _, target, _, drafts = world
+    stats = SpecStats()
+    run(target, drafts["self"], PROMPTS[0], stats=stats)
+    spec = [r for r in stats.rounds if r.proposed]
+    assert all(r.depth is not None and r.depth <= r.proposed and r.accepted <= r.reach <= r.accepted + 1 for r in spec)
+    # the draft is the target: its argmax is the first child of every node, so every offered depth is kept
+    assert stats.acceptance_by_position()[0] == 1.0
+    assert len(stats.acceptance_by_position()) == max(r.depth for r in spec)
