@@ -129,11 +129,13 @@ def test_the_tree_is_best_first_under_q_and_costs_one_forward_per_depth(world, b
 
 def test_bad_input_is_one_line_before_generation(world, tmp_path):
     config, target, _, _ = world
-    gemma = make_tiny_model(tiny_config("gemma3_text", vocab_size=VOCAB), seed=1)  # sliding-window cache
-    gemma_full = make_tiny_model(tiny_config("gemma3_text", vocab_size=VOCAB, sliding_window_pattern=1), seed=1)
+    from test_caches import GDN
+
+    gemma = make_tiny_model(tiny_config("gemma3_text", vocab_size=VOCAB), seed=1)
+    hybrid = make_tiny_model(tiny_config("qwen3_5", vocab_size=VOCAB, num_hidden_layers=4, **GDN), seed=1)
     cases = [
-        (dict(draft_model=gemma), "needs a draft cache that can be trimmed"),
-        (dict(draft_model=gemma_full), "tree verification is not implemented for model_type 'gemma3_text'"),
+        (dict(draft_model=hybrid), "needs a draft cache that can be trimmed"),  # recurrent state
+        (dict(draft_model=gemma), "tree verification is not implemented for model_type 'gemma3_text'"),
         (dict(draft_model=target, strategy_options={"max_depth": 0}), "max_depth"),
         (dict(draft_model=target, acceptor="rejection"), "verifies chains only"),
     ]
