@@ -107,3 +107,24 @@ def test_greedy_tree_on_sliding_windows_is_plain_decoding(sliding, which):
         assert out == ref
     if which == "self":  # long accepted paths off the first branch: compaction on the rings
         assert any(list(v.rows) != list(range(len(v.rows))) for v in verdicts)
+
+
+def test_block_drafter_tree_on_sliding_windows_is_plain_decoding(tmp_path):
+    """DSpark's best-first tree (taps through the sliding layers) on the same kind of target."""
+    import mlx_lm
+    from drafter_fixtures import write_dspark
+
+    from mlx_specdec_plugin import load_drafter
+    from mlx_specdec_plugin.tiny import save_tiny_model
+
+    save_tiny_model(tmp_path / "t", "llama", seed=1, sharpness=6, **SLIDING)
+    model, tok = mlx_lm.load(str(tmp_path / "t"))
+    ds = write_dspark(tmp_path / "ds", tmp_path / "t", target_layer_ids=(0, 2), seed=11)
+    prompt = tok.encode("the cat sat on the mat. the cat sat on the")
+    ref = [int(t) for t, _ in generate_step(mx.array(prompt), model, max_tokens=40)]
+    t, proposer, spec, sampling, _, _ = prepare(model, load_drafter(ds, model), draft_strategy="tree",
+                                                num_draft_tokens=8)
+    stats = SpecStats()
+    out = [x for x, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept, num_draft_tokens=8,
+                                                     max_tokens=40, sampling=sampling, stats=stats)]
+    assert out == ref and stats.proposed > 0
