@@ -2,9 +2,9 @@
 
 The draft model (an mlx-lm model with the target's tokenizer) grows the tree a depth at a time.
 The round's first forward runs the committed tokens not yet in the draft cache and the pending
-token (the root), as :mod:`.draft_model` does (as a chain-shaped tree forward, so that a
-sliding-window layer's window is masked even for one token: such layers keep a plain
-``KVCache`` here, trimmable, growing with the context). Each node's children are its ``k`` most likely
+token (the root), as :mod:`.draft_model` does (for a draft model with sliding-window layers, as a
+chain-shaped tree forward, so that the window is masked even for one token: such layers keep a
+plain ``KVCache`` here, trimmable, growing with the context). Each node's children are its ``k`` most likely
 tokens under the draft model (``log q``: the user's logits processors applied with the node's own
 path, no temperature, as the block-drafter tree ranks them), scored by the path's log-probability
 ``sum log q``. At each depth the nodes of that depth that are among the ``N`` best candidates so
@@ -71,6 +71,7 @@ class DraftTreeProposer(DraftModelProposer):
         # sliding-window layers keep every row in a plain KVCache here (a tree grows on top of the
         # draft cache and is trimmed off again); the window is applied by the mask: every
         # speculative forward is a tree forward, which masks by the layer's window
+        self.windowed = any(type(c) is RotatingKVCache for c in self.cache)
         self.cache = [KVCache() if type(c) is RotatingKVCache and c.keep == 0 else c for c in self.cache]
         self.fuse = True
         if not caches.trimmable(self.cache):
@@ -125,9 +126,11 @@ class DraftTreeProposer(DraftModelProposer):
             committed = committed[cut:]
         # the committed tail and the root in one forward (a chain-shaped tree: windows masked even
         # for a single token, which mlx-lm's own width-1 mask leaves to the ring)
-        chain = committed + [ctx.pending]
-        logits, _ = tree.tree_forward(self.adapter, mx.array([chain], dtype=mx.uint32), self.cache, (),
-                                      tuple(range(-1, len(chain) - 2)))
+        chain = mx.array([committed + [ctx.pending]], dtype=mx.uint32)
+        if self.windowed:
+            logits, _ = tree.tree_forward(self.adapter, chain, self.cache, (), tuple(range(-1, chain.shape[1] - 2)))
+        else:
+            logits = self.model(chain, cache=self.cache)
         root = logits[0, -1:]
         self.fed, self.nodes_fed, self.forwards = 1, 0, 1
         self.last = (ctx.pending, None)
