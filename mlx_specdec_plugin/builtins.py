@@ -73,8 +73,10 @@ def register_strategies(register):
         Strategy(
             "tree",
             tree.build,
-            "a best-first draft tree (DDTree) from one DSpark/DFlash pass, verified in one forward",
+            "a best-first draft tree (DDTree) from one DSpark/DFlash pass, or a draft model's top-k tree "
+            "(one forward per depth), verified in one forward",
             needs_draft=True,
+            options=tree.OPTIONS,
         )
     )
 

@@ -29,9 +29,12 @@ an unsupported model fails with one clear error instead of a silently wrong answ
 Tree rounds (:mod:`~mlx_specdec_plugin.tree`): the verify forward appends every tree node, and
 ``end_round(..., rows=...)`` keeps the round's rows ``rows`` (the root and the accepted path, in
 order): their keys/values are gathered into place right after the prefix, then the rest is
-dropped as above. Only append-only key/value storage can do this (``TREE_TYPES``). A ring
-(``RotatingKVCache``) and recurrent state (``ArraysCache``: one state per sequence, a tree would
-need one per branch) are refused by ``check_rollback(cache, trees=True)`` before generation.
+dropped as above (``TREE_TYPES``). A ring (``RotatingKVCache``) qualifies because the verify is
+one multi-token update, which puts the ring in temporal order, keeps at most ``max_size - 1``
+older rows and appends every node: the kept rows are gathered over the node rows, and the
+ordinary ring drop slices the rest off, whether the window had room or wrapped. Recurrent state
+(``ArraysCache``: one state per sequence, a tree would need one per branch) is refused by
+``check_rollback(cache, trees=True)`` before generation.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ from .bucketed import BucketedKVCache
 TRIMMABLE_TYPES = (KVCache, QuantizedKVCache, ChunkedKVCache, BucketedKVCache)
 # Every leaf type end_round handles (exact type match: a subclass may change the update rule).
 SUPPORTED_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache, RotatingKVCache, ArraysCache)
-# Types a tree round can compact to its accepted path (append-only key/value rows).
-TREE_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache,)
+# Types a tree round can compact to its accepted path (key/value rows; a ring's multi-token
+# update concatenates, so its new rows are appended too).
+TREE_TYPES = TRIMMABLE_TYPES + (ConcatenateKVCache, RotatingKVCache)
 
 # replay(n): run the model on the first n tokens of the round, updating the cache in place.
 Replay = Callable[[int], Any]
@@ -104,11 +108,22 @@ def stored_rows(c: Any) -> int:
     return int(c.offset) - int(getattr(c, "start_position", 0) or 0)
 
 
+def ring_rows_kept(c: RotatingKVCache) -> int:
+    """Rows of a ring that its next multi-token update keeps before the new ones: its rows in
+    temporal order, at most ``max_size - 1`` (``RotatingKVCache._update_concat``)."""
+    if c.keys is None:
+        return 0
+    rows = c.keys.shape[2] if (c._idx == c.keys.shape[2] or c._idx < c.offset) else c._idx
+    return min(rows, c.max_size - 1)
+
+
 def fetched_rows(c: Any, n: int) -> int:
     """The key length ``update_and_fetch`` returns for ``n`` new rows (a bucketed cache hands a
-    multi-token forward its whole buffer)."""
+    multi-token forward its whole buffer; a ring, the rows it keeps and the new ones)."""
     if type(c) is BucketedKVCache and n > 1:
         return c._size_for(n)
+    if type(c) is RotatingKVCache and n > 1:
+        return ring_rows_kept(c) + n
     return stored_rows(c) + n
 
 
@@ -128,7 +143,12 @@ def compact(cache: List[Any], appended: int, rows: List[int]) -> None:
     for c in leaves(cache):
         if type(c) not in TREE_TYPES:
             check_rollback([c], trees=True)
-        start = stored_rows(c) - appended
+        if type(c) is RotatingKVCache:  # after a multi-token update: temporal order, new rows last
+            if c._idx != c.keys.shape[2]:
+                raise RollbackError("RotatingKVCache: a tree round must be one multi-token update")
+            start = c.keys.shape[2] - appended
+        else:
+            start = stored_rows(c) - appended
         c.keys = _gather_rows(c.keys, start, rows)
         c.values = _gather_rows(c.values, start, rows)
 

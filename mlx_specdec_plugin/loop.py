@@ -31,6 +31,7 @@ from .drafting import Draft, DraftContext, Proposer, Verdict
 from .sampling import Sampling
 from .stats import RoundStats, SpecStats
 from .target import TargetAdapter
+from .tree import depths as tree_depths
 from .tree import take_rows
 
 Acceptor = Callable[[Draft, TargetScores], Verdict]
@@ -164,7 +165,12 @@ def speculative_generate_step(
         out = kept + [verdict.next_token]
         if max_tokens >= 0:
             out = out[: max_tokens - emitted]
-        stats.record(RoundStats(g, tau, t1 - t0, t2 - t1, len(out), t3 - t2))
+        depth = reach = None
+        if draft.parents is not None:  # a tree: its depth, and whether the kept path was offered more
+            depth = max(tree_depths(draft.parents), default=0)
+            last = verdict.nodes[-1] if tau else -1
+            reach = tau + (1 if last in draft.parents else 0)
+        stats.record(RoundStats(g, tau, t1 - t0, t2 - t1, len(out), t3 - t2, depth, reach))
         emitted += len(out)
         budget = next_budget()
         for i, token in enumerate(out):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,13 @@ class RoundStats:
     ``draft_time`` / ``verify_time`` in seconds (verify includes acceptance; for a round that
     drafts nothing, pipelined as a plain step, the time between two tokens), ``emitted`` tokens
     actually yielded (the budget may cut a round short), ``commit_time`` the cache rollback and
-    the proposer's update (queued work, mostly host time)."""
+    the proposer's update (queued work, mostly host time).
+
+    Tree rounds also record ``depth`` (the draft's longest root-to-leaf path) and ``reach`` (draft
+    positions the kept path was offered: ``accepted``, plus one when the node it stopped at had
+    children). For a chain both default to what they are there: ``proposed`` and
+    ``min(proposed, accepted + 1)``. So :meth:`SpecStats.acceptance_by_position` means the same
+    for trees and chains: position ``k`` is depth ``k``."""
 
     proposed: int
     accepted: int
@@ -20,6 +26,16 @@ class RoundStats:
     verify_time: float
     emitted: int
     commit_time: float = 0.0
+    depth: Optional[int] = None
+    reach: Optional[int] = None
+
+    @property
+    def draft_depth(self) -> int:
+        return self.proposed if self.depth is None else self.depth
+
+    @property
+    def offered(self) -> int:
+        return min(self.proposed, self.accepted + 1) if self.reach is None else self.reach
 
 
 @dataclass
@@ -72,11 +88,12 @@ class SpecStats:
 
     def acceptance_by_position(self) -> List[float]:
         """Conditional acceptance of draft position k (1-based index k-1): of the rounds that
-        proposed at least k drafts and kept the first k-1, the share that kept the k-th."""
-        longest = max((r.proposed for r in self.rounds), default=0)
+        kept k-1 drafts and were offered a k-th (a chain that proposed at least k; a tree whose
+        kept path had a child at depth k), the share that kept one."""
+        longest = max((r.draft_depth for r in self.rounds), default=0)
         rates = []
         for k in range(1, longest + 1):
-            reached = [r for r in self.rounds if r.proposed >= k and r.accepted >= k - 1]
+            reached = [r for r in self.rounds if r.offered >= k and r.accepted >= k - 1]
             rates.append(sum(r.accepted >= k for r in reached) / len(reached) if reached else 0.0)
         return rates
 

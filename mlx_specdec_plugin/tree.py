@@ -96,19 +96,35 @@ def take_rows(x: mx.array, rows: Sequence[int], axis: int) -> mx.array:
 # -- the tree forward
 
 
-def tree_mask(cache: Any, anc: List[List[bool]], first: int, width: int) -> mx.array:
+def tree_mask(cache: Any, anc: List[List[bool]], first: int, width: int,
+              rdepth: Optional[Sequence[int]] = None, window: Optional[int] = None) -> mx.array:
     """Boolean ``(L, S)`` mask for round nodes ``first .. first + L - 1`` fed to a layer whose cache
     already holds the prefix and round nodes ``0 .. first - 1``; called before the layer's update.
     ``S`` is the key length the cache's ``update_and_fetch`` will return; columns past the round's
-    nodes (a bucketed buffer's padding) are masked."""
+    nodes (a bucketed buffer's padding) are masked.
+
+    ``window`` (a sliding-window layer, or a ring from ``max_kv_size``; ``rdepth``: the round
+    nodes' depths) limits each node to the keys a chain forward over its own path would see with
+    mlx-lm's windowed causal mask, where a query at key index ``i`` sees indices ``> i - window``:
+    prefix row ``j`` iff ``j > prefix + depth - window``, an ancestor iff its depth is
+    ``> depth - window``."""
     L = width
-    stored = caches.stored_rows(cache)  # rows before this call's update (prefix + earlier nodes)
-    prefix = stored - first
+    if type(cache) is caches.RotatingKVCache:
+        if first or L < 2:
+            raise ValueError("a tree round on a RotatingKVCache must be one multi-token forward")
+        prefix = caches.ring_rows_kept(cache)
+    else:
+        prefix = caches.stored_rows(cache) - first  # rows before this call's update, less earlier nodes
     S = caches.fetched_rows(cache, L)
     n_round = first + L
     rows = [anc[first + i][:n_round] for i in range(L)]
     tree_part = mx.array(rows, dtype=mx.bool_)
-    parts = [mx.ones((L, prefix), dtype=mx.bool_), tree_part]
+    prefix_part = mx.ones((L, prefix), dtype=mx.bool_)
+    if window is not None:
+        d = mx.array([rdepth[first + i] for i in range(L)], dtype=mx.int32)[:, None]
+        prefix_part = mx.arange(prefix)[None, :] > prefix + d - window
+        tree_part = tree_part & (mx.array(list(rdepth[:n_round]), dtype=mx.int32)[None, :] > d - window)
+    parts = [prefix_part, tree_part]
     if S > prefix + n_round:
         parts.append(mx.zeros((L, S - prefix - n_round), dtype=mx.bool_))
     return mx.concatenate(parts, axis=1)
@@ -158,11 +174,13 @@ def _decoder_tree_forward(model, tokens, cache, taps, rparents, first):
     wanted, tapped = set(taps), {}
     masks: Dict[int, mx.array] = {}
     for i, (layer, c) in enumerate(zip(inner.layers, cache)):
-        if getattr(layer, "use_sliding", False):
-            raise ValueError("tree verification does not support sliding-window layers")
-        key = caches.fetched_rows(c, L)
+        # the window mlx-lm's mask gives the layer: its sliding window, or the ring's size
+        window = getattr(inner, "sliding_window", None) if getattr(layer, "use_sliding", False) else None
+        if window is None and type(c) is caches.RotatingKVCache:
+            window = c.max_size
+        key = (caches.fetched_rows(c, L), window, type(c) is caches.RotatingKVCache)
         if key not in masks:
-            masks[key] = tree_mask(c, anc, first, L)
+            masks[key] = tree_mask(c, anc, first, L, rdepth, window)
         r = _attention(layer.self_attn, layer.input_layernorm(h), masks[key], c, groups, inverse)
         h = h + r
         h = h + layer.mlp(layer.post_attention_layernorm(h))

@@ -187,10 +187,18 @@ class VLMTargetAdapter(TargetAdapter):
         out = self.model(cache=cache, capture_layer_ids=capture, **kwargs) if capture else self.model(cache=cache, **kwargs)
         return out.logits, self.gather(out.hidden_states, taps)
 
+    def check_tree(self) -> None:
+        """Tree drafts need a forward with a tree attention mask; mlx-vlm's language models have none
+        of ours (their attention, positions and extra inputs are mlx-vlm's own)."""
+        raise ValueError(
+            f"tree verification is not implemented for mlx-vlm targets ('{self.model_type}'); "
+            f"use a chain strategy (draft-model, dspark, dflash, eagle3, mtp, lookup)"
+        )
+
     def __call__(self, tokens, cache, taps=(), record=None, tree=None):
         # ``record`` (per-position recurrent states) is left empty: the rollback replays instead.
         if tree is not None:
-            raise ValueError("tree verification is not implemented for mlx-vlm targets (use a chain strategy)")
+            self.check_tree()
         return self.forward(cache, taps, inputs=tokens)
 
 
@@ -624,9 +632,15 @@ def vlm_main(argv: Optional[List[str]] = None) -> int:
     if args.thinking_budget is not None or args.kv_bits is not None:
         _say("error: --thinking-budget / --kv-bits are not supported with speculative decoding (use --draft-strategy none)")
         return 2
-    if args.draft_kind is not None and args.draft_kind not in ("dflash",):
-        _say(f"error: --draft-kind {args.draft_kind} is mlx-vlm's own drafter; ours: --draft-strategy dflash/dspark/lookup")
-        return 2
+    if args.draft_kind is not None:  # mlx-vlm's drafter families are strategies of ours
+        kind = args.draft_kind
+        if kind == "mtp" and args.draft_model not in (None, args.model):
+            kind = "auto"  # mlx-vlm's 'mtp' also names assistant drafters: auto tells them apart
+        if spec.draft_strategy not in ("auto", kind, args.draft_kind):
+            _say(f"error: --draft-kind {args.draft_kind} and --draft-strategy {spec.draft_strategy} disagree")
+            return 2
+        if spec.draft_strategy == "auto":
+            spec.draft_strategy = kind
     return _speculative_cli(args, spec)
 
 
@@ -653,7 +667,8 @@ def _speculative_cli(args, spec) -> int:
     )
 
     try:  # the drafter reads the language model (its embedding, head and hidden states)
-        choice = load_draft(draft_path, VLMTargetAdapter(model).model, spec.draft_strategy, args.trust_remote_code)
+        choice = load_draft(draft_path, VLMTargetAdapter(model).model, spec.draft_strategy, args.trust_remote_code,
+                            args.model)
         options = strategy_options(choice.strategy, spec.strategy_options)
     except LoadError as e:
         _say(f"error: {e}")

@@ -23,7 +23,6 @@ from mlx_lm.models.cache import (
     ConcatenateKVCache,
     KVCache,
     QuantizedKVCache,
-    RotatingKVCache,
 )
 from mlx_lm.sample_utils import make_logits_processors
 
@@ -101,11 +100,9 @@ def test_a_chain_shaped_tree_is_the_plain_verify():
     assert _close(ours, model(tokens, cache=b))
 
 
-@pytest.mark.parametrize(
-    "cache, name",
-    [([RotatingKVCache(max_size=16)], "RotatingKVCache"), ([ArraysCache(2)], "ArraysCache")],
-)
+@pytest.mark.parametrize("cache, name", [([ArraysCache(2)], "ArraysCache")])
 def test_caches_that_cannot_hold_a_tree_are_refused_before_generation(cache, name):
+    """(Sliding windows can: tests/test_tree_rotating.py.)"""
     with pytest.raises(caches.UnsupportedCacheError) as err:
         caches.check_rollback(cache, trees=True)
     msg = str(err.value)
@@ -207,10 +204,10 @@ def test_bad_combinations_are_one_line_before_generation(world, tmp_path):
     model, tok, _, ck, _ = world
     cases = [
         (dict(draft_model=str(ck["dspark/good"]), acceptor="rejection"), "verifies chains only"),
-        (dict(draft_model=model), "needs a DSpark or DFlash drafter"),
+        (dict(draft_model=model.layers[0]), "needs a DSpark or DFlash drafter"),
         (dict(draft_model=str(ck["dspark/good"]), strategy_options={"max_children": 0}), "max_children"),
-        (dict(draft_model=str(ck["dspark/good"]), prompt_cache=[RotatingKVCache(32) for _ in model.layers]),
-         "RotatingKVCache"),
+        (dict(draft_model=str(ck["dspark/good"]), prompt_cache=[ArraysCache(2) for _ in model.layers]),
+         "ArraysCache"),
     ]
     for kw, needle in cases:
         with pytest.raises(ValueError) as err:

@@ -1,5 +1,8 @@
 """``tree``: a draft tree from one block-drafter pass (DDTree-style best-first), verified at once.
 
+(With a classic mlx-lm draft model instead, ``build`` returns the top-k tree of
+:mod:`.draft_tree`: one draft-model forward per depth.)
+
 The block drafter (a DSpark or DFlash checkpoint) runs its usual single forward over
 ``[anchor, mask x (g - 1)]`` and gives one row of logits per depth ``1..g``; DSpark's rows are
 corrected by its Markov head with the parent node's token. Each node's children are ranked by
@@ -23,11 +26,18 @@ import mlx.core as mx
 
 from .. import tree
 from ..drafters import as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOptions
+from ..drafting import Draft, DraftContext, StrategyOption, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
 from .dflash import BlockProposer
+from .draft_model import is_mlx_lm_model
+from .draft_tree import DraftTreeProposer
 from .dspark import DSparkProposer
+
+OPTIONS = (
+    StrategyOption("max_children", int, None, "children per node at most (default: the node budget)"),
+    StrategyOption("max_depth", int, None, "draft-model trees: depth at most (default: the node budget)"),
+)
 
 # children_of(node, path tokens) -> [(log q, token), ...] best first; node -1 is the root
 ChildrenFn = Callable[[int, List[int]], List[Tuple[float, int]]]
@@ -129,6 +139,13 @@ def build(target: TargetAdapter, draft, options: StrategyOptions):
     for kind, cls in (("dspark", DSparkProposer), ("dflash", BlockProposer)):
         if _claims(draft, kind):
             return BlockTreeProposer(cls(as_drafter(draft, target.model, kind), options), max_children)
+    if is_mlx_lm_model(draft):
+        max_depth = options.extra.get("max_depth")
+        max_depth = int(max_depth) if max_depth is not None else None
+        if max_depth is not None and max_depth < 1:
+            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+        return DraftTreeProposer(target, draft, options, max_children, max_depth)
     raise ValueError(
-        "strategy 'tree' needs a DSpark or DFlash drafter (a checkpoint folder or a loaded drafter)"
+        "strategy 'tree' needs a DSpark or DFlash drafter (a checkpoint folder or a loaded drafter) "
+        "or an mlx-lm draft model with the target's tokenizer"
     )
