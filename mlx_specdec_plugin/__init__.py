@@ -13,7 +13,7 @@ from . import blas
 blas.preload()  # before anything imports mlx.core  # noqa: E402
 
 from .drafters import Drafter, load_drafter, save_drafter
-from .drafting import Draft, DraftContext, Proposer, Strategy, StrategyOptions, Verdict
+from .contract import Draft, DraftContext, Proposer, Strategy, StrategyOptions, Verdict
 from .acceptors import AcceptorSpec, TargetScores
 from .generate import SpecGenerationResponse, generate, prepare, stream_generate
 from .hookspecs import hookimpl

@@ -3,7 +3,7 @@
 from .acceptors import AcceptorSpec
 from .acceptors import block, greedy, match, rejection
 from .acceptors import tree as tree_acceptor
-from .drafting import Strategy
+from .contract import Strategy
 from .hookspecs import hookimpl
 from .strategies import dflash, draft_model, dspark, eagle3, lookup, mtp
 from .strategies import tree

@@ -35,7 +35,7 @@ from mlx.utils import tree_flatten
 
 from . import blas, caches
 from .acceptors import greedy
-from .drafting import Proposer
+from .contract import Proposer
 from .loop import speculative_generate_step
 from .sampling import Sampling
 from .stats import SpecStats

@@ -43,7 +43,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import mlx.core as mx
 
-from .drafting import Draft, DraftContext, Verdict
+from .contract import Draft, DraftContext, Verdict
 
 DEFAULT_TIMEOUT_S = 300.0  # a rank that waits on its peers longer than this ends with one line
 TIMEOUT_ENV = "MLX_SPECDEC_DIST_TIMEOUT"

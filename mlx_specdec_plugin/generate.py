@@ -33,7 +33,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from .acceptors import AcceptorSpec
 from .distributed import (LockstepProposer, active_group, check_drafter_for_shards, check_same, digest,
                           lockstep_acceptor, lockstep_draft_length)
-from .drafting import Proposer, Strategy, StrategyOptions
+from .contract import Proposer, Strategy, StrategyOptions
 from .loop import Prefill, speculative_generate_step
 from .plugins import registry
 from .sampling import Sampling, SamplingParams

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from mlx_lm import load as mlx_lm_load
 
 from .drafters import folder_drafter_kind, is_drafter_config, load_drafter
-from .drafting import Strategy
+from .contract import Strategy
 from .fetch import SHIPPED_DRAFTERS, shipped_drafter
 from .generate import resolve_strategy
 from .plugins import registry

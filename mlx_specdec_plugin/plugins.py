@@ -13,7 +13,7 @@ import pluggy
 
 from . import hookspecs
 from .acceptors import AcceptorSpec
-from .drafting import Strategy
+from .contract import Strategy
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import mlx_lm
 import pytest
 from mlx_lm.generate import generate_step
 
-from drafter_fixtures import write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dspark
 from mlx_specdec_plugin import SamplingParams, SpecStats, load_drafter, stream_generate
 from mlx_specdec_plugin import calibrate
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 PROMPT = "the cat sat on the mat. the cat sat on the"
 

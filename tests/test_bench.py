@@ -13,11 +13,11 @@ import mlx.nn as nn
 import pytest
 
 from mlx_specdec_plugin import bench, calibrate
-from mlx_specdec_plugin.cli import main as cli_main
+from mlx_specdec_plugin.commands.cli import main as cli_main
 from mlx_specdec_plugin.generate import proposer_factory
 from mlx_specdec_plugin.options import draft_tokens_type
 from mlx_specdec_plugin.scheduler import CostCurve
-from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
 
 
 @pytest.fixture

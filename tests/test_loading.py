@@ -7,13 +7,13 @@ from __future__ import annotations
 import mlx_lm
 import pytest
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from mlx_specdec_plugin import Drafter, drafters, stream_generate
 from mlx_specdec_plugin.loading import LoadError, check_draft, load_draft
 from mlx_specdec_plugin.options import strategy_options
 from mlx_specdec_plugin.plugins import registry
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 A tiny random float32 Gemma-4 VLM (mlx-vlm's own ``gemma4`` classes: sliding + full attention,
 a KV-shared layer, per-layer inputs, soft-capping, bidirectional attention over image tokens)
 with a generated PNG; the prompt goes through mlx-vlm's processor and chat template. Drafters:
-prompt lookup, DSpark and DFlash checkpoints in the published layouts (tests/drafter_fixtures.py),
+prompt lookup, DSpark and DFlash checkpoints in the published layouts (mlx_specdec_plugin/testing/drafters.py),
 good (many drafts accepted) and random (nearly all rejected).
 """
 
@@ -16,13 +16,13 @@ import pytest
 
 pytest.importorskip("mlx_vlm")
 
-from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dflash, write_dspark  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dflash, write_dspark  # noqa: E402
 from mlx_vlm import generate as vlm_generate  # noqa: E402
 from mlx_vlm import load as vlm_load  # noqa: E402
 from mlx_vlm.prompt_utils import apply_chat_template  # noqa: E402
 
 from mlx_specdec_plugin import SpecStats, vlm  # noqa: E402
-from mlx_specdec_plugin.tiny_vlm import IMAGE_ID, save_tiny_gemma4_vlm, write_png  # noqa: E402
+from mlx_specdec_plugin.testing.tiny_vlm import IMAGE_ID, save_tiny_gemma4_vlm, write_png  # noqa: E402
 
 MAX_TOKENS = 40
 def bigram_markov(refs, V, scale=20.0):

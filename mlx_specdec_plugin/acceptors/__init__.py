@@ -1,4 +1,4 @@
-"""Acceptors: turn one verify pass into a :class:`~mlx_specdec_plugin.drafting.Verdict`.
+"""Acceptors: turn one verify pass into a :class:`~mlx_specdec_plugin.contract.Verdict`.
 
 An acceptor is a plain function ``accept(draft, scores) -> Verdict``. Each built-in lives in its
 own module and is registered through the ``register_acceptors`` hook as an :class:`AcceptorSpec`.
@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence
 import mlx.core as mx
 
 from .. import tree as _tree
-from ..drafting import Draft, Verdict
+from ..contract import Draft, Verdict
 from ..sampling import Sampling, greedy_tokens, normalise
 
 

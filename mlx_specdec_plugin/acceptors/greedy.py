@@ -1,6 +1,6 @@
 """``greedy``: keep drafts while they equal the target's argmax (exact at temperature 0 only)."""
 
-from ..drafting import Draft, Verdict
+from ..contract import Draft, Verdict
 from . import TargetScores, first_false
 
 

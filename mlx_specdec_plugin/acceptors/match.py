@@ -5,7 +5,7 @@ Exact for any sampler (every emitted token is a target draw), but a position is 
 probability sum_x p(x) q(x) instead of rejection sampling's sum_x min(p(x), q(x)).
 """
 
-from ..drafting import Draft, Verdict
+from ..contract import Draft, Verdict
 from . import TargetScores, first_false
 
 

@@ -15,7 +15,7 @@ from functools import partial
 
 import mlx.core as mx
 
-from ..drafting import Draft, Verdict
+from ..contract import Draft, Verdict
 from ..sampling import sample_from
 from . import TargetScores, draft_q_rows, first_false
 

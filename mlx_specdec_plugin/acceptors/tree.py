@@ -31,7 +31,7 @@ from typing import List, Sequence
 import mlx.core as mx
 
 from .. import tree
-from ..drafting import Draft, Verdict
+from ..contract import Draft, Verdict
 from ..sampling import sample_from
 from . import TargetScores
 

@@ -42,19 +42,19 @@ from mlx_lm import load as mlx_lm_load
 from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.utils import load_tokenizer
 
-from .calibrate import (Calibration, CostCurve, Progress, blas_id, cache_path, calibrate, device_name,
+from ..costs import (Calibration, CostCurve, Progress, blas_id, cache_path, calibrate, device_name,
                         measure_verify_curve, quantization_of)
-from .drafters import Drafter
-from .drafting import Strategy
-from .generate import auto_scheduler, proposer_factory, resolve_strategy, stream_generate
-from .loading import LoadError, check_draft, load_draft, resolve
-from .oracle_bench import OracleProposer
-from .plugins import Registered, registry
-from .sampling import SamplingParams
-from .scheduler import AdaptiveScheduler
-from .stats import SpecStats
-from .target import model_type_of, vocab_size_of
-from .tiny import SHAPES, layerskip_draft, random_model, write_byte_tokenizer
+from ..drafters import Drafter
+from ..contract import Strategy
+from ..generate import auto_scheduler, proposer_factory, resolve_strategy, stream_generate
+from ..loading import LoadError, check_draft, load_draft, resolve
+from .oracle import OracleProposer
+from ..plugins import Registered, registry
+from ..sampling import SamplingParams
+from ..scheduler import AdaptiveScheduler
+from ..stats import SpecStats
+from ..target import model_type_of, vocab_size_of
+from ..testing.tiny import SHAPES, layerskip_draft, random_model, write_byte_tokenizer
 
 PROMPT_SETS = ("chat", "code", "math")
 

@@ -20,13 +20,13 @@ from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
 from mlx_lm.models.cache import load_prompt_cache
 from mlx_lm.utils import load, load_model, sharded_load
 
-from . import blas
-from .generate import generate
-from .loading import LoadError, check_draft, default_model_hint, load_draft, resolve
-from .distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
-from .options import SAY, add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
-from .plugins import registry
-from .sampling import SamplingParams
+from .. import blas
+from ..generate import generate
+from ..loading import LoadError, check_draft, default_model_hint, load_draft, resolve
+from ..distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
+from ..options import SAY, add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
+from ..plugins import registry
+from ..sampling import SamplingParams
 
 
 def local_path(path: str) -> str:
@@ -219,13 +219,13 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "generate": (__name__, "generate_main"),
     "strategies": (__name__, "strategies_main"),
     "fetch": ("mlx_specdec_plugin.fetch", "main"),
-    "bench": ("mlx_specdec_plugin.bench", "main"),
-    "calibrate": ("mlx_specdec_plugin.bench", "calibrate_main"),
-    "server": ("mlx_specdec_plugin.server", "main"),
-    "vlm": ("mlx_specdec_plugin.vlm", "vlm_main"),
-    "train": ("mlx_specdec_plugin.train", "main"),
-    "demo": ("mlx_specdec_plugin.demo", "main"),
-    "doctor": ("mlx_specdec_plugin.doctor", "main"),
+    "bench": ("mlx_specdec_plugin.bench.runner", "main"),
+    "calibrate": ("mlx_specdec_plugin.bench.runner", "calibrate_main"),
+    "server": ("mlx_specdec_plugin.server.app", "main"),
+    "vlm": ("mlx_specdec_plugin.vlm.generation", "vlm_main"),
+    "train": ("mlx_specdec_plugin.train.trainer", "main"),
+    "demo": ("mlx_specdec_plugin.commands.demo", "main"),
+    "doctor": ("mlx_specdec_plugin.commands.doctor", "main"),
 }
 RUNS_MODELS = ("generate", "bench", "calibrate", "server", "vlm", "train", "demo")
 

@@ -39,7 +39,7 @@ from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .target import TargetAdapter, lm_head
+from ..target import TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: OTHER_KINDS
@@ -47,8 +47,8 @@ KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: 
 # is called as loader(path, target_model, raw=config, dtype=...) and returns an object with
 # ``kind``, ``tap_layers`` and ``bind(target_model)``.
 OTHER_KINDS = {
-    "eagle3": ("drafters_eagle3", "is_eagle3", "load_eagle3"),
-    "mtp": ("drafters_mtp", "is_mtp", "load_mtp"),
+    "eagle3": ("eagle3", "is_eagle3", "load_eagle3"),
+    "mtp": ("mtp", "is_mtp", "load_mtp"),
 }
 # kinds whose weights live inside a complete model folder (the target's own checkpoint): such a
 # folder is that kind only as the target's own folder, and a plain model otherwise
@@ -210,7 +210,7 @@ def _int(raw: dict, key: str, value: Any, minimum: int = 1) -> int:
 
 def normalize_config(raw: dict) -> DrafterConfig:
     """Normalise a DeepSpec-native or ``dflash_config`` drafter config (see the module docstring)."""
-    from . import drafters_gemma4
+    from . import gemma4 as drafters_gemma4
 
     kind = detect_kind(raw)
     archs = tuple(str(a) for a in raw.get("architectures") or ())
@@ -564,7 +564,7 @@ class Drafter:
 def drafter_embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
     """The factor a drafter scales its embedding by: its own (Gemma-4 DSpark) or its target's."""
     if c is not None and c.gemma4 is not None:  # owns its embedding and its scale
-        from .drafters_gemma4 import embed_scale
+        from .gemma4 import embed_scale
 
         return embed_scale(c)
     # Gemma targets scale their embedding by sqrt(H): Gemma-4 keeps it as ``embed_scale``, Gemma-3
@@ -600,7 +600,7 @@ def validate_against_target(c: DrafterConfig, target_model: nn.Module) -> None:
     # DeepSpec-native configs are copies of the target's config, so model_type names the target
     # family; nested (z-lab) configs name the drafter backbone, which tells Gemma from the rest.
     if c.gemma4 is not None:
-        from .drafters_gemma4 import check_target
+        from .gemma4 import check_target
 
         problem = check_target(c, t.model_type)
         if problem:
@@ -662,7 +662,7 @@ def build_module(c: DrafterConfig, weights: Dict[str, mx.array]) -> nn.Module:
     """Build the module for ``c``, check names and shapes of ``weights`` strictly, load them."""
     hint = unexpected = lambda *a: ""  # noqa: E731
     if c.gemma4 is not None:
-        from .drafters_gemma4 import Gemma4DSparkDrafterModel, shape_hint as hint, unexpected_hint as unexpected
+        from .gemma4 import Gemma4DSparkDrafterModel, shape_hint as hint, unexpected_hint as unexpected
 
         module = Gemma4DSparkDrafterModel(c)
     else:

@@ -613,9 +613,9 @@ class Worker(threading.Thread):
         import mlx.core as mx
         from mlx_lm import load
 
-        from .loading import check_draft, load_draft
-        from .options import strategy_options
-        from .plugins import registry
+        from ..loading import check_draft, load_draft
+        from ..options import strategy_options
+        from ..plugins import registry
 
         a = self.args
         tokenizer_config = {"trust_remote_code": a.trust_remote_code}
@@ -630,7 +630,7 @@ class Worker(threading.Thread):
         a.draft_model, self.strategy_options = choice.path, strategy_options(choice.strategy, a.strategy_options)
         log.info("strategy: %s (%s)", strategy, why)
         from .prefix_cache import PrefixCache
-        from .target import TargetAdapter
+        from ..target import TargetAdapter
 
         self.model, self.tokenizer, self.draft = model, tokenizer, draft
         self.target = TargetAdapter(model)
@@ -781,10 +781,10 @@ class Worker(threading.Thread):
 
         from mlx_lm.models.cache import make_prompt_cache
 
-        from .generate import AUTO_MAX_DRAFT_TOKENS, prepare, resolve_acceptor, stream_generate
+        from ..generate import AUTO_MAX_DRAFT_TOKENS, prepare, resolve_acceptor, stream_generate
         from .prefix_cache import CachedContext
-        from .sampling import Sampling, make_sampler
-        from .stats import SpecStats
+        from ..sampling import Sampling, make_sampler
+        from ..stats import SpecStats
 
         st = self.state
         if req.seed is not None:
@@ -964,7 +964,7 @@ class ServerState:
 
     @classmethod
     def create(cls, a: argparse.Namespace, model, tokenizer, draft, strategy: str, reg) -> "ServerState":
-        from .target import vocab_size_of
+        from ..target import vocab_size_of
 
         vocab = vocab_size_of(model)
         ctx = a.context_length
@@ -1470,7 +1470,7 @@ def _size(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import add_speculative_args, draft_tokens_type
+    from ..options import add_speculative_args, draft_tokens_type
 
     p = argparse.ArgumentParser(prog="mlx-specdec server",
                                 description="OpenAI-compatible server (mlx_lm.server's flags) with exact "
@@ -1544,8 +1544,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # stream at import, and one created on a thread that later exits aborts the interpreter at exit.
     import mlx_lm.generate  # noqa: F401
 
-    from . import generate  # noqa: F401
-    from .plugins import registry
+    from .. import generate  # noqa: F401
+    from ..plugins import registry
 
     registry()
     worker = Worker(args)

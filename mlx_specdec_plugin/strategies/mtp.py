@@ -10,7 +10,7 @@ by the loop, recurrent ones included).
 from __future__ import annotations
 
 from ..drafters import as_drafter, claims as _claims
-from ..drafting import StrategyOptions
+from ..contract import StrategyOptions
 from ..target import TargetAdapter
 from .feature_chain import FeatureChainProposer
 

@@ -50,7 +50,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
-from .drafters import (
+from ..drafters import (
     BlockDrafterModel,
     Drafter,
     drafter_embed_scale,
@@ -59,7 +59,7 @@ from .drafters import (
     save_drafter,
     validate_against_target,
 )
-from .target import FAMILIES, TargetAdapter, lm_head
+from ..target import FAMILIES, TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst", ".c", ".h", ".js", ".ts", ".json", ".html", ".css", ".sh", ".toml")
@@ -786,7 +786,7 @@ def fit_to_budget(cfg: TrainConfig, vocab: int, hidden: int, n_taps: int) -> Tup
 class Trainer:
     """Python API::
 
-        from mlx_specdec_plugin.train import Trainer, TrainConfig
+        from mlx_specdec_plugin.train.trainer import Trainer, TrainConfig
         t = Trainer(model, tokenizer, TrainConfig(strategy="dspark", steps=500), out_dir="drafter")
         t.add_records(read_records("data.jsonl"))
         t.fit()            # progress, checkpoints in drafter/checkpoint, resumable
