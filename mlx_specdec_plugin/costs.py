@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
+from tqdm import tqdm
 
 from . import blas, caches
 from .acceptors import greedy
@@ -202,8 +203,6 @@ class Progress:
         self._bar = None
         if enabled:
             try:
-                from tqdm import tqdm
-
                 self._bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
             except Exception:
                 self._bar = None

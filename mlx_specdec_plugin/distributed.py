@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from .contract import Draft, DraftContext, Verdict
 
@@ -270,7 +271,6 @@ class Watchdog:
 
 def sharded_module_names(module: Any) -> list:
     """Names of the submodules of ``module`` that are mlx.nn's distributed (sharded) layers."""
-    import mlx.nn as nn
 
     kinds = tuple(getattr(nn, k) for k in ("AllToShardedLinear", "ShardedToAllLinear", "QuantizedAllToShardedLinear",
                                            "QuantizedShardedToAllLinear") if hasattr(nn, k))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import mlx.core as mx
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 __all__ = [
     "MODELS",
@@ -312,7 +313,6 @@ def build_config(meta: dict[str, Any], *, tie_word_embeddings: bool, vocab_size:
 
 def build_tokenizer(meta: dict[str, Any], context_length: int | None = None):
     """(``tokenizers.Tokenizer``, tokenizer_config dict) from GGUF gpt2-style BPE metadata."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     kind, pre = _meta(meta, "tokenizer.ggml.model"), _meta(meta, "tokenizer.ggml.pre", "default")
     if kind != "gpt2":

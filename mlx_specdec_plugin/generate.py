@@ -30,7 +30,7 @@ from mlx_lm.generate import GenerationResponse, wired_limit
 from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from .acceptors import AcceptorSpec
+from .contract import AcceptorSpec
 from .distributed import (LockstepProposer, active_group, check_drafter_for_shards, check_same, digest,
                           lockstep_acceptor, lockstep_draft_length)
 from .contract import Proposer, Strategy, StrategyOptions

@@ -26,7 +26,7 @@ from typing import Any, Callable, Generator, List, Optional, Sequence, Tuple
 import mlx.core as mx
 
 from . import caches
-from .acceptors import TargetScores
+from .contract import TargetScores
 from .contract import Draft, DraftContext, Proposer, Verdict
 from .sampling import Sampling
 from .stats import RoundStats, SpecStats

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 import pluggy
 
 from . import hookspecs
-from .acceptors import AcceptorSpec
+from .contract import AcceptorSpec
 from .contract import Strategy
 
 

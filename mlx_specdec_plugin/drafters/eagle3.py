@@ -46,7 +46,7 @@ from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
 from .checkpoint import check_weights, rope_settings
-from ..target import TargetAdapter
+from ..target import TargetAdapter, text_model
 
 PathLike = Union[str, Path]
 KIND = "eagle3"
@@ -358,8 +358,6 @@ class Eagle3Drafter:
 
 
 def _target_embedding(target_model: nn.Module):
-    from ..target import text_model
-
     return text_model(target_model).model.embed_tokens
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import logging
 import math
@@ -42,8 +43,36 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+# MLX-side modules are imported with this module, in the main thread: mlx-lm creates its
+# thread-local generation stream at import, and one created on a thread that later exits aborts
+# the interpreter at exit.
+import mlx.core as mx
+import uvicorn
+from mlx_lm import load
+from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.sample_utils import make_logits_processors
+from mlx_lm.server import convert_chat
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..generate import AUTO_MAX_DRAFT_TOKENS, prepare, resolve_acceptor, stream_generate
+from ..loading import check_draft, load_draft
+from ..options import add_speculative_args, draft_tokens_type, strategy_options
+from ..plugins import registry
+from ..sampling import Sampling, make_sampler
+from ..stats import SpecStats
+from ..target import TargetAdapter, vocab_size_of
+from .prefix_cache import CachedContext, PrefixCache
 
 log = logging.getLogger("mlx_specdec.server")
 
@@ -610,12 +639,7 @@ class Worker(threading.Thread):
         threading.Event().wait()
 
     def _load(self) -> None:
-        import mlx.core as mx
-        from mlx_lm import load
 
-        from ..loading import check_draft, load_draft
-        from ..options import strategy_options
-        from ..plugins import registry
 
         a = self.args
         tokenizer_config = {"trust_remote_code": a.trust_remote_code}
@@ -629,8 +653,6 @@ class Worker(threading.Thread):
         draft, strategy, why = choice.draft, choice.strategy or "none", choice.reason
         a.draft_model, self.strategy_options = choice.path, strategy_options(choice.strategy, a.strategy_options)
         log.info("strategy: %s (%s)", strategy, why)
-        from .prefix_cache import PrefixCache
-        from ..target import TargetAdapter
 
         self.model, self.tokenizer, self.draft = model, tokenizer, draft
         self.target = TargetAdapter(model)
@@ -668,8 +690,6 @@ class Worker(threading.Thread):
                            type="server_error") from None
 
     def _serve(self, job: Job) -> None:
-        import mlx.core as mx
-
         if job.cancelled.is_set():
             self.counters["cancelled"] += 1
             return
@@ -721,8 +741,6 @@ class Worker(threading.Thread):
                     raise ApiError(400, "chat_template_kwargs made the template return something other than "
                                    "token ids", "chat_template_kwargs")
             else:
-                from mlx_lm.server import convert_chat
-
                 ids = tok.encode(convert_chat(req.messages, None))
         elif isinstance(req.prompt, str):
             ids = tok.encode(req.prompt)
@@ -745,7 +763,6 @@ class Worker(threading.Thread):
         """OpenAI's entry for one generated token: its log-probability under the target's processed
         distribution (logits processors applied, before temperature/top-p, as mlx-lm reports it)
         and the ``top`` most likely alternatives."""
-        import mlx.core as mx
 
         def piece(t: int, lp: float) -> dict:
             text = self.tokenizer.decode([t])
@@ -776,15 +793,8 @@ class Worker(threading.Thread):
     def _generate(self, req: GenRequest, prompt: List[int], cancelled):
         """Yield ``("delta", text, logprob entries, tool calls)`` events, then ``("done", finish_reason,
         usage, speculative)``."""
-        import mlx.core as mx
-        from mlx_lm.sample_utils import make_logits_processors
 
-        from mlx_lm.models.cache import make_prompt_cache
 
-        from ..generate import AUTO_MAX_DRAFT_TOKENS, prepare, resolve_acceptor, stream_generate
-        from .prefix_cache import CachedContext
-        from ..sampling import Sampling, make_sampler
-        from ..stats import SpecStats
 
         st = self.state
         if req.seed is not None:
@@ -964,8 +974,6 @@ class ServerState:
 
     @classmethod
     def create(cls, a: argparse.Namespace, model, tokenizer, draft, strategy: str, reg) -> "ServerState":
-        from ..target import vocab_size_of
-
         vocab = vocab_size_of(model)
         ctx = a.context_length
         if ctx is None:
@@ -1102,8 +1110,6 @@ class Guard:
         await send({"type": "http.response.body", "body": body})
 
     def _authorized(self, headers: Dict[bytes, bytes]) -> bool:
-        import hmac
-
         given = headers.get(b"x-api-key")
         auth = headers.get(b"authorization", b"")
         if given is None and auth[:7].lower() == b"bearer ":
@@ -1133,19 +1139,9 @@ class Guard:
 
 
 def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.middleware import Middleware
-    from starlette.middleware.cors import CORSMiddleware
-    from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
     state = worker.state
     max_body_bytes = policy.max_body_bytes
     if tokenize_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
         tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="mlx-specdec-tokenize")
 
     def error_response(e: ApiError) -> Response:
@@ -1397,7 +1393,6 @@ def _timed_protocol(header_timeout: float):
     request line and headers within ``header_timeout`` seconds (of connecting, or of its previous
     response) gets a 408 and is closed. uvicorn's own keep-alive timeout covers idle connections
     between requests; the body deadline is :attr:`HttpPolicy.body_timeout`."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class TimedH11Protocol(H11Protocol):
         _head_timer = None
@@ -1470,8 +1465,6 @@ def _size(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..options import add_speculative_args, draft_tokens_type
-
     p = argparse.ArgumentParser(prog="mlx-specdec server",
                                 description="OpenAI-compatible server (mlx_lm.server's flags) with exact "
                                 "speculative decoding")
@@ -1528,8 +1521,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    import uvicorn
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(message)s")
     if isinstance(args.num_draft_tokens, int) and args.num_draft_tokens < 1:
@@ -1540,12 +1531,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "*" in args.cors_origins:
         log.warning("--cors-origin '*': every web page you open can use this server")
 
-    # Import MLX-side modules here, in the main thread: mlx-lm creates its thread-local generation
-    # stream at import, and one created on a thread that later exits aborts the interpreter at exit.
-    import mlx_lm.generate  # noqa: F401
 
-    from .. import generate  # noqa: F401
-    from ..plugins import registry
 
     registry()
     worker = Worker(args)
