@@ -12,7 +12,7 @@ user cache directory), keyed by model, quantization, mlx version, device and dra
 
 The drafter is timed in proposers the caller builds (``build``, e.g.
 :func:`~.generate.proposer_factory`): strategies are resolved by the engine, never here. The
-``mlx-specdec calibrate`` command is :func:`~.bench.calibrate_main`.
+``mlx-specdec calibrate`` command is :func:`~.commands.calibrate.calibrate_main`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.commands.cli import main as cli_main
 from mlx_specdec_plugin.commands.demo import run_demo
 from mlx_specdec_plugin.fetch import shipped_drafter
-from mlx_specdec_plugin.commands.cli import local_path
+from mlx_specdec_plugin.commands.generate import local_path
 from mlx_specdec_plugin.strategies import dflash, dspark
 from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
