@@ -22,6 +22,7 @@ from mlx_vlm import load as vlm_load  # noqa: E402
 from mlx_vlm.prompt_utils import apply_chat_template  # noqa: E402
 
 from mlx_specdec_plugin import SpecStats, vlm  # noqa: E402
+from mlx_specdec_plugin.vlm.generation import VLMTargetAdapter  # noqa: E402
 from mlx_specdec_plugin.testing.tiny_vlm import IMAGE_ID, save_tiny_gemma4_vlm, write_png  # noqa: E402
 
 MAX_TOKENS = 40
@@ -148,7 +149,7 @@ def test_clear_errors(world):
 
 def test_target_adapter_taps_match_layer_outputs(world):
     """Tap i = output of decoder layer i, in tap order, whatever order the model captures in."""
-    target = vlm.VLMTargetAdapter(world["model"])
+    target = VLMTargetAdapter(world["model"])
     target.check_taps((3, 0))
     x = mx.array([[5, 6, 7, 8]], dtype=mx.uint32)
     _, both = target(x, target.make_cache(), (3, 0))

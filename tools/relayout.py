@@ -157,6 +157,14 @@ def rewrite_text(text: str, path: Path, moves: dict, olds: set) -> str:
                     groups.setdefault(relative(parent, new_pkg) if in_pkg else parent, []).append(leaf + (f" as {alias}" if alias and alias != leaf else ""))
                 out = "".join(f"{m.group(1)}{src}{m.group(4)}{', '.join(items)}{comment.rstrip()}\n" for src, items in groups.items())
                 lines[i] = out if line.endswith("\n") else out.rstrip("\n")
+    for i, line in enumerate(lines):
+        m = re.match(rf"^\s*from {PKG} import (.*)$", line.rstrip("\n"))
+        if m:
+            moved = [n.strip().split(" as ")[0] for n in m.group(1).split("#")[0].strip("()\\ ").split(",")
+                     if f"{PKG}.{n.strip().split(' as ')[0]}" in moves]
+            if moved:
+                print(f"{path}:{i + 1}: rewrite by hand (imports moved module(s) {', '.join(moved)} by name): {line.strip()}",
+                      file=sys.stderr)
     return ABS.sub(absolute, "".join(lines))
 
 
