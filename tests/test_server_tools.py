@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from mlx_specdec_plugin.server.app import ToolCallSplitter
+from mlx_specdec_plugin.server.protocol import ToolCallSplitter
 from tools.server_load import ServerProcess
 from tool_model import CALL, PIECES, save_tool_model
 
