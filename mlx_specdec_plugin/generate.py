@@ -161,7 +161,7 @@ def prepare(
 def proposer_factory(model: nn.Module, draft_model: Any, strategy: str, strategy_options: Optional[dict] = None,
                      target: Optional[TargetAdapter] = None) -> Callable[[], Tuple[TargetAdapter, Proposer]]:
     """``build() -> (target, fresh proposer)`` as :func:`prepare` builds them: what the calibration
-    (:mod:`.calibrate`) times the drafter with, without knowing how strategies are resolved."""
+    (:mod:`.costs`) times the drafter with, without knowing how strategies are resolved."""
 
     def build() -> Tuple[TargetAdapter, Proposer]:
         built = prepare(model, draft_model, draft_strategy=strategy, acceptor="greedy",

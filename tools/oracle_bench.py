@@ -6,7 +6,7 @@ The target's own greedy continuation is computed once (plain decoding, which als
 the oracle proposes the next k tokens of it, each replaced by a wrong token with probability
 1 - accept (decided from a seeded stream before the round, independent of the target). It costs
 nothing to draft, so the cost model's ideal speedup is tau * T_step / T_verify(k + 1), with
-T_verify measured in the same process (the calibration's meter, :func:`~.calibrate.measure_verify_curve`);
+T_verify measured in the same process (the calibration's meter, :func:`mlx_specdec_plugin.costs.measure_verify_curve`);
 loop efficiency = measured speedup / ideal.
 This is what runs on the GPU (random weights need no download); results go to stdout and JSON.
 

@@ -1,5 +1,5 @@
 """``mtp``: the target's own multi-token-prediction heads (Qwen3.5 / Qwen3-Next ``mtp.*``), read from the target's checkpoint folder
-(``draft_model=`` that folder; see :mod:`..drafters_mtp`).
+(``draft_model=`` that folder; see :mod:`..drafters.mtp`).
 
 Drafting is :class:`~.feature_chain.FeatureChainProposer`'s: pairs (token t + 1, the target's
 final-normed hidden state at t), the head chained on its own output for further proposals, its KV
