@@ -23,7 +23,7 @@ PROMPTS = [
 
 
 def tiny_pair():
-    from mlx_specdec_plugin.tiny import save_tiny_model
+    from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
     root = tempfile.mkdtemp()
     target_path = save_tiny_model(root + "/t", "llama", seed=1, sharpness=3)

@@ -16,7 +16,7 @@ from mlx_specdec_plugin import generate  # after: same signature, plus speculati
 if len(sys.argv) > 1:
     path = sys.argv[1]
 else:
-    from mlx_specdec_plugin.tiny import save_tiny_model
+    from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
     path = str(save_tiny_model(tempfile.mkdtemp() + "/tiny", "llama", seed=1, sharpness=6))
 

@@ -23,7 +23,7 @@ if len(sys.argv) > 2:
     model_path, image = sys.argv[1], sys.argv[2]
     drafter = sys.argv[3] if len(sys.argv) > 3 else None
 else:
-    from mlx_specdec_plugin.tiny_vlm import save_tiny_gemma4_vlm, write_png
+    from mlx_specdec_plugin.testing.tiny_vlm import save_tiny_gemma4_vlm, write_png
 
     root = Path(tempfile.mkdtemp())
     model_path, image = save_tiny_gemma4_vlm(root / "gemma4", seed=1, sharpness=4.0), write_png(root / "img.png")

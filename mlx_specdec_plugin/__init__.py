@@ -13,8 +13,8 @@ from . import blas
 blas.preload()  # before anything imports mlx.core  # noqa: E402
 
 from .drafters import Drafter, load_drafter, save_drafter
-from .drafting import Draft, DraftContext, Proposer, Strategy, StrategyOptions, Verdict
-from .acceptors import AcceptorSpec, TargetScores
+from .contract import (AcceptorSpec, Draft, DraftContext, Proposer, Strategy, StrategyOptions, TargetScores,
+                       Verdict)
 from .generate import SpecGenerationResponse, generate, prepare, stream_generate
 from .hookspecs import hookimpl
 from .loop import speculative_generate_step

@@ -1,9 +1,8 @@
 """The built-in strategies and acceptors, registered through our own entry point."""
 
-from .acceptors import AcceptorSpec
 from .acceptors import block, greedy, match, rejection
 from .acceptors import tree as tree_acceptor
-from .drafting import Strategy
+from .contract import AcceptorSpec, Strategy
 from .hookspecs import hookimpl
 from .strategies import dflash, dflash2, draft_model, dspark, eagle3, lookup, mtp
 from .strategies import tree

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import mlx.core as mx
+import mlx.nn as nn
 
-from .drafting import Draft, DraftContext, Verdict
+from .contract import Draft, DraftContext, Verdict
 
 DEFAULT_TIMEOUT_S = 300.0  # a rank that waits on its peers longer than this ends with one line
 TIMEOUT_ENV = "MLX_SPECDEC_DIST_TIMEOUT"
@@ -270,7 +271,6 @@ class Watchdog:
 
 def sharded_module_names(module: Any) -> list:
     """Names of the submodules of ``module`` that are mlx.nn's distributed (sharded) layers."""
-    import mlx.nn as nn
 
     kinds = tuple(getattr(nn, k) for k in ("AllToShardedLinear", "ShardedToAllLinear", "QuantizedAllToShardedLinear",
                                            "QuantizedShardedToAllLinear") if hasattr(nn, k))

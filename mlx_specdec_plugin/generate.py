@@ -30,10 +30,10 @@ from mlx_lm.generate import GenerationResponse, wired_limit
 from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from .acceptors import AcceptorSpec
+from .contract import AcceptorSpec
 from .distributed import (LockstepProposer, active_group, check_drafter_for_shards, check_same, digest,
                           lockstep_acceptor, lockstep_draft_length)
-from .drafting import Proposer, Strategy, StrategyOptions
+from .contract import Proposer, Strategy, StrategyOptions
 from .loop import Prefill, speculative_generate_step
 from .plugins import registry
 from .sampling import Sampling, SamplingParams
@@ -161,7 +161,7 @@ def prepare(
 def proposer_factory(model: nn.Module, draft_model: Any, strategy: str, strategy_options: Optional[dict] = None,
                      target: Optional[TargetAdapter] = None) -> Callable[[], Tuple[TargetAdapter, Proposer]]:
     """``build() -> (target, fresh proposer)`` as :func:`prepare` builds them: what the calibration
-    (:mod:`.calibrate`) times the drafter with, without knowing how strategies are resolved."""
+    (:mod:`.costs`) times the drafter with, without knowing how strategies are resolved."""
 
     def build() -> Tuple[TargetAdapter, Proposer]:
         built = prepare(model, draft_model, draft_strategy=strategy, acceptor="greedy",

@@ -26,7 +26,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_strategies(register):
-    """Call ``register(strategy)`` for each :class:`~mlx_specdec_plugin.drafting.Strategy`
+    """Call ``register(strategy)`` for each :class:`~mlx_specdec_plugin.contract.Strategy`
     (a drafter kind: how to build a per-generation proposer)."""
 
 

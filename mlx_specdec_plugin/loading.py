@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from huggingface_hub import snapshot_download
 from mlx_lm import load as mlx_lm_load
 
+from .contract import Strategy
 from .drafters import folder_drafter_kind, is_drafter_config, load_drafter
-from .drafting import Strategy
 from .fetch import SHIPPED_DRAFTERS, shipped_drafter
 from .generate import resolve_strategy
 from .plugins import registry
@@ -74,8 +75,6 @@ def resolve(value: str, flag: str = "--model", fetch: bool = True) -> str:
     if not fetch:
         raise LoadError(f"{flag} {value}: not a local folder (hub ids are not fetched here)")
     try:
-        from huggingface_hub import snapshot_download
-
         folder = snapshot_download(value, allow_patterns=HUB_PATTERNS)
     except Exception as e:  # offline, no such repo, gated: one line, whatever the hub says
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__

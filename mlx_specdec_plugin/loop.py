@@ -2,7 +2,7 @@
 
 :func:`speculative_generate_step` has mlx-lm's generator protocol: it yields
 ``(token, logprobs, from_draft)`` one token at a time. It knows nothing about any particular
-drafter or acceptor; those come in as a :class:`~mlx_specdec_plugin.drafting.Proposer` and an
+drafter or acceptor; those come in as a :class:`~mlx_specdec_plugin.contract.Proposer` and an
 acceptor function (see :mod:`mlx_specdec_plugin.plugins` for how names are resolved).
 
 A round whose draft length is 0 (``draft_length``'s choice, e.g. ``auto`` when drafting would
@@ -26,8 +26,8 @@ from typing import Any, Callable, Generator, List, Optional, Sequence, Tuple
 import mlx.core as mx
 
 from . import caches
-from .acceptors import TargetScores
-from .drafting import Draft, DraftContext, Proposer, Verdict
+from .contract import TargetScores
+from .contract import Draft, DraftContext, Proposer, Verdict
 from .sampling import Sampling
 from .stats import RoundStats, SpecStats
 from .target import TargetAdapter

@@ -2,10 +2,10 @@
 
 ``--draft-strategy`` (one name in every command; ``vlm --draft`` is a hidden alias), ``--acceptor``,
 ``--block-size``, ``--strategy-option KEY=VALUE`` (repeatable, validated by the chosen strategy's
-:attr:`~.drafting.Strategy.options`; ``--lookup-max-ngram N`` is kept as an alias of
+:attr:`~.contract.Strategy.options`; ``--lookup-max-ngram N`` is kept as an alias of
 ``--strategy-option max_ngram=N``) and ``--num-draft-tokens`` taking ``auto``. :func:`say` prints
 the one ``[mlx-specdec]`` line a front end has for the user. No strategy name is tested here: what
-a strategy needs (a drafter, its options) is read from its :class:`~.drafting.Strategy`.
+a strategy needs (a drafter, its options) is read from its :class:`~.contract.Strategy`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional
 import pluggy
 
 from . import hookspecs
-from .acceptors import AcceptorSpec
-from .drafting import Strategy
+from .contract import AcceptorSpec
+from .contract import Strategy
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Exactness: the choice reads only :class:`~mlx_specdec_plugin.stats.SpecStats` of
 acceptor is exact for any draft length fixed in advance, so the output distribution is the
 target's whatever the schedule (the chi-square test in ``tests/test_scheduler.py`` checks it).
 
-The cost curve comes from :mod:`mlx_specdec_plugin.calibrate` (cached per machine/model), or is
+The cost curve comes from :mod:`mlx_specdec_plugin.costs` (cached per machine/model), or is
 injected (``CostCurve([...])``) - tests use synthetic curves with ``tests/tiny_lm.ContextLM``.
 By default nothing measured during generation feeds back, so a seeded run gives the same
 schedule and the same tokens every time. With ``online=True`` (opt-in) the curve is refined from
@@ -28,8 +28,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import mlx.core as mx
 
-from .calibrate import CostCurve, cached_or_quick_curve
-from .drafting import Proposer
+from .costs import CostCurve, cached_or_quick_curve
+from .contract import Proposer
 from .stats import SpecStats
 from .target import TargetAdapter
 

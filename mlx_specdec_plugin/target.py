@@ -248,7 +248,7 @@ class TargetAdapter:
         """``record``: a round's ``captured`` dict (see :mod:`.caches`); when the model has a proven
         capture forward (:mod:`.recurrent`), it fills in per-position recurrent states.
         ``tree``: ``tokens`` are ``[pending, *nodes]`` of a tree draft with these parents
-        (:class:`~mlx_specdec_plugin.drafting.Draft`); one forward with a tree attention mask
+        (:class:`~mlx_specdec_plugin.contract.Draft`); one forward with a tree attention mask
         (:mod:`.tree`, proven by :meth:`check_tree`)."""
         if tree is not None:
             return tree_forward(self, tokens, cache, taps, tree)

@@ -1,6 +1,6 @@
 """Draft trees: their shape, the target's tree forward (one pass, tree attention mask) and helpers.
 
-A tree draft is a :class:`~mlx_specdec_plugin.drafting.Draft` with ``parents``: node ``i``'s
+A tree draft is a :class:`~mlx_specdec_plugin.contract.Draft` with ``parents``: node ``i``'s
 parent is ``parents[i]`` (``-1``: the pending token, the root), parents come before children,
 and siblings are listed in the order they were drawn. The verify input is
 ``[pending, node 0, node 1, ...]``; *round numbering* used below puts the root at 0 and draft

@@ -26,12 +26,12 @@ from mlx_lm.utils import sharded_load  # noqa: E402
 
 from mlx_specdec_plugin import SpecStats, stream_generate  # noqa: E402
 from mlx_specdec_plugin.distributed import LockstepProposer, lockstep_acceptor  # noqa: E402
-from mlx_specdec_plugin.drafting import Verdict  # noqa: E402
+from mlx_specdec_plugin.contract import Verdict  # noqa: E402
 from mlx_specdec_plugin.generate import prepare  # noqa: E402
 from mlx_specdec_plugin.loop import speculative_generate_step  # noqa: E402
 from mlx_specdec_plugin.sampling import make_sampler  # noqa: E402
 from mlx_specdec_plugin.target import TargetAdapter  # noqa: E402
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config  # noqa: E402
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config  # noqa: E402
 
 
 def parity(group, a):

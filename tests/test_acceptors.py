@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import chisquare
 
 from mlx_specdec_plugin.acceptors import TargetScores, block, greedy, match, rejection
-from mlx_specdec_plugin.drafting import Draft, Verdict
+from mlx_specdec_plugin.contract import Draft, Verdict
 from mlx_specdec_plugin.sampling import Sampling, make_sampler
 
 V, G = 3, 2

@@ -17,10 +17,10 @@ import mlx_lm
 import pytest
 from mlx_lm.generate import generate_step
 
-from drafter_fixtures import write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dspark
 from mlx_specdec_plugin import SamplingParams, SpecStats, load_drafter, stream_generate
-from mlx_specdec_plugin import calibrate
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin import costs
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 PROMPT = "the cat sat on the mat. the cat sat on the"
 
@@ -62,8 +62,8 @@ def test_auto_accepts_a_loaded_drafter_and_caches_a_quick_calibration(world, cac
 def test_the_calibration_key_names_the_blas_and_the_drafter(world):
     model, _, root = world
     drafter = load_drafter(root / "dspark", model)
-    assert str(root / "dspark") in calibrate.drafter_id(drafter)
-    assert calibrate.cache_key(model)["blas"] == calibrate.blas_id()
+    assert str(root / "dspark") in costs.drafter_id(drafter)
+    assert costs.cache_key(model)["blas"] == costs.blas_id()
 
 
 def test_same_seed_same_tokens_under_auto_at_t1(world, cache_dir):

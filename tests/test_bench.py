@@ -12,12 +12,13 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from mlx_specdec_plugin import bench, calibrate
-from mlx_specdec_plugin.cli import main as cli_main
+from mlx_specdec_plugin import costs
+from mlx_specdec_plugin.bench import runner as bench
+from mlx_specdec_plugin.commands.cli import main as cli_main
 from mlx_specdec_plugin.generate import proposer_factory
 from mlx_specdec_plugin.options import draft_tokens_type
 from mlx_specdec_plugin.scheduler import CostCurve
-from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
 
 
 @pytest.fixture
@@ -73,9 +74,9 @@ def test_real_shapes_are_known():
 
 def test_calibrate_caches_the_curve_per_model_quantization_mlx_and_device(cache_dir, monkeypatch):
     model = make_tiny_model(tiny_config("llama"), seed=0)
-    first = calibrate.calibrate(model, width=3, repeats=1, context=8, progress=False)
+    first = costs.calibrate(model, width=3, repeats=1, context=8, progress=False)
     assert len(first.curve.verify) == 3 and all(t > 0 for t in first.curve.verify)
-    path = calibrate.cache_path(first.key)
+    path = costs.cache_path(first.key)
     assert path.is_file() and path.is_relative_to(cache_dir)
     for field in ("model", "quantization", "mlx", "device"):
         assert first.key[field]
@@ -84,22 +85,22 @@ def test_calibrate_caches_the_curve_per_model_quantization_mlx_and_device(cache_
     def boom(*a, **k):
         raise AssertionError("measured again instead of reading the cache")
 
-    monkeypatch.setattr(calibrate, "measure_verify_curve", boom)
-    again = calibrate.calibrate(model, width=3, repeats=1, context=8, progress=False)
+    monkeypatch.setattr(costs, "measure_verify_curve", boom)
+    again = costs.calibrate(model, width=3, repeats=1, context=8, progress=False)
     assert again.curve == first.curve
 
     quantized = make_tiny_model(tiny_config("llama", hidden_size=64), seed=0)
     nn.quantize(quantized, group_size=32, bits=4)
-    assert "4bit" in calibrate.quantization_of(quantized)
-    key = calibrate.cache_key(quantized)
-    assert calibrate.cache_path(key) != path
+    assert "4bit" in costs.quantization_of(quantized)
+    key = costs.cache_key(quantized)
+    assert costs.cache_path(key) != path
 
 
 def test_calibrate_measures_the_drafter(cache_dir):
     cfg = tiny_config("llama")
     target, draft = make_tiny_model(cfg, seed=0), make_tiny_model(cfg, seed=1)
     build = proposer_factory(target, draft, "draft-model")  # the engine builds, the calibration times
-    cal = calibrate.calibrate(target, draft_model=draft, strategy="draft-model", build=build, width=3, draft_width=2,
+    cal = costs.calibrate(target, draft_model=draft, strategy="draft-model", build=build, width=3, draft_width=2,
                               repeats=1, context=8, progress=False)
     assert len(cal.curve.draft) == 3 and cal.curve.draft[0] == 0.0 and cal.curve.draft[2] > 0
     assert cal.key["drafter"].startswith("draft-model:")

@@ -7,7 +7,7 @@ from mlx_lm.generate import generate_step
 from mlx_specdec_plugin.bucketed import BucketedKVCache, bucketed
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 
 
 @pytest.mark.parametrize("model_type", ["llama", "qwen3", "gemma3_text"])

@@ -27,7 +27,7 @@ from mlx_lm.models.cache import (
 from mlx_specdec_plugin import caches
 from mlx_specdec_plugin.recurrent import CAPTURES
 from mlx_specdec_plugin.target import TargetAdapter, lm_head
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 
 VOCAB = 11
 GDN = dict(  # a tiny Gated DeltaNet hybrid: layers alternate linear attention / full attention

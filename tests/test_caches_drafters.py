@@ -7,7 +7,7 @@ rollback by captured per-position states, and with capture disabled, by replay) 
 so the window wraps many times. The block drafters need the target's hidden-state taps, so the
 verify forward both taps layers and (hybrids) records per-position recurrent states.
 
-Drafters (tiny checkpoints from ``drafter_fixtures``, bound with ``load_drafter``):
+Drafters (tiny checkpoints from ``mlx_specdec_plugin.testing.drafters``, bound with ``load_drafter``):
 
 * ``random``: a random drafter (mostly rejected);
 * ``rejected``: always proposes a token the target never emits (every round fully rejected);
@@ -27,13 +27,13 @@ import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from mlx_specdec_plugin import load_drafter, recurrent
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_config
 from test_caches import GDN
 
 VOCAB = 32

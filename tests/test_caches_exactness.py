@@ -15,7 +15,7 @@ from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 from test_caches import GDN
 
 VOCAB = 6

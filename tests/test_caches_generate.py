@@ -22,7 +22,7 @@ from mlx_specdec_plugin import recurrent
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 from test_caches import FALCON_H1, GDN
 
 VOCAB = 32

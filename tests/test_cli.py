@@ -8,7 +8,7 @@ import sys
 import mlx_lm
 import pytest
 
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 SCRIPT = shutil.which("mlx-specdec") or os.path.join(os.path.dirname(sys.executable), "mlx-specdec")
 

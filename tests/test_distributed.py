@@ -20,8 +20,8 @@ import pytest
 from mlx_lm.generate import generate_step
 
 from exactness import CONFIGS, chi_square_pvalue, exact_joint
-from drafter_fixtures import write_dflash, write_dspark
-from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
 
 pytestmark = [pytest.mark.distributed,
               pytest.mark.skipif(not mx.distributed.is_available(), reason="mlx.distributed unavailable")]
@@ -135,7 +135,7 @@ def test_cli_under_mlx_launch_prints_once_and_matches(folders, tmp_path):
 
 def test_mismatched_model_files_are_one_line_on_every_rank(folders, tmp_path):
     other = save_tiny_model(tmp_path / "other", "llama", seed=3, sharpness=6, num_hidden_layers=4)
-    script = ("import os,sys; from mlx_specdec_plugin.cli import main; "
+    script = ("import os,sys; from mlx_specdec_plugin.commands.cli import main; "
               "m=[sys.argv[1], sys.argv[2]][int(os.environ['MLX_RANK'])]; "
               "sys.exit(main(['generate','--model',m,'--prompt','hi','--max-tokens','4','--ignore-chat-template']))")
     outs = finish(spawn_ranks(tmp_path, [PY, "-c", script, folders["target"], str(other)]), timeout=120)
@@ -162,7 +162,7 @@ def test_a_dead_or_frozen_rank_is_a_clear_error_not_a_hang(folders, tmp_path, ho
     """The CLI on 2 ranks; rank 1 is SIGKILLed (its sockets close: mlx raises a lost peer) or SIGSTOPped
     (its sockets stay open: mlx's ring would wait forever, the watchdog ends rank 0 after
     MLX_SPECDEC_DIST_TIMEOUT=5 s) mid-generation. Rank 0 ends with one error line, within a minute."""
-    script = ("import sys; from mlx_specdec_plugin.cli import main; sys.exit(main(['generate','--model',sys.argv[1],"
+    script = ("import sys; from mlx_specdec_plugin.commands.cli import main; sys.exit(main(['generate','--model',sys.argv[1],"
               "'--prompt',sys.argv[2],'--max-tokens','1000000','--ignore-chat-template','--draft-strategy','lookup']))")
     procs = spawn_ranks(tmp_path, [PY, "-c", script, folders["target"], PROMPT],
                         extra_env={"MLX_SPECDEC_DIST_TIMEOUT": "5"})

@@ -18,14 +18,14 @@ from mlx_lm.sample_utils import make_logits_processors
 from exactness import chi_square_pvalue, exact_joint
 from test_tree_exactness import residual_is_p
 from mlx_specdec_plugin import SpecStats, tree
-from mlx_specdec_plugin.drafting import DraftContext, StrategyOptions
+from mlx_specdec_plugin.contract import DraftContext, StrategyOptions
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.sampling import Sampling, make_sampler, normalise
 from mlx_specdec_plugin.strategies.draft_tree import DraftTreeProposer
 from mlx_specdec_plugin.strategies.tree import best_first, top_children
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 
 VOCAB = 32
 MAX_TOKENS = 40

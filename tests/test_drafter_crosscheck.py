@@ -9,13 +9,13 @@ import mlx.core as mx
 import mlx_lm
 import pytest
 
-from drafter_fixtures import to_dflash_config_layout, write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import to_dflash_config_layout, write_dflash, write_dspark
 from mlx_specdec_plugin import load_drafter
-from mlx_specdec_plugin.drafting import DraftContext, StrategyOptions
+from mlx_specdec_plugin.contract import DraftContext, StrategyOptions
 from mlx_specdec_plugin.sampling import Sampling, make_sampler
 from mlx_specdec_plugin.strategies import dflash, dspark
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 vlm_drafters = pytest.importorskip("mlx_vlm.speculative.drafters")
 

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
 
-from drafter_fixtures import write_eagle3
+from mlx_specdec_plugin.testing.drafters import write_eagle3
 from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
-from mlx_specdec_plugin.drafting import DraftContext, StrategyOptions
+from mlx_specdec_plugin.contract import DraftContext, StrategyOptions
 from mlx_specdec_plugin.sampling import Sampling, make_sampler
 from mlx_specdec_plugin.strategies import eagle3
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 PROMPT = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
 PROMPTS = ["the cat sat on the mat. the cat sat on the", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"]

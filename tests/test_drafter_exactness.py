@@ -10,14 +10,14 @@ is shown in tests/test_exactness.py and tests/test_caches_exactness.py.
 import mlx.core as mx
 import pytest
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_config
 
 VOCAB = 8
 PROMPT = [1, 2, 3]

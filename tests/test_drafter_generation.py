@@ -11,12 +11,12 @@ import pytest
 from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.sampling import make_sampler
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 PROMPTS = [
     "def fib(n): return fib(n-1) + fib(n-2) if n > 1 else n\ndef fib",

@@ -26,13 +26,13 @@ import pytest
 from mlx.utils import tree_flatten
 from mlx_lm.generate import generate_step
 
-from drafter_fixtures import DEEPSEEK_TINY, DSA_TINY, add_deepseek_mtp
+from mlx_specdec_plugin.testing.drafters import DEEPSEEK_TINY, DSA_TINY, add_deepseek_mtp
 from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
-from mlx_specdec_plugin.drafting import DraftContext, StrategyOptions
+from mlx_specdec_plugin.contract import DraftContext, StrategyOptions
 from mlx_specdec_plugin.sampling import Sampling, make_sampler
 from mlx_specdec_plugin.strategies import mtp
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_config
 
 PROMPT = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
 PROMPTS = ["the cat sat on the mat. the cat sat on the", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"]

@@ -12,14 +12,14 @@ import mlx_lm
 from mlx_lm.generate import generate_step
 import pytest
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from mlx_specdec_plugin import load_drafter, save_drafter, stream_generate
-from mlx_specdec_plugin.drafting import DraftContext, StrategyOptions
+from mlx_specdec_plugin.contract import DraftContext, StrategyOptions
 from mlx_specdec_plugin.generate import prepare, resolve_strategy
 from mlx_specdec_plugin.sampling import Sampling, make_sampler
 from mlx_specdec_plugin.strategies import dflash, dspark
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 TAPS = (0, 2)
 
@@ -156,7 +156,7 @@ def test_bad_checkpoint_is_one_clear_value_error(tmp_path, root, qwen3, writer, 
 def test_gemma4_dspark_checkpoint_loads(tmp_path):
     """DeepSpec's Gemma-4 DSpark layout (Gemma4DSparkModel, flat gemma4_text config) loads as dspark
     (its cross-check, generation and error cases: test_drafter_gemma4.py)."""
-    from drafter_fixtures import write_gemma4_dspark
+    from mlx_specdec_plugin.testing.drafters import write_gemma4_dspark
     from test_drafter_gemma4 import GEMMA4_TINY
 
     save_tiny_model(tmp_path / "g4", "gemma4_text", **GEMMA4_TINY)

@@ -4,7 +4,7 @@ import mlx_lm
 import pytest
 
 from mlx_specdec_plugin import generate, make_sampler, stream_generate
-from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
 from exactness import CONFIGS, chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.acceptors import AcceptorSpec
-from mlx_specdec_plugin.drafting import Verdict
+from mlx_specdec_plugin.contract import Verdict
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.plugins import registry
 from mlx_specdec_plugin.sampling import SamplingParams
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 from tiny_lm import ContextLM, perturbed
 
 VOCAB = 6

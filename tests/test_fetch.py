@@ -18,6 +18,7 @@ import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_specdec_plugin import fetch
+from mlx_specdec_plugin.commands import fetch as fetch_command
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
@@ -196,7 +197,7 @@ def test_fetch_skips_complete_folder(monkeypatch, tmp_path, capsys):
         raise AssertionError("should not download")
 
     monkeypatch.setattr(fetch, "download_gguf", no_download)
-    assert fetch.main(["smollm2", "--dest", str(dest)]) == 0
+    assert fetch_command.main(["smollm2", "--dest", str(dest)]) == 0
     assert capsys.readouterr().out.strip() == str(dest)
     with pytest.raises(AssertionError):  # a different dtype (or force) means redo the work
         fetch.fetch_model("smollm2", dest, dtype="bfloat16")

@@ -6,7 +6,7 @@ import pytest
 from mlx_lm.generate import generate_step
 
 from mlx_specdec_plugin import SpecStats, generate, stream_generate
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 PROMPTS = [
     "def fib(n): return fib(n-1) + fib(n-2) if n > 1 else n\ndef fib",

@@ -25,14 +25,14 @@ import mlx.core as mx
 import pytest
 from mlx_specdec_plugin.sampling import make_sampler  # mlx-lm's arguments and draws, with a known distribution
 
-from drafter_fixtures import DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_dflash2, write_eagle3
+from mlx_specdec_plugin.testing.drafters import DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_dflash2, write_eagle3
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.drafters import load_drafter
-from mlx_specdec_plugin.drafting import Draft
+from mlx_specdec_plugin.contract import Draft
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.tiny import make_tiny_model, save_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_config
 
 VOCAB = 8
 PROMPT = [1, 2, 3]

@@ -1,8 +1,19 @@
-"""Spec: the engine never imports a front end, and the package has no import circles.
+"""Spec: the package is built in floors, each importing only from its own floor or the ones below,
+and it has no import circles.
 
-Front ends (the commands and the HTTP server) sit on top: they may import the engine, never the
-other way round, not even inside a function. Checked twice: statically, over every import in every
-module (top level or not), and at run time, importing every engine module in a fresh interpreter.
+    core       contract sampling loop stats target recurrent caches bucketed tree hookspecs plugins
+               distributed fetch blas            (the round, and the types every floor speaks)
+    kinds      acceptors/ strategies/ drafters/  (each acceptor, strategy and drafter kind)
+    assembly   generate loading options costs scheduler builtins, and the package's __init__
+               (one call from a model and a --draft-model value to tokens)
+    testing    testing/                          (tiny models and drafter fixtures)
+    front ends vlm/ server/ train/ bench/
+    commands   commands/ and __main__            (the CLI; nothing imports it)
+
+The engine (core, kinds, assembly) never imports a front end, a command or testing/, not even
+inside a function; nothing in the package imports tools/ (not in the wheel). Checked twice:
+statically, over every import in every module (top level or not), and at run time, importing
+every engine module in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -16,11 +27,24 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "mlx_specdec_plugin"
 NAME = "mlx_specdec_plugin"
-FRONT_ENDS = {f"{NAME}.{m}" for m in ("cli", "server", "server_anthropic", "vlm", "bench", "demo", "__main__")}
-# Dev tools and test fixtures shipped in the package (they may use anything; nothing engine-side uses them).
-TOOLS = {f"{NAME}.{m}" for m in ("oracle_bench", "rollback_bench", "server_load", "train", "doctor", "fetch")}
-# Known circle, left for the layout move (drafters/ as a package: the shared layers, then gemma4).
-KNOWN_CIRCLES = [{f"{NAME}.drafters", f"{NAME}.drafters_gemma4"}]
+FLOORS = ("core", "kinds", "assembly", "testing", "front ends", "commands")
+KINDS = ("acceptors", "strategies", "drafters")
+ASSEMBLY = ("generate", "loading", "options", "costs", "scheduler", "builtins")
+TESTING = ("testing",)
+FRONT_ENDS = ("vlm", "server", "train", "bench")
+COMMANDS = ("commands", "__main__")
+
+
+def floor(module: str) -> int:
+    """The floor of a package module (an index into FLOORS)."""
+    if module == NAME:
+        return FLOORS.index("assembly")  # the public API: re-exports of the engine
+    top = module.split(".")[1]
+    for name, group in (("kinds", KINDS), ("assembly", ASSEMBLY), ("testing", TESTING),
+                        ("front ends", FRONT_ENDS), ("commands", COMMANDS)):
+        if top in group:
+            return FLOORS.index(name)
+    return FLOORS.index("core")
 
 
 def modules() -> dict:
@@ -30,6 +54,15 @@ def modules() -> dict:
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         out[name] = f
     return out
+
+
+def imported_names(f: Path):
+    """Every absolute module name an import statement in ``f`` names (relative ones excluded)."""
+    for node in ast.walk(ast.parse(f.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
 
 
 def import_graph() -> dict:
@@ -87,32 +120,56 @@ def circles(graph: dict) -> list:
 
 
 def engine_modules() -> list:
-    return sorted(m for m in modules() if m not in FRONT_ENDS | TOOLS and m != NAME and not m.endswith("tiny_vlm"))
+    return sorted(m for m in modules() if floor(m) <= FLOORS.index("assembly"))
 
 
-def test_no_engine_module_imports_a_front_end_anywhere_in_its_source():
-    graph = import_graph()
-    bad = {m: sorted(graph[m] & FRONT_ENDS) for m in engine_modules() if graph[m] & FRONT_ENDS}
-    assert bad == {}
+def upward_imports(graph: dict) -> dict:
+    """module -> the modules it imports from a higher floor."""
+    bad = {m: sorted(t for t in targets if floor(t) > floor(m)) for m, targets in graph.items()}
+    return {m: t for m, t in bad.items() if t}
+
+
+def test_every_floor_holds_modules():
+    counts = defaultdict(int)
+    for m in modules():
+        counts[FLOORS[floor(m)]] += 1
+    assert set(counts) == set(FLOORS)
+
+
+def test_no_module_imports_from_a_higher_floor_anywhere_in_its_source():
+    assert upward_imports(import_graph()) == {}
 
 
 def test_no_import_circles():
-    assert [c for c in circles(import_graph()) if c not in KNOWN_CIRCLES] == []
+    assert circles(import_graph()) == []
 
 
-def test_importing_the_engine_loads_no_front_end():
+def test_nothing_in_the_package_imports_the_dev_tools():
+    bad = {m: n for m, f in modules().items() for n in imported_names(f) if n == "tools" or n.startswith("tools.")}
+    assert bad == {}
+
+
+def test_importing_the_engine_loads_no_front_end_command_or_fixture():
+    above = sorted(m for m in modules() if floor(m) > FLOORS.index("assembly"))
     code = (
         "import importlib, json, sys\n"
         f"for m in {engine_modules()!r}:\n"
         "    importlib.import_module(m)\n"
-        f"print(json.dumps(sorted(set(sys.modules) & set({sorted(FRONT_ENDS)!r}))))\n"
+        f"print(json.dumps(sorted(set(sys.modules) & set({above!r}))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-def test_the_check_sees_a_planted_import():
+def test_the_checks_see_a_planted_import():
     graph = import_graph()
-    graph[f"{NAME}.loop"] = set(graph[f"{NAME}.loop"]) | {f"{NAME}.cli"}
-    graph[f"{NAME}.cli"] = set(graph[f"{NAME}.cli"]) | {f"{NAME}.loop"}
-    assert any(f"{NAME}.cli" in c and f"{NAME}.loop" in c for c in circles(graph))
+    graph[f"{NAME}.loop"] = set(graph[f"{NAME}.loop"]) | {f"{NAME}.commands.cli"}
+    graph[f"{NAME}.commands.cli"] = set(graph[f"{NAME}.commands.cli"]) | {f"{NAME}.loop"}
+    assert any(f"{NAME}.commands.cli" in c and f"{NAME}.loop" in c for c in circles(graph))
+    assert upward_imports(graph) == {f"{NAME}.loop": [f"{NAME}.commands.cli"]}
+    graph = import_graph()
+    graph[f"{NAME}.drafters.config"] = set(graph[f"{NAME}.drafters.config"]) | {f"{NAME}.drafters.checkpoint"}
+    assert any(f"{NAME}.drafters.config" in c for c in circles(graph))  # the old drafters <-> gemma4 circle
+    graph = import_graph()
+    graph[f"{NAME}.generate"] = set(graph[f"{NAME}.generate"]) | {f"{NAME}.testing.tiny"}
+    assert upward_imports(graph) == {f"{NAME}.generate": [f"{NAME}.testing.tiny"]}

@@ -16,10 +16,10 @@ import mlx_lm
 import numpy as np
 import pytest
 
-from drafter_fixtures import write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dspark
 from mlx_specdec_plugin import load_drafter, save_drafter
 from mlx_specdec_plugin.sampling import Sampling, greedy_tokens, make_sampler, normalise
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 
 @pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
@@ -94,7 +94,7 @@ def test_a_draft_model_round_of_k_drafts_costs_k_draft_forwards(tmp_path):
 def test_rounds_that_draft_nothing_cost_no_drafter_forward_and_drafting_resumes_on_the_same_context(tmp_path):
     """A block drafter queues the target's features while ``auto`` decodes plainly and projects
     them in one forward when it next drafts; its blocks are then the ones an eager update gives."""
-    from mlx_specdec_plugin.drafting import StrategyOptions
+    from mlx_specdec_plugin.contract import StrategyOptions
     from mlx_specdec_plugin.loop import speculative_generate_step
     from mlx_specdec_plugin.acceptors.greedy import accept as greedy
     from mlx_specdec_plugin.strategies import dspark

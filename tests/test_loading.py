@@ -7,13 +7,14 @@ from __future__ import annotations
 import mlx_lm
 import pytest
 
-from drafter_fixtures import write_dflash, write_dspark
-from mlx_specdec_plugin import Drafter, drafters, stream_generate
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
+from mlx_specdec_plugin import Drafter, stream_generate
+from mlx_specdec_plugin.drafters import checkpoint
 from mlx_specdec_plugin.loading import LoadError, check_draft, load_draft
 from mlx_specdec_plugin.options import strategy_options
 from mlx_specdec_plugin.plugins import registry
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_auto_loads_the_drafter_once_bound_to_the_target(root, qwen3, kind, monk
     assert (choice.strategy, choice.reason) == (kind, f"--draft-model is a {kind} checkpoint")
     assert isinstance(choice.draft, Drafter) and choice.draft.target_model is model
     reads = []
-    monkeypatch.setattr(drafters, "read_weights", lambda *a: reads.append(a) or pytest.fail("re-read"))
+    monkeypatch.setattr(checkpoint, "read_weights", lambda *a: reads.append(a) or pytest.fail("re-read"))
     for _ in range(2):  # generations reuse the loaded drafter: nothing is read from disk again
         stats = SpecStats()
         list(stream_generate(model, tok, "the cat sat", max_tokens=6, draft_model=choice.draft, stats=stats))

@@ -9,7 +9,7 @@ import pytest
 
 from mlx_specdec_plugin import SpecStats, generate
 from mlx_specdec_plugin.plugins import registry
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 
 def test_builtins_come_from_our_own_entry_point():

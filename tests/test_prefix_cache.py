@@ -19,15 +19,15 @@ import mlx_lm
 import pytest
 from mlx_lm.models.cache import make_prompt_cache
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from mlx_specdec_plugin import load_drafter, stream_generate
 from mlx_specdec_plugin.generate import prepare
-from mlx_specdec_plugin.prefix_cache import CachedContext, PrefixCache
+from mlx_specdec_plugin.server.prefix_cache import CachedContext, PrefixCache
 from mlx_specdec_plugin.sampling import make_sampler
 from mlx_specdec_plugin.stats import SpecStats
 from mlx_specdec_plugin.strategies.lookup import LookupProposer
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 N = 20  # tokens per turn
 

@@ -15,7 +15,7 @@ from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.sampling import SamplingParams
 from mlx_specdec_plugin.scheduler import AdaptiveScheduler, CostCurve
 from mlx_specdec_plugin.stats import RoundStats, SpecStats
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 from tiny_lm import ContextLM, perturbed
 
 VOCAB = 6
@@ -82,7 +82,7 @@ def test_auto_through_stream_generate_is_token_identical_at_t0():
     cfg = tiny_config("llama")
     target = make_tiny_model(cfg, seed=1, sharpness=3)
     draft = make_tiny_model(cfg, seed=1, sharpness=3)  # a perfect drafter: the schedule grows
-    from mlx_specdec_plugin.bench import byte_tokenizer
+    from mlx_specdec_plugin.bench.runner import byte_tokenizer
 
     tok = byte_tokenizer()
     tok.eos_token_ids = set()

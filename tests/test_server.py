@@ -17,9 +17,9 @@ import mlx_lm
 import pytest
 
 from mlx_specdec_plugin import generate
-from mlx_specdec_plugin.server import StopMatcher
-from mlx_specdec_plugin.server_load import ServerProcess, request_json, run_load, stream_events
-from mlx_specdec_plugin.tiny import EOS_ID, save_tiny_model
+from mlx_specdec_plugin.server.protocol import StopMatcher
+from tools.server_load import ServerProcess, request_json, run_load, stream_events
+from mlx_specdec_plugin.testing.tiny import EOS_ID, save_tiny_model
 
 openai = pytest.importorskip("openai")
 
@@ -544,7 +544,7 @@ def test_small_load_has_no_failures_and_bounded_memory(server):
 
 
 def test_auto_draft_length_is_accepted_as_the_servers_default_and_per_request():
-    from mlx_specdec_plugin.server import _draft_tokens
+    from mlx_specdec_plugin.server.protocol import _draft_tokens
 
     assert _draft_tokens({}, "auto", 16) == "auto"  # `server --num-draft-tokens auto` (its warm-up request)
     assert _draft_tokens({"num_draft_tokens": "auto"}, 3, 16) == "auto"

@@ -22,9 +22,9 @@ import mlx_lm
 import pytest
 
 from mlx_specdec_plugin import generate
-from mlx_specdec_plugin.server_anthropic import CEILING, MessageBuilder, RequestError, translate
-from mlx_specdec_plugin.server_load import ServerProcess
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.server.anthropic import CEILING, MessageBuilder, RequestError, translate
+from tools.server_load import ServerProcess
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 from tool_model import CALL, PIECES, save_tool_model
 
 anthropic = pytest.importorskip("anthropic")

@@ -19,10 +19,10 @@ import time
 import mlx_lm
 import pytest
 
-from drafter_fixtures import write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dspark
 from mlx_specdec_plugin import generate
-from mlx_specdec_plugin.server_load import ServerProcess, request_json
-from mlx_specdec_plugin.tiny import save_tiny_model
+from tools.server_load import ServerProcess, request_json
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 openai = pytest.importorskip("openai")
 

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from mlx_specdec_plugin.server import ToolCallSplitter
-from mlx_specdec_plugin.server_load import ServerProcess
+from mlx_specdec_plugin.server.protocol import ToolCallSplitter
+from tools.server_load import ServerProcess
 from tool_model import CALL, PIECES, save_tool_model
 
 openai = pytest.importorskip("openai")

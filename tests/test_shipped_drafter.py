@@ -25,12 +25,12 @@ from mlx_specdec_plugin import load_drafter
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.cli import main as cli_main
-from mlx_specdec_plugin.demo import run_demo
+from mlx_specdec_plugin.commands.cli import main as cli_main
+from mlx_specdec_plugin.commands.demo import run_demo
 from mlx_specdec_plugin.fetch import shipped_drafter
-from mlx_specdec_plugin.cli import local_path
+from mlx_specdec_plugin.commands.generate import local_path
 from mlx_specdec_plugin.strategies import dflash, dspark
-from mlx_specdec_plugin.tiny import save_tiny_model
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 # SmolLM2-135M-Instruct's architecture (what `mlx-specdec fetch smollm2` writes), random weights
 SMOLLM2 = dict(model_type="llama", hidden_size=576, num_hidden_layers=30, intermediate_size=1536,
@@ -88,7 +88,7 @@ def test_mlx_vlm_reads_the_shipped_drafter_and_drafts_the_same(smollm2_shaped, t
 
 def test_demo_prints_acceptance_speed_and_exactness(tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_SPECDEC_CACHE", str(tmp_path / "cache"))
-    from drafter_fixtures import write_dspark
+    from mlx_specdec_plugin.testing.drafters import write_dspark
 
     save_tiny_model(tmp_path / "t", "llama", seed=1, sharpness=4, num_hidden_layers=4)
     write_dspark(tmp_path / "d", tmp_path / "t", layout="dflash_config", target_layer_ids=(0, 2), seed=5,

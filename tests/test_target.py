@@ -5,7 +5,7 @@ import mlx.core as mx
 import pytest
 
 from mlx_specdec_plugin.target import FAMILIES, TargetAdapter
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 
 
 @pytest.mark.parametrize("model_type", ["llama", "qwen2", "qwen3", "gemma3_text"])

@@ -22,11 +22,11 @@ from mlx.utils import tree_flatten
 from mlx_lm.generate import generate_step
 
 from mlx_specdec_plugin import load_drafter, stream_generate
-from mlx_specdec_plugin.drafting import StrategyOptions
+from mlx_specdec_plugin.contract import StrategyOptions
 from mlx_specdec_plugin.strategies import dflash, dspark
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import save_tiny_model
-from mlx_specdec_plugin.train import (
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
+from mlx_specdec_plugin.train.trainer import (
     TargetFeatures,
     Trainer,
     TrainConfig,
@@ -184,7 +184,7 @@ def test_resume_matches_uninterrupted_run(target):
 
 
 def test_a_run_cut_into_chunks_and_moved_as_pieces_resumes_to_the_uninterrupted_weights(target, monkeypatch):
-    import mlx_specdec_plugin.train as train_mod
+    import mlx_specdec_plugin.train.trainer as train_mod
 
     root, model, tok = target
     records = [{"text": "the quick brown fox jumps over the lazy dog. " * 6 + p} for p in PROMPTS]

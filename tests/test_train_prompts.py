@@ -1,23 +1,20 @@
-"""docs/scripts/make_train_prompts.py: the self-distillation prompt set (fast, standard library only)."""
-import importlib.util
+"""tools/make_train_prompts.py: the self-distillation prompt set (fast, standard library only)."""
 import json
 import string
 from pathlib import Path
 
 import pytest
 
+from tools import make_train_prompts
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "docs" / "scripts" / "make_train_prompts.py"
 EVAL = [ROOT / "mlx_specdec_plugin" / "prompts" / f"{name}.jsonl" for name in ("chat", "code", "math")]
 N = 600
 
 
 @pytest.fixture(scope="module")
 def mod():
-    spec = importlib.util.spec_from_file_location("make_train_prompts", SCRIPT)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+    return make_train_prompts
 
 
 def _run(mod, path, seed):

@@ -26,7 +26,7 @@ from mlx_lm.models.cache import (
 )
 from mlx_lm.sample_utils import make_logits_processors
 
-from drafter_fixtures import write_dflash, write_dspark
+from mlx_specdec_plugin.testing.drafters import write_dflash, write_dspark
 from test_drafter_generation import PROMPTS, TAPS, _bigram_markov, _constant_dflash, reference
 from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
 from mlx_specdec_plugin import caches, tree
@@ -35,7 +35,7 @@ from mlx_specdec_plugin.bucketed import BucketedKVCache
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import make_tiny_model, save_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
 
 PREFIX = [3, 1, 4, 1, 5]
 ROOT = 9
@@ -225,7 +225,7 @@ def test_a_family_without_a_tree_forward_is_refused(tmp_path):
 def test_greedy_acceptor_walks_the_longest_matching_path():
     """Unit: at T = 0 the walk follows the target's argmax through any branch."""
     from mlx_specdec_plugin.acceptors import TargetScores
-    from mlx_specdec_plugin.drafting import Draft
+    from mlx_specdec_plugin.contract import Draft
     from mlx_specdec_plugin.sampling import Sampling
 
     V = 10

@@ -22,7 +22,7 @@ from exactness import CONFIGS, chi_square_pvalue, exact_joint, next_token_probs
 from mlx_specdec_plugin import tree
 from mlx_specdec_plugin.acceptors import TargetScores
 from mlx_specdec_plugin.acceptors import tree as tree_acceptor
-from mlx_specdec_plugin.drafting import Draft, Verdict
+from mlx_specdec_plugin.contract import Draft, Verdict
 from mlx_specdec_plugin.sampling import Sampling
 
 VOCAB = 4

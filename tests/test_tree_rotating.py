@@ -18,7 +18,7 @@ from mlx_specdec_plugin import SpecStats, caches, tree
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.target import TargetAdapter
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 
 VOCAB = 32
 ROOT = 9
@@ -112,10 +112,10 @@ def test_greedy_tree_on_sliding_windows_is_plain_decoding(sliding, which):
 def test_block_drafter_tree_on_sliding_windows_is_plain_decoding(tmp_path):
     """DSpark's best-first tree (taps through the sliding layers) on the same kind of target."""
     import mlx_lm
-    from drafter_fixtures import write_dspark
+    from mlx_specdec_plugin.testing.drafters import write_dspark
 
     from mlx_specdec_plugin import load_drafter
-    from mlx_specdec_plugin.tiny import save_tiny_model
+    from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
     save_tiny_model(tmp_path / "t", "llama", seed=1, sharpness=6, **SLIDING)
     model, tok = mlx_lm.load(str(tmp_path / "t"))

@@ -3,7 +3,7 @@
 A tiny random float32 Gemma-4 VLM (mlx-vlm's own ``gemma4`` classes: sliding + full attention,
 a KV-shared layer, per-layer inputs, soft-capping, bidirectional attention over image tokens)
 with a generated PNG; the prompt goes through mlx-vlm's processor and chat template. Drafters:
-prompt lookup, DSpark and DFlash checkpoints in the published layouts (tests/drafter_fixtures.py),
+prompt lookup, DSpark and DFlash checkpoints in the published layouts (mlx_specdec_plugin/testing/drafters.py),
 good (many drafts accepted) and random (nearly all rejected).
 """
 
@@ -16,13 +16,14 @@ import pytest
 
 pytest.importorskip("mlx_vlm")
 
-from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dflash, write_dspark  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dflash, write_dspark  # noqa: E402
 from mlx_vlm import generate as vlm_generate  # noqa: E402
 from mlx_vlm import load as vlm_load  # noqa: E402
 from mlx_vlm.prompt_utils import apply_chat_template  # noqa: E402
 
 from mlx_specdec_plugin import SpecStats, vlm  # noqa: E402
-from mlx_specdec_plugin.tiny_vlm import IMAGE_ID, save_tiny_gemma4_vlm, write_png  # noqa: E402
+from mlx_specdec_plugin.vlm.generation import VLMTargetAdapter  # noqa: E402
+from mlx_specdec_plugin.testing.tiny_vlm import IMAGE_ID, save_tiny_gemma4_vlm, write_png  # noqa: E402
 
 MAX_TOKENS = 40
 def bigram_markov(refs, V, scale=20.0):
@@ -148,7 +149,7 @@ def test_clear_errors(world):
 
 def test_target_adapter_taps_match_layer_outputs(world):
     """Tap i = output of decoder layer i, in tap order, whatever order the model captures in."""
-    target = vlm.VLMTargetAdapter(world["model"])
+    target = VLMTargetAdapter(world["model"])
     target.check_taps((3, 0))
     x = mx.array([[5, 6, 7, 8]], dtype=mx.uint32)
     _, both = target(x, target.make_cache(), (3, 0))

@@ -15,9 +15,9 @@ pytest.importorskip("mlx_vlm")
 
 from mlx_vlm.generate.dispatch import main as upstream_main  # noqa: E402
 
-from mlx_specdec_plugin.tiny_vlm import save_tiny_gemma4_vlm, write_png  # noqa: E402
-from mlx_specdec_plugin.vlm import vlm_main  # noqa: E402
-from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dflash  # noqa: E402
+from mlx_specdec_plugin.testing.tiny_vlm import save_tiny_gemma4_vlm, write_png  # noqa: E402
+from mlx_specdec_plugin.vlm.generation import vlm_main  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dflash  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,14 @@ import pytest
 pytest.importorskip("mlx_vlm")
 
 
-from drafter_fixtures import write_dspark  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import write_dspark  # noqa: E402
 from exactness import CONFIGS, chi_square_pvalue, exact_joint  # noqa: E402
 from mlx_specdec_plugin import load_drafter  # noqa: E402
 from mlx_specdec_plugin.generate import prepare  # noqa: E402
 from mlx_specdec_plugin.loop import speculative_generate_step  # noqa: E402
 from mlx_specdec_plugin.sampling import SamplingParams  # noqa: E402
-from mlx_specdec_plugin.tiny_vlm import make_tiny_gemma4, tiny_gemma4_config  # noqa: E402
-from mlx_specdec_plugin.vlm import EmbeddedPrompt, VLMTargetAdapter  # noqa: E402
+from mlx_specdec_plugin.testing.tiny_vlm import make_tiny_gemma4, tiny_gemma4_config  # noqa: E402
+from mlx_specdec_plugin.vlm.generation import EmbeddedPrompt, VLMTargetAdapter  # noqa: E402
 
 VOCAB, IMAGE = 8, 7
 PROMPT = [1, 2, IMAGE, IMAGE, 3, 4]

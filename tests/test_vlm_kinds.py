@@ -12,15 +12,15 @@ import pytest
 
 pytest.importorskip("mlx_vlm")
 
-from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dspark, write_eagle3  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dspark, write_eagle3  # noqa: E402
 from mlx_vlm import generate as vlm_generate  # noqa: E402
 from mlx_vlm import load as vlm_load  # noqa: E402
 from mlx_vlm.prompt_utils import apply_chat_template  # noqa: E402
 
 from mlx_specdec_plugin import SpecStats, vlm  # noqa: E402
-from mlx_specdec_plugin.tiny import make_tiny_model, tiny_config  # noqa: E402
-from mlx_specdec_plugin.tiny_vlm import save_tiny_gemma4_vlm, write_png  # noqa: E402
-from mlx_specdec_plugin.vlm import vlm_main  # noqa: E402
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config  # noqa: E402
+from mlx_specdec_plugin.testing.tiny_vlm import save_tiny_gemma4_vlm, write_png  # noqa: E402
+from mlx_specdec_plugin.vlm.generation import vlm_main  # noqa: E402
 
 MAX_TOKENS = 24
 

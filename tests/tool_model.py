@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlx_specdec_plugin.tiny import BOS_ID, BYTE_VOCAB, EOS_ID, byte_tokenizer_json, make_tiny_model, save_model, tiny_config
+from mlx_specdec_plugin.testing.tiny import BOS_ID, BYTE_VOCAB, EOS_ID, byte_tokenizer_json, make_tiny_model, save_model, tiny_config
 
 CALL = {"name": "get_weather", "arguments": {"city": "Oslo"}}
 PIECES = ["<tool_call>", json.dumps(CALL), "</tool_call>"]

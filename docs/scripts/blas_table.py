@@ -17,7 +17,7 @@ CHILD = r"""
 import json, statistics, sys, time
 import mlx_specdec_plugin
 from mlx_specdec_plugin import blas
-from mlx_specdec_plugin.doctor import SHAPES, matmul_gflops
+from mlx_specdec_plugin.commands.doctor import SHAPES, matmul_gflops
 import mlx.core as mx
 from mlx_lm import load, stream_generate
 from mlx_lm.models.cache import make_prompt_cache

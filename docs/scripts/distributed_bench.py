@@ -100,7 +100,7 @@ def measure(folder: Path, draft_folder: Path, reps: int, tokens: int) -> dict:
 
 
 def drive(args) -> None:
-    from mlx_specdec_plugin.tiny import save_tiny_model
+    from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
     root = Path(tempfile.mkdtemp(prefix="dist_bench_"))
     target = save_tiny_model(root / "t", "llama", seed=1, sharpness=6, hidden_size=args.hidden,

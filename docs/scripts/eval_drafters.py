@@ -22,7 +22,7 @@ from mlx_lm import load
 
 from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.fetch import SHIPPED_DRAFTERS, shipped_drafter
-from mlx_specdec_plugin.train import Trainer, TrainConfig, read_records
+from mlx_specdec_plugin.train.trainer import Trainer, TrainConfig, read_records
 
 
 def main() -> None:

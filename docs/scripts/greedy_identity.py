@@ -23,8 +23,8 @@ from mlx_lm import load
 from mlx_lm.generate import generate_step
 
 from mlx_specdec_plugin import SpecStats, blas, stream_generate
-from mlx_specdec_plugin.bench import PROMPT_SETS, encode, load_prompts
-from mlx_specdec_plugin.cli import local_path
+from mlx_specdec_plugin.bench.runner import PROMPT_SETS, encode, load_prompts
+from mlx_specdec_plugin.commands.generate import local_path
 
 
 def top2_gap(model, ids):

@@ -147,7 +147,7 @@ def prepare(a) -> None:
         gguf.unlink()
         stamp("target converted")
     prompts = WORK / "prompts.jsonl"
-    subprocess.run([PY, ROOT / "docs/scripts/make_train_prompts.py", "--out", prompts, "--n", str(a.prompts),
+    subprocess.run([PY, ROOT / "tools/make_train_prompts.py", "--out", prompts, "--n", str(a.prompts),
                     "--seed", str(a.seed), *(["--shares", PROFILE["shares"]] if PROFILE["shares"] else [])],
                    check=True)
     lines = prompts.read_text().splitlines()
@@ -196,7 +196,7 @@ def split_old(folder: Path, prompt_lines: list) -> list:
 
     from mlx_lm.utils import load_tokenizer
 
-    from mlx_specdec_plugin.train import _chat, build_sequences, split_heldout
+    from mlx_specdec_plugin.train.trainer import _chat, build_sequences, split_heldout
 
     records = [json.loads(l) for t in (0, 1) for l in gzip.open(folder / f"generated_t{t}.jsonl.gz", "rt")
                if l.strip()]
@@ -305,7 +305,7 @@ def ship() -> None:
     from mlx_lm import load
 
     from mlx_specdec_plugin.drafters import load_drafter
-    from mlx_specdec_plugin.train import write_drafter
+    from mlx_specdec_plugin.train.trainer import write_drafter
 
     model, _ = load(str(WORK / "model"))
     ship_dir = WORK / "ship"

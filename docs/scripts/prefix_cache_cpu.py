@@ -19,7 +19,7 @@ import mlx_lm
 
 from mlx_specdec_plugin import stream_generate
 from mlx_specdec_plugin.generate import prepare
-from mlx_specdec_plugin.prefix_cache import CachedContext, PrefixCache
+from mlx_specdec_plugin.server.prefix_cache import CachedContext, PrefixCache
 from mlx_specdec_plugin.target import TargetAdapter
 
 ROOT = Path(__file__).resolve().parents[2]

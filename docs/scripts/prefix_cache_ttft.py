@@ -16,10 +16,12 @@ import argparse
 import http.client
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from mlx_specdec_plugin.server_load import ServerProcess
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tools/ (the repository root)
+from tools.server_load import ServerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ accept 0.95, k = 8, 128 tokens after a 512-token prompt), then a cProfile of one
 import cProfile, pstats, time, mlx.core as mx
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache
-from mlx_specdec_plugin.oracle_bench import OracleProposer
-from mlx_specdec_plugin.tiny import random_model
+from mlx_specdec_plugin.bench.oracle import OracleProposer
+from mlx_specdec_plugin.testing.tiny import random_model
 from mlx_specdec_plugin.bucketed import bucketed
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.acceptors import greedy

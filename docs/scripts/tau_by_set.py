@@ -18,7 +18,7 @@ from mlx_lm import load
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_specdec_plugin import load_drafter, stream_generate
-from mlx_specdec_plugin.bench import encode, load_prompts
+from mlx_specdec_plugin.bench.runner import encode, load_prompts
 from mlx_specdec_plugin.stats import SpecStats
 
 

@@ -8,7 +8,7 @@
 # MODEL      mlx-lm folder of the target (default: $WORK/smollm2-135m-instruct, made from $GGUF)
 # GGUF       SmolLM2-135M-Instruct.Q4_1.gguf (what `mlx-specdec fetch smollm2` downloads)
 # WORK       working folder (default ./smollm2-train); PYTHON (python3)
-# N_PROMPTS  prompts from docs/scripts/make_train_prompts.py (12000): half answered greedily, half at T=1
+# N_PROMPTS  prompts from tools/make_train_prompts.py (12000): half answered greedily, half at T=1
 # MAX_NEW    response cap (256)   GEN_BATCH  prompts answered at once (192)   GEN_TIMEOUT seconds (150; 0 = reuse $WORK/gen_t*)
 # BUDGET     seconds of training per drafter at most (200); one drafter after the other
 # TRAIN_ARGS extra/overriding `mlx-specdec train` flags for both drafters
@@ -32,7 +32,7 @@ convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]), 'float32', manifest={'name': 
 fi
 
 stamp "prompts"
-$PY docs/scripts/make_train_prompts.py --out "$WORK/prompts.jsonl" --n "$N_PROMPTS"
+$PY tools/make_train_prompts.py --out "$WORK/prompts.jsonl" --n "$N_PROMPTS"
 half=$(( N_PROMPTS / 2 ))
 head -n "$half" "$WORK/prompts.jsonl" > "$WORK/prompts_t0.jsonl"
 tail -n +"$(( half + 1 ))" "$WORK/prompts.jsonl" > "$WORK/prompts_t1.jsonl"
@@ -74,7 +74,7 @@ from pathlib import Path
 import mlx.core as mx
 from mlx_lm import load
 from mlx_specdec_plugin.drafters import load_drafter
-from mlx_specdec_plugin.train import write_drafter
+from mlx_specdec_plugin.train.trainer import write_drafter
 model, _ = load(sys.argv[1]); work = Path(sys.argv[2]); ship = work / "ship"
 for kind in ("dspark", "dflash"):
     src = work / kind

@@ -15,26 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+import mlx_lm
+from mlx_specdec_plugin.testing.drafters import write_dspark
+from mlx_lm.generate import generate_step
 
-import mlx_lm  # noqa: E402
-from drafter_fixtures import write_dspark  # noqa: E402
-from mlx_lm.generate import generate_step  # noqa: E402
-
-from mlx_specdec_plugin import SpecStats, load_drafter  # noqa: E402
-from mlx_specdec_plugin import tree  # noqa: E402
-from mlx_specdec_plugin.acceptors import draft_q_rows  # noqa: E402
-from mlx_specdec_plugin.generate import prepare  # noqa: E402
-from mlx_specdec_plugin.loop import speculative_generate_step  # noqa: E402
-from mlx_specdec_plugin.sampling import make_sampler  # noqa: E402
-from mlx_specdec_plugin.tiny import save_tiny_model  # noqa: E402
+from mlx_specdec_plugin import SpecStats, load_drafter
+from mlx_specdec_plugin import tree
+from mlx_specdec_plugin.acceptors import draft_q_rows
+from mlx_specdec_plugin.generate import prepare
+from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.sampling import make_sampler
+from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
 PROMPTS = [
     "def fib(n): return fib(n-1) + fib(n-2) if n > 1 else n\ndef fib",

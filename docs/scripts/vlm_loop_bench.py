@@ -4,8 +4,8 @@ drafter file: loop overhead at equal acceptance (issue 12, item 5).
 
 mlx-vlm 0.7.10 runs its speculative loop only on its own language models (``capture_layer_ids``,
 ``rollback_speculative_cache``), so no mlx-lm target can show it; a random-weight Gemma-4 VLM in
-mlx-vlm's format can (``mlx_specdec_plugin.tiny_vlm``, sized by ``--hidden`` / ``--layers``). The
-drafter is a z-lab-layout DFlash checkpoint written for that target (``tests/drafter_fixtures.py``),
+mlx-vlm's format can (``mlx_specdec_plugin.testing.tiny_vlm``, sized by ``--hidden`` / ``--layers``). The
+drafter is a z-lab-layout DFlash checkpoint written for that target (:mod:`mlx_specdec_plugin.testing.drafters`),
 loaded by each side with its own loader. Greedy, text-only prompt; rows in one process, passes
 interleaved, medians reported:
 
@@ -37,10 +37,9 @@ from mlx_vlm.prompt_utils import apply_chat_template
 from mlx_vlm.speculative.drafters import load_drafter as vlm_load_drafter
 
 from mlx_specdec_plugin import SpecStats, blas, vlm
-from mlx_specdec_plugin.tiny_vlm import save_tiny_gemma4_vlm
+from mlx_specdec_plugin.testing.tiny_vlm import save_tiny_gemma4_vlm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from drafter_fixtures import GEMMA_DRAFT, flat_target_dir, write_dflash  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dflash
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -34,7 +34,7 @@ if __name__ == "__main__":
     from mlx_lm import load
 
     from mlx_specdec_plugin import SpecStats, generate
-    from mlx_specdec_plugin.tiny import save_tiny_model
+    from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
     path = sys.argv[1] if len(sys.argv) > 1 else str(save_tiny_model(tempfile.mkdtemp() + "/t", "llama", seed=1, sharpness=6))
     model, tokenizer = load(path)

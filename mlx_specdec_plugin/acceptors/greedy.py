@@ -1,7 +1,7 @@
 """``greedy``: keep drafts while they equal the target's argmax (exact at temperature 0 only)."""
 
-from ..drafting import Draft, Verdict
-from . import TargetScores, first_false
+from ..contract import Draft, TargetScores, Verdict
+from . import first_false
 
 
 def accept(draft: Draft, scores: TargetScores) -> Verdict:

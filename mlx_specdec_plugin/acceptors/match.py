@@ -5,8 +5,8 @@ Exact for any sampler (every emitted token is a target draw), but a position is 
 probability sum_x p(x) q(x) instead of rejection sampling's sum_x min(p(x), q(x)).
 """
 
-from ..drafting import Draft, Verdict
-from . import TargetScores, first_false
+from ..contract import Draft, TargetScores, Verdict
+from . import first_false
 
 
 def accept(draft: Draft, scores: TargetScores) -> Verdict:

@@ -15,9 +15,9 @@ from functools import partial
 
 import mlx.core as mx
 
-from ..drafting import Draft, Verdict
+from ..contract import Draft, TargetScores, Verdict
 from ..sampling import sample_from
-from . import TargetScores, draft_q_rows, first_false
+from . import draft_q_rows, first_false
 
 
 @partial(mx.compile, inputs=mx.random.state, outputs=mx.random.state)

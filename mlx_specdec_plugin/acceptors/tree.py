@@ -31,9 +31,8 @@ from typing import List, Sequence
 import mlx.core as mx
 
 from .. import tree
-from ..drafting import Draft, Verdict
+from ..contract import Draft, TargetScores, Verdict
 from ..sampling import sample_from
-from . import TargetScores
 
 EPS = 1e-12
 

@@ -26,7 +26,7 @@ import mlx.core as mx
 
 from .. import caches
 from ..drafters import Drafter, as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOptions, draw
+from ..contract import Draft, DraftContext, StrategyOptions, draw
 from ..sampling import Sampling
 from ..target import TargetAdapter
 

@@ -1,5 +1,5 @@
 """``dflash2``: DFlash2 (a DFlash block pass with dynamic causal convolutions, then a candidate
-selector drafting left to right; see :mod:`..drafters_dflash2`).
+selector drafting left to right; see :mod:`..drafters.dflash2`).
 
 One parallel forward over ``[anchor, mask x g]`` gives g rows of logits (the anchor slot dropped,
 as DFlash). Row i's candidates are its ``selector_top_k`` largest logits; proposal i is drawn from
@@ -17,7 +17,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..drafters import as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOptions
+from ..contract import Draft, DraftContext, StrategyOptions
 from ..target import TargetAdapter
 from .dflash import BlockProposer, sample_sequential
 

@@ -18,7 +18,7 @@ import mlx.nn as nn
 from mlx_lm.models.cache import make_prompt_cache
 
 from .. import caches
-from ..drafting import Draft, DraftContext, StrategyOptions, draw
+from ..contract import Draft, DraftContext, StrategyOptions, draw
 from ..target import TargetAdapter, vocab_size_of
 
 

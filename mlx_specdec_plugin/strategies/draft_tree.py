@@ -35,7 +35,7 @@ import mlx.core as mx
 from mlx_lm.models.cache import KVCache, RotatingKVCache
 
 from .. import caches, tree
-from ..drafting import Draft, DraftContext, StrategyOptions
+from ..contract import Draft, DraftContext, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
 from .draft_model import DraftModelProposer

@@ -21,7 +21,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..drafters import Drafter, as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOption, StrategyOptions
+from ..contract import Draft, DraftContext, StrategyOption, StrategyOptions
 from ..target import TargetAdapter
 from .dflash import BlockProposer, sample_sequential
 

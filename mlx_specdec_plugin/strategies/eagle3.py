@@ -4,13 +4,13 @@ low/mid/high target features, with its own (smaller) draft vocabulary.
 Drafting is :class:`~.feature_chain.FeatureChainProposer`'s: the head's pairs are (token t + 1,
 ``fc([h_low ; h_mid ; h_high]_t)``); speculative steps feed the head's own pre-norm output back.
 The head's logits are spread over the target vocabulary (``-inf`` outside a reduced draft
-vocabulary, see :mod:`..drafters_eagle3`), so the reported q is over target tokens.
+vocabulary, see :mod:`..drafters.eagle3`), so the reported q is over target tokens.
 """
 
 from __future__ import annotations
 
 from ..drafters import as_drafter, claims as _claims
-from ..drafting import StrategyOptions
+from ..contract import StrategyOptions
 from ..target import TargetAdapter
 from .feature_chain import FeatureChainProposer
 

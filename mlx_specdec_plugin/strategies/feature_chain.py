@@ -27,7 +27,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
-from ..drafting import Draft, DraftContext, StrategyOptions
+from ..contract import Draft, DraftContext, StrategyOptions
 from .dflash import sample_sequential
 
 

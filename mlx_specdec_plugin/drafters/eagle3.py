@@ -45,8 +45,8 @@ from mlx_lm.models.base import create_attention_mask, scaled_dot_product_attenti
 from mlx_lm.models.cache import KVCache
 from mlx_lm.models.rope_utils import initialize_rope
 
-from .drafters import check_weights, rope_settings
-from .target import TargetAdapter
+from ..target import TargetAdapter, text_model
+from .config import check_weights, rope_settings
 
 PathLike = Union[str, Path]
 KIND = "eagle3"
@@ -358,8 +358,6 @@ class Eagle3Drafter:
 
 
 def _target_embedding(target_model: nn.Module):
-    from .target import text_model
-
     return text_model(target_model).model.embed_tokens
 
 

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable, List, Optional, Sequence
 
-from . import caches
+from .. import caches
 
 
 @dataclass

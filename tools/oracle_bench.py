@@ -1,12 +1,12 @@
 """Loop efficiency with an oracle drafter of controlled acceptance, on random weights of real shapes.
 
-    python -m mlx_specdec_plugin.oracle_bench --shape qwen3-4b --accept 0.5 0.8 0.95 --k 2 4 8 15
+    python -m tools.oracle_bench --shape qwen3-4b --accept 0.5 0.8 0.95 --k 2 4 8 15
 
 The target's own greedy continuation is computed once (plain decoding, which also gives T_step);
 the oracle proposes the next k tokens of it, each replaced by a wrong token with probability
 1 - accept (decided from a seeded stream before the round, independent of the target). It costs
 nothing to draft, so the cost model's ideal speedup is tau * T_step / T_verify(k + 1), with
-T_verify measured in the same process (the calibration's meter, :func:`~.calibrate.measure_verify_curve`);
+T_verify measured in the same process (the calibration's meter, :func:`mlx_specdec_plugin.costs.measure_verify_curve`);
 loop efficiency = measured speedup / ideal.
 This is what runs on the GPU (random weights need no download); results go to stdout and JSON.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import random
 import sys
 import time
 from typing import List, Optional, Sequence
@@ -33,33 +32,14 @@ import mlx.core as mx
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache
 
-from .drafting import Draft, DraftContext
-from .loop import speculative_generate_step
-from .acceptors import greedy
-from .bucketed import bucketed
-from .calibrate import measure_verify_curve
-from .stats import SpecStats
-from .target import TargetAdapter
-from .tiny import SHAPES, random_model
-
-class OracleProposer:
-    """Proposes the reference continuation, each token corrupted with probability 1 - accept."""
-
-    tap_layers = ()
-
-    def __init__(self, reference: Sequence[int], prompt_len: int, accept: float, vocab: int, seed: int = 0):
-        self.reference, self.prompt_len, self.accept, self.vocab = list(reference), prompt_len, accept, vocab
-        self.rng = random.Random(seed)
-
-    def extend(self, tokens, hidden) -> None:
-        pass
-
-    def propose(self, ctx: DraftContext, n: int) -> Draft:
-        pos = len(ctx.history) - self.prompt_len  # index of the next token in the reference
-        out = []
-        for tok in self.reference[pos : pos + n]:
-            out.append(tok if self.rng.random() < self.accept else (tok + 1) % self.vocab)
-        return Draft(mx.array(out, dtype=mx.uint32), None, deterministic=True)
+from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.acceptors import greedy
+from mlx_specdec_plugin.bench.oracle import OracleProposer
+from mlx_specdec_plugin.bucketed import bucketed
+from mlx_specdec_plugin.costs import measure_verify_curve
+from mlx_specdec_plugin.stats import SpecStats
+from mlx_specdec_plugin.target import TargetAdapter
+from mlx_specdec_plugin.testing.tiny import SHAPES, random_model
 
 
 def run(shape: str, accepts: Sequence[float], ks: Sequence[int], prompt_len: int, tokens: int,

@@ -61,14 +61,14 @@ from mlx_vlm.tokenizer_utils import make_streaming_detokenizer
 from mlx_vlm.utils import StoppingCriteria, prepare_inputs, should_add_special_tokens
 from mlx_vlm.utils import load as vlm_load
 
-from . import caches
-from .drafting import Proposer
-from .generate import SPEC_KEYS, Step, response_steps, speculate, upstream_sampling
-from .loading import LoadError, check_draft, load_draft
-from .options import add_speculative_args, draft_tokens_type, say as _say, strategy_options
-from .sampling import SamplingParams
-from .stats import SpecStats
-from .target import TargetAdapter, check_tap_range
+from .. import caches
+from ..contract import Proposer
+from ..generate import SPEC_KEYS, Step, response_steps, speculate, upstream_sampling
+from ..loading import LoadError, check_draft, load_draft
+from ..options import add_speculative_args, draft_tokens_type, say as _say, strategy_options
+from ..sampling import SamplingParams
+from ..stats import SpecStats
+from ..target import TargetAdapter, check_tap_range
 
 # mlx-vlm generate_step keys that shape the distribution or the cache; handled here.
 _SAMPLING_KEYS = (

@@ -1,4 +1,6 @@
-"""The contract between the loop, drafters (proposers) and acceptors.
+"""The contract between the loop, drafters (proposers) and acceptors: :class:`Draft`,
+:class:`DraftContext`, :class:`Proposer`, :class:`Strategy`, :class:`Verdict`, :class:`TargetScores`
+and :class:`AcceptorSpec`.
 
 A round of speculative decoding, as the loop sees it::
 
@@ -25,7 +27,8 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 
 import mlx.core as mx
 
-from .sampling import Sampling, normalise, sample_from
+from . import tree as _tree
+from .sampling import Sampling, greedy_tokens, normalise, sample_from
 
 
 @dataclass
@@ -204,3 +207,71 @@ class Verdict:
         """The kept verify rows: 0 (the pending token) and ``1 + node`` for each kept node; row
         ``rows[i]``'s distribution is the one emitted token ``i`` was decided from."""
         return (0,) + tuple(1 + n for n in self.nodes)
+
+
+@dataclass
+class TargetScores:
+    """The target's verify pass over ``[pending, x1..xg]``.
+
+    ``logprobs``: ``(g+1, V)`` processed (logits processors applied with each row's own history)
+    and normalised; row ``i`` is the target's view of the token after ``x_i`` (row 0: after the
+    pending token). ``processed``: the same rows before normalisation, when known
+    (:meth:`from_logits`); then ``logprobs`` stays a lazy graph that runs only if someone reads
+    it, and the acceptors' distributions and argmaxes skip it. Distributions are cached.
+    """
+
+    logprobs: mx.array
+    sampling: Sampling
+    _probs: Optional[mx.array] = None
+    processed: Optional[mx.array] = None
+
+    @classmethod
+    def from_logits(
+        cls, logits: mx.array, history: Sequence[int], sampling: Sampling, parents: Optional[Sequence[int]] = None
+    ) -> "TargetScores":
+        """Scores of verify logits ``(g+1, V)``; ``history`` as for :meth:`Sampling.processed`.
+        With ``parents`` (a tree draft; ``history`` ends with its g nodes) row ``1 + i``'s
+        processors see the committed tokens and node i's own root-to-node path."""
+        if parents is None:
+            processed = sampling.processed(logits, history)
+        else:
+            g = len(parents)
+            base, nodes = list(history[: len(history) - g]), list(history[len(history) - g :])
+            rows = [base] + [base + [nodes[j] for j in _tree.path_to(parents, i)] for i in range(g)]
+            processed = sampling.processed_rows(logits, rows)
+        return cls(normalise(processed), sampling, None, processed)
+
+    def probs(self) -> mx.array:
+        """``(g+1, V)`` float32 sampling distributions p_i."""
+        if self._probs is None:
+            self._probs = (self.sampling.distribution(self.processed) if self.processed is not None
+                           else self.sampling.probs(self.logprobs))
+        return self._probs
+
+    def argmax(self) -> mx.array:
+        return mx.argmax(self.logprobs, axis=-1).astype(mx.uint32)
+
+    def greedy_tokens(self) -> List[int]:
+        """Each row's argmax of ``logprobs``, exactly as mlx-lm's greedy sampler picks it (one sync)."""
+        if self.processed is None:
+            return self.argmax().tolist()
+        return greedy_tokens(self.processed)
+
+    def sample(self) -> mx.array:
+        """One independent draw per row with the user's own sampler."""
+        return self.sampling.sample(self.logprobs)
+
+
+@dataclass(frozen=True)
+class AcceptorSpec:
+    """An acceptor as registered. ``needs_distribution``: needs p (a known sampler);
+    ``needs_q``: needs the draft's q (or a deterministic draft); ``greedy_only``: exact only at
+    temperature 0; ``trees``: takes tree drafts (``Draft.parents``), chains included."""
+
+    name: str
+    accept: Callable[[Draft, TargetScores], Verdict]
+    description: str = ""
+    needs_distribution: bool = False
+    needs_q: bool = False
+    greedy_only: bool = False
+    trees: bool = False

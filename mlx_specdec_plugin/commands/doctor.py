@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 import mlx.core as mx
 
-from . import blas
+from .. import blas
 
 SHAPES: Tuple[Tuple[int, int, int], ...] = ((1, 576, 1536), (4, 576, 1536), (16, 576, 49152), (1024, 1024, 1024))
 

@@ -48,8 +48,8 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import CacheList, KVCache
 
-from .drafters import check_weights
-from .target import TargetAdapter, lm_head, text_model
+from ..target import TargetAdapter, lm_head, text_model
+from .config import check_weights
 
 PathLike = Union[str, Path]
 KIND = "mtp"

@@ -22,6 +22,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
+from mlx_vlm.models import gemma4
+from PIL import Image
 
 from .tiny import byte_tokenizer_json
 
@@ -135,7 +137,6 @@ def tiny_gemma4_config(
 
 def make_tiny_gemma4(config: dict, seed: int = 0, sharpness: float = 1.0) -> nn.Module:
     """mlx-vlm's ``gemma4.Model`` from ``config`` with random float32 weights."""
-    from mlx_vlm.models import gemma4
 
     cfg = gemma4.ModelConfig.from_dict(config)
     cfg.text_config = gemma4.TextConfig.from_dict(config["text_config"])
@@ -219,7 +220,6 @@ def save_tiny_gemma4_vlm(
 
 def write_png(path: Path, size: int = 16, seed: int = 0) -> Path:
     """A small deterministic RGB PNG (a gradient plus seeded noise)."""
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size]

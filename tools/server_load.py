@@ -1,8 +1,8 @@
 """A bounded load test for ``mlx-specdec server``: N concurrent clients x M requests on loopback.
 
-    python -m mlx_specdec_plugin.server_load                       # tiny model, 8 clients x 20 requests
-    python -m mlx_specdec_plugin.server_load --model PATH --draft-strategy lookup --max-tokens 64
-    python -m mlx_specdec_plugin.server_load --url http://127.0.0.1:8080 --clients 4 --requests 10
+    python -m tools.server_load                       # tiny model, 8 clients x 20 requests
+    python -m tools.server_load --model PATH --draft-strategy lookup --max-tokens 64
+    python -m tools.server_load --url http://127.0.0.1:8080 --clients 4 --requests 10
 
 Without ``--url`` it starts the server itself (``--port 0``, 127.0.0.1 only) on ``--model`` or a
 tiny random model, and stops it at the end. Half the requests stream. It prints p50/p95 latency,
@@ -249,7 +249,7 @@ def run_load(url: str, clients: int = 8, requests: int = 20, max_tokens: int = 3
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mlx_specdec_plugin.server_load", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.server_load", description=__doc__.split("\n")[0])
     p.add_argument("--url", default=None, help="a running server on loopback (default: start one)")
     p.add_argument("--model", default=None, help="model for the started server (default: a tiny random one)")
     p.add_argument("--draft-strategy", default="lookup")
@@ -267,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if a.url is None:
             model = a.model
             if model is None:
-                from .tiny import save_tiny_model
+                from mlx_specdec_plugin.testing.tiny import save_tiny_model
 
                 tmp = tempfile.TemporaryDirectory(prefix="mlx-specdec-load-")
                 model = str(save_tiny_model(Path(tmp.name) / "tiny", "llama", seed=1, sharpness=6))

@@ -33,6 +33,7 @@ mlx-vlm 0.7.10 grows its DFlash2 blocks adaptively from 3; here the block length
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Optional
@@ -40,18 +41,11 @@ from typing import Dict, Optional
 import mlx.core as mx
 import mlx.nn as nn
 
-from .drafters import (
-    BlockDrafterModel,
-    DecoderLayer,
-    Drafter,
-    DrafterConfig,
-    build_module,
-    drafter_embed_scale,
-    normalize_config,
-    read_weights,
-    validate_against_target,
-)
-from .target import TargetAdapter, lm_head
+from ..target import TargetAdapter, lm_head
+from .checkpoint import (Drafter, build_module, drafter_embed_scale, normalize_config, read_weights, register_kind,
+                         validate_against_target)
+from .config import DrafterConfig
+from .layers import BlockDrafterModel, DecoderLayer
 
 KIND = "dflash2"
 _CODEBOOKS = ("candidate_selector.predecessor_codebook", "candidate_selector.successor_codebook")
@@ -216,3 +210,6 @@ def load_dflash2(path, target_model: nn.Module, *, raw: dict, dtype: Optional[mx
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
     module = build_module(c, weights, DFlash2DrafterModel(c))
     return DFlash2Drafter(c, module, target_model, path, drafter_embed_scale(target_model, c))
+
+
+register_kind(KIND, sys.modules[__name__])

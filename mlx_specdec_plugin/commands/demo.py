@@ -21,14 +21,14 @@ import mlx.core as mx
 from mlx_lm import load
 from mlx_lm import stream_generate as plain_stream_generate
 
-from . import blas
-from .bench import encode
-from .drafters import load_drafter
-from .fetch import fetch_model
-from .generate import stream_generate
-from .loading import resolve
-from .sampling import SamplingParams
-from .stats import SpecStats
+from .. import blas
+from ..bench.runner import encode
+from ..drafters import load_drafter
+from ..fetch import fetch_model
+from ..generate import stream_generate
+from ..loading import resolve
+from ..sampling import SamplingParams
+from ..stats import SpecStats
 
 DEFAULT_PROMPT = "Give me three tips for staying focused while studying, with one sentence on each."
 

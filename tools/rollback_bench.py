@@ -1,6 +1,6 @@
 """Cost of rolling back a verify pass, per cache kind, and replay vs capture for recurrent layers.
 
-``python -m mlx_specdec_plugin.rollback_bench [--rounds N] [--width S] [--keep K]`` builds small
+``python -m tools.rollback_bench [--rounds N] [--width S] [--keep K]`` builds small
 random float32 models (one per cache kind), runs rounds of a width-``S`` verify forward that
 keeps ``K`` positions, and prints the median verify time, the median rollback time
 (``end_round`` plus evaluating the cache) and the rollback as a share of the verify. For
@@ -20,10 +20,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import mlx.core as mx
 from mlx_lm.models.cache import QuantizedKVCache, make_prompt_cache
 
-from . import caches
-from .recurrent import CAPTURES
-from .target import lm_head
-from .tiny import make_tiny_model, tiny_config
+from mlx_specdec_plugin import caches
+from mlx_specdec_plugin.recurrent import CAPTURES
+from mlx_specdec_plugin.target import lm_head
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, tiny_config
 
 H = 128
 GDN = dict(
