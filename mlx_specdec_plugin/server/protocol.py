@@ -425,16 +425,18 @@ class StopMatcher:
     def __init__(self, stops: List[str]):
         self.stops = stops
         self.held = ""
+        self.matched: Optional[str] = None  # the stop sequence that cut the text
 
     def feed(self, text: str) -> Tuple[str, bool]:
         """``(text safe to emit, stopped)``."""
         buf = self.held + text
         if not self.stops:
             return buf, False
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        hits = [(i, s) for i, s in ((buf.find(s), s) for s in self.stops) if i >= 0]
         if hits:
             self.held = ""
-            return buf[: min(hits)], True
+            cut, self.matched = min(hits, key=lambda h: h[0])
+            return buf[:cut], True
         keep = 0
         for s in self.stops:
             for k in range(min(len(s) - 1, len(buf)), keep, -1):
