@@ -173,6 +173,7 @@ class Engine:
         self.rows: Dict[int, Row] = {}  # batch uid -> row
         self.waiting: Deque[Any] = deque()  # jobs taken from the queue, not yet placed
         self.solo = False  # a request is speculating alone
+        self._greedy = make_sampler(0.0)  # shared by greedy rows: one batched argmax for all of them
 
     @property
     def busy(self) -> bool:
@@ -317,7 +318,8 @@ class Engine:
                 c.trim(int(c.offset) - held)
         (uid,) = self._batch().insert(
             [tokens[held:]], max_tokens=[row.remaining], caches=[cache] if cache is not None else None,
-            all_tokens=[tokens[:held]], samplers=[row.sampler], logits_processors=[row.processors])
+            all_tokens=[tokens[:held]], samplers=[self._greedy if row.sampler.params.greedy else row.sampler],
+            logits_processors=[row.processors])
         self.rows[uid] = row
 
     def _step(self) -> None:

@@ -169,6 +169,8 @@ def one_request(url: str, i: int, max_tokens: int, stream: bool) -> dict:
     chat = i % 3 != 2
     path = "/v1/chat/completions" if chat else "/v1/completions"
     body = {"model": "default_model", "max_tokens": max_tokens, "stream": stream}
+    if stream:  # usage on a stream (mlx_lm.server sends it only when asked)
+        body["stream_options"] = {"include_usage": True}
     body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
     if i % 4 == 3:
         body.update(temperature=0.8, top_p=0.95, seed=i)
