@@ -16,12 +16,15 @@ carries both on its final chunk (and, with ``include_usage``, on the usual usage
 
 Design: the HTTP side (Starlette on uvicorn) only validates and formats; prompts are tokenized on
 a tokenizer thread (a prompt that cannot fit is refused before that, from its length alone). One
-worker thread owns MLX: it loads the model and runs every generation, one request at a time (a
-bounded queue), handing events to the event loop with ``call_soon_threadsafe``. Each generation builds
-its own KV cache and proposer, so nothing survives a request; a client that disconnects sets a
-flag the worker checks after every token, and its generation is dropped. The worker never waits
-on a client, so a slow reader cannot hold up the next request. Bad input gets a 4xx with an
-OpenAI-style JSON error (``{"error": {"message", "type", "param", "code"}}``).
+worker thread owns MLX: it loads the model and runs every generation through a
+:class:`~mlx_specdec_plugin.batching.Engine` (a request alone speculates; overlapping requests
+decode together in mlx-lm's ``BatchGenerator``, a speculating one joining at its next round
+boundary), handing events to the event loop with ``call_soon_threadsafe``. Jobs wait in a bounded
+queue (``--max-queue``) beyond ``--decode-concurrency`` rows. Finished generations leave their
+state in a prefix cache (:mod:`.prefix_cache`); a client that disconnects sets a flag the worker
+checks after every token, and its row is dropped. The worker never waits on a client, so a slow
+reader cannot hold up the others. Bad input gets a 4xx with an OpenAI-style JSON error
+(``{"error": {"message", "type", "param", "code"}}``).
 
 Safe defaults (:class:`HttpPolicy`): no CORS unless ``--cors-origin`` (any other browser ``Origin``
 gets 403), a loopback-only ``Host`` when serving loopback (421), optional ``--api-key``, request
