@@ -14,7 +14,9 @@ sampled at T=0.8, top-p 0.95):
 
 Every server process imports ``mlx_specdec_plugin`` before ``mlx_lm``, so all three use the same CPU
 BLAS (MKL by default; ``MLX_SPECDEC_BLAS`` chooses); the library serving ``cblas_sgemm`` in each
-server is recorded. Writes one JSON per server and client count plus ``table.md`` to ``--out``.
+server is recorded, and so is each server's CPU time over a run (``/proc``): on a shared machine,
+tokens per server CPU-second vary less than wall-clock rates. Writes one JSON per server and client
+count plus ``table.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -134,13 +136,16 @@ def main() -> int:
                       f"p95 {r['latency_p95_s']:6.2f} s  failed {r['failed']}", flush=True)
         finally:
             server.close()
-    lines = ["| server | clients | aggregate tok/s | p50 latency (s) | p95 latency (s) | failed |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| server | clients | aggregate tok/s | p50 latency (s) | p95 latency (s) | tokens per server CPU-s "
+             "| failed |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        cpu = r["server_cpu_s"]
+        per_cpu = f"{r['completion_tokens'] / cpu:.1f}" if cpu else "n/a"
         lines.append(f"| {r['server']} | {r['clients']} | {r['tokens_per_s']:.1f} | {r['latency_p50_s']:.2f} | "
-                     f"{r['latency_p95_s']:.2f} | {r['failed']} |")
+                     f"{r['latency_p95_s']:.2f} | {per_cpu} | {r['failed']} |")
     lines.append("")
-    lines.append(f"SmolLM2-135M-Instruct, {a.requests} requests per client, max_tokens {a.max_tokens}; "
+    lines.append(f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f}. "
+                 f"SmolLM2-135M-Instruct, {a.requests} requests per client, max_tokens {a.max_tokens}; "
                  f"BLAS: {rows[0]['blas'] if rows else '?'}; {platform.machine()}, {os.cpu_count()} cores.")
     (out_dir / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
