@@ -161,8 +161,7 @@ class Row:
 class Engine:
     """The worker's scheduler (see the module docstring). ``host`` is the server's worker: it has
     ``model``, ``tokenizer``, ``draft``, ``target``, ``prefix_cache``, ``state``,
-    ``strategy_options``, ``jobs`` (a ``queue.Queue`` of jobs), ``stopping`` (an event),
-    ``make_row(job) -> Row``, ``cache_key(req)`` (a speculative request's prefix-cache key, or
+    ``strategy_options``, ``jobs`` (a ``queue.Queue`` of jobs), ``make_row(job) -> Row``, ``cache_key(req)`` (a speculative request's prefix-cache key, or
     ``None``), ``fail(job, exc, emitted)`` and ``finished(outcome)``."""
 
     def __init__(self, host, decode_concurrency: int = 32, prompt_concurrency: int = 8):
@@ -179,13 +178,10 @@ class Engine:
     def busy(self) -> bool:
         return self.solo or bool(self.rows) or bool(self.waiting)
 
-    @property
-    def active(self) -> int:
-        return len(self.rows) + int(self.solo)
-
     # -- the loop
 
     def run(self, stopping) -> None:
+        """Serve the host's jobs until ``stopping`` (an event) is set."""
         while not stopping.is_set():
             self._take(block=not self.rows and not self.waiting)
             if not self.rows and len(self.waiting) == 1 and self.waiting[0].req.draft_strategy != "none":
