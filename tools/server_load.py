@@ -120,6 +120,16 @@ def rss_bytes(pid: int) -> Optional[int]:
     return None
 
 
+def cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU time of ``pid``, all its threads (Linux ``/proc``; ``None`` elsewhere). On a
+    shared machine the server's CPU seconds per token vary less than wall time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
     u = urlparse(url)
     if u.hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -169,6 +179,8 @@ def one_request(url: str, i: int, max_tokens: int, stream: bool) -> dict:
     chat = i % 3 != 2
     path = "/v1/chat/completions" if chat else "/v1/completions"
     body = {"model": "default_model", "max_tokens": max_tokens, "stream": stream}
+    if stream:  # usage on a stream (mlx_lm.server sends it only when asked)
+        body["stream_options"] = {"include_usage": True}
     body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
     if i % 4 == 3:
         body.update(temperature=0.8, top_p=0.95, seed=i)
@@ -201,6 +213,7 @@ def run_load(url: str, clients: int = 8, requests: int = 20, max_tokens: int = 3
     for i in range(warmup):
         one_request(url, i, max_tokens, stream=bool(i % 2))
     rss_start = rss_bytes(pid) if pid else None
+    cpu_start = cpu_seconds(pid) if pid else None
     _, health_start = request_json(url, "GET", "/health")
     results: List[dict] = []
     lock = threading.Lock()
@@ -220,6 +233,7 @@ def run_load(url: str, clients: int = 8, requests: int = 20, max_tokens: int = 3
         t.join()
     wall = time.perf_counter() - t0
     rss_end = rss_bytes(pid) if pid else None
+    cpu_end = cpu_seconds(pid) if pid else None
     _, health_end = request_json(url, "GET", "/health")
     ok = [r for r in results if r["ok"]]
     latencies = sorted(r["latency"] for r in results)
@@ -239,6 +253,7 @@ def run_load(url: str, clients: int = 8, requests: int = 20, max_tokens: int = 3
         "latency_max_s": latencies[-1] if latencies else 0.0,
         "completion_tokens": tokens,
         "tokens_per_s": tokens / wall if wall > 0 else 0.0,
+        "server_cpu_s": (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None,
         "mean_accepted_length": statistics.fmean(r["tau"] for r in ok) if ok else 0.0,
         "rss_start_bytes": rss_start,
         "rss_end_bytes": rss_end,

@@ -18,12 +18,15 @@ carries both on its final chunk (and, with ``include_usage``, on the usual usage
 
 Design: the HTTP side (Starlette on uvicorn) only validates and formats; prompts are tokenized on
 a tokenizer thread (a prompt that cannot fit is refused before that, from its length alone). One
-worker thread owns MLX: it loads the model and runs every generation, one request at a time (a
-bounded queue), handing events to the event loop with ``call_soon_threadsafe``. Each generation builds
-its own KV cache and proposer, so nothing survives a request; a client that disconnects sets a
-flag the worker checks after every token, and its generation is dropped. The worker never waits
-on a client, so a slow reader cannot hold up the next request. Bad input gets a 4xx with an
-OpenAI-style JSON error (``{"error": {"message", "type", "param", "code"}}``).
+worker thread owns MLX: it loads the model and runs every generation through a
+:class:`~mlx_specdec_plugin.batching.Engine` (a request alone speculates; overlapping requests
+decode together in mlx-lm's ``BatchGenerator``, a speculating one joining at its next round
+boundary), handing events to the event loop with ``call_soon_threadsafe``. Jobs wait in a bounded
+queue (``--max-queue``) beyond ``--decode-concurrency`` rows. Finished generations leave their
+state in a prefix cache (:mod:`.prefix_cache`); a client that disconnects sets a flag the worker
+checks after every token, and its row is dropped. The worker never waits on a client, so a slow
+reader cannot hold up the others. Bad input gets a 4xx with an OpenAI-style JSON error
+(``{"error": {"message", "type", "param", "code"}}``).
 
 Safe defaults (:class:`HttpPolicy`): no CORS unless ``--cors-origin`` (any other browser ``Origin``
 gets 403), a loopback-only ``Host`` when serving loopback (421), optional ``--api-key``, request
@@ -54,8 +57,6 @@ from typing import Any, Dict, List, Optional, Tuple
 import mlx.core as mx
 import uvicorn
 from mlx_lm import load
-from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.sample_utils import make_logits_processors
 from mlx_lm.server import convert_chat
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -66,16 +67,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..generate import AUTO_MAX_DRAFT_TOKENS, prepare, resolve_acceptor, stream_generate
 from ..loading import check_draft, load_draft
 from ..options import add_speculative_args, draft_tokens_type, strategy_options
 from ..plugins import registry
-from ..sampling import Sampling, make_sampler
-from ..stats import SpecStats
 from ..target import TargetAdapter, vocab_size_of
-from .prefix_cache import CachedContext, PrefixCache
+from .prefix_cache import PrefixCache
 from .protocol import ApiError, GenRequest, StopMatcher, ToolCallSplitter, max_token_chars, parse_request
 from . import anthropic as server_anthropic
+from .batching import Engine, Row
 
 log = logging.getLogger("mlx_specdec.server")
 
@@ -103,8 +102,19 @@ class Job:
         self.cancelled.set()
 
 
+class _WarmupJob(Job):
+    """A job served on the worker thread itself at start-up: its events are kept in ``seen``."""
+
+    def __init__(self, req: GenRequest, prompt: List[int]):
+        self.req, self.prompt, self.cancelled, self.seen = req, prompt, threading.Event(), []
+
+    def post(self, event: tuple) -> None:
+        self.seen.append(event)
+
+
 class Worker(threading.Thread):
-    """Loads the model and serves jobs one at a time from a bounded queue."""
+    """Loads the model and serves jobs from a bounded queue through an
+    :class:`~mlx_specdec_plugin.batching.Engine` (speculation alone, a batch together)."""
 
     def __init__(self, args: argparse.Namespace):
         super().__init__(name="mlx-specdec-worker", daemon=True)
@@ -117,7 +127,11 @@ class Worker(threading.Thread):
         self.stopped = threading.Event()
         self.counters = {"served": 0, "cancelled": 0, "failed": 0}
         self.memory: Dict[str, int] = {}
-        self.busy = False
+        self.engine = Engine(self, args.decode_concurrency, args.prompt_concurrency)
+
+    @property
+    def busy(self) -> bool:
+        return self.engine.busy
 
     # -- startup
 
@@ -127,16 +141,8 @@ class Worker(threading.Thread):
         except BaseException as e:  # reported by main(), which exits
             self.load_error = e
         self.ready.set()
-        while self.load_error is None and not self.stopping.is_set():
-            try:
-                job = self.jobs.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            self.busy = True
-            try:
-                self._serve(job)
-            finally:
-                self.busy = False
+        if self.load_error is None:
+            self.engine.run(self.stopping)
         self.stopped.set()
         # Park instead of returning: with mlx 0.32 (cpu), a thread that used MLX and ends before the
         # interpreter exits makes the process abort at exit about half the time ("terminate called
@@ -170,9 +176,13 @@ class Worker(threading.Thread):
     def _warmup(self) -> None:
         """One short generation with the loaded settings: fails fast on a bad configuration."""
         st = self.state
-        req = parse_request({"prompt": [1, 2, 3, 1, 2], "max_tokens": 2}, "text", st)
-        for _ in self._generate(req, [1, 2, 3, 1, 2], lambda: False):
-            pass
+        for body in ({"prompt": [1, 2, 3, 1, 2], "max_tokens": 2},  # speculation alone, with these settings
+                     {"prompt": [1, 2, 3, 1, 2], "max_tokens": 2, "draft_strategy": "none"}):  # the batch
+            job = _WarmupJob(parse_request(body, "text", st), [1, 2, 3, 1, 2])
+            self.engine.serve_now(job)
+            errors = [e[1] for e in job.seen if e[0] == "error"]
+            if errors:
+                raise ValueError(errors[0].message)
         self.prefix_cache.clear()
 
     # -- serving
@@ -194,36 +204,36 @@ class Worker(threading.Thread):
             raise ApiError(503, "the server is busy (request queue full); retry later", code="queue_full",
                            type="server_error") from None
 
-    def _serve(self, job: Job) -> None:
-        if job.cancelled.is_set():
-            self.counters["cancelled"] += 1
-            return
-        emitted, outcome = False, "served"
-        try:
-            for event in self._generate(job.req, job.prompt, job.cancelled.is_set):
-                emitted = emitted or event[0] == "delta"
-                if event[0] == "done" and event[1] == "cancelled":
-                    outcome = "cancelled"
-                job.post(event)
-            self.counters[outcome] += 1
-        except ApiError as e:
-            self.counters["failed"] += 1
-            job.post(("error", e))
-        except ValueError as e:  # raised by prepare(): a strategy/acceptor/sampler combination
-            self.counters["failed"] += 1
-            status = 500 if emitted else 400
-            log.log(logging.ERROR if emitted else logging.INFO, "request failed: %s", e)
-            job.post(("error", ApiError(status, str(e))))
-        except Exception:  # never kill the worker; the traceback stays in the log
-            self.counters["failed"] += 1
-            log.exception("generation failed")
+    def make_row(self, job: Job) -> Row:
+        """The job's :class:`~mlx_specdec_plugin.batching.Row` (its stops, tool-call splitting, logprobs)."""
+        tok, req = self.tokenizer, job.req
+        splitter = None
+        if req.tools and getattr(tok, "has_tool_calling", False) and tok.tool_parser is not None:
+            splitter = ToolCallSplitter(tok.tool_call_start, tok.tool_call_end,
+                                        lambda text, tools=req.tools: tok.tool_parser(text, tools))
+        return Row(job, tok, StopMatcher(req.stop), splitter, self._logprob_entry)
+
+    def finished(self, outcome: str) -> None:
+        """A job ended (``"served"`` or ``"cancelled"``)."""
+        self.counters[outcome] += 1
+        self.memory = {
+            "mlx_active_memory": int(mx.get_active_memory()),
+            "mlx_cache_memory": int(mx.get_cache_memory()),
+            "mlx_peak_memory": int(mx.get_peak_memory()),
+        }
+
+    def fail(self, job: Job, exc: BaseException, emitted: bool) -> None:
+        """A job failed: the client gets an error event (a 4xx for bad input, the traceback stays in
+        the log for anything else)."""
+        self.counters["failed"] += 1
+        if isinstance(exc, ApiError):
+            job.post(("error", exc))
+        elif isinstance(exc, ValueError):  # raised by prepare(): a strategy/acceptor/sampler combination
+            log.log(logging.ERROR if emitted else logging.INFO, "request failed: %s", exc)
+            job.post(("error", ApiError(500 if emitted else 400, str(exc))))
+        else:  # never kill the worker
+            log.error("generation failed", exc_info=exc)
             job.post(("error", ApiError(500, "generation failed (see the server log)")))
-        finally:
-            self.memory = {
-                "mlx_active_memory": int(mx.get_active_memory()),
-                "mlx_cache_memory": int(mx.get_cache_memory()),
-                "mlx_peak_memory": int(mx.get_peak_memory()),
-            }
 
     def tokenize(self, req: GenRequest) -> List[int]:
         """The request's prompt token ids; raises :class:`ApiError`. Touches no MLX: it runs on the
@@ -283,124 +293,12 @@ class Worker(threading.Thread):
             out["top_logprobs"] = [piece(int(t), float(v)) for t, v in zip(idx[order].tolist(), vals[order].tolist())]
         return out
 
-    def _cache_key(self, req: GenRequest) -> Optional[tuple]:
-        """What the cached state depends on (``None``: this request does not use the prefix cache).
-        Plain decoding hands mlx-lm only the uncached tokens, so its history-reading penalties
-        would see a shorter history: such requests skip the cache."""
+    def cache_key(self, req: GenRequest) -> Optional[tuple]:
+        """A speculative request's prefix-cache key: what its cached state depends on (``None``: the
+        prefix cache is off). Plain rows use :data:`~mlx_specdec_plugin.batching.PLAIN_KEY`."""
         if self.prefix_cache.max_entries < 1:
             return None
-        if req.draft_strategy == "none":
-            if any(v is not None for v in (req.repetition_penalty, req.presence_penalty, req.frequency_penalty)):
-                return None
-            return ("none",)
         return (req.draft_strategy, req.num_draft_tokens, req.block_size)
-
-    def _generate(self, req: GenRequest, prompt: List[int], cancelled):
-        """Yield ``("delta", text, logprob entries, tool calls)`` events, then ``("done", finish_reason,
-        usage, speculative, stop sequence that ended it or None)``."""
-
-
-        st = self.state
-        if req.seed is not None:
-            mx.random.seed(req.seed % (1 << 64))
-        sampler = make_sampler(req.temperature, req.top_p, req.min_p, 1, req.top_k)
-        processors = make_logits_processors(
-            req.logit_bias,
-            req.repetition_penalty,
-            req.repetition_context_size,
-            req.presence_penalty,
-            req.presence_context_size,
-            req.frequency_penalty,
-            req.frequency_context_size,
-        )
-        stats = SpecStats()
-        kwargs = dict(max_tokens=req.max_tokens, sampler=sampler, logits_processors=processors,
-                      prefill_step_size=st.prefill_step_size)
-        key = self._cache_key(req)
-        if req.draft_strategy != "none":  # an acceptor/sampler mismatch is a 400 before any cache entry is taken
-            resolve_acceptor(req.acceptor, Sampling.create(sampler, processors))
-        ctx = self.prefix_cache.take(key, prompt) if key is not None else None
-        reused = ctx.reused if ctx is not None else 0
-        if req.draft_strategy == "none":
-            cache = ctx.cache if ctx is not None else make_prompt_cache(self.model)
-            proposer, fed = None, prompt[reused:]  # mlx-lm's generate continues the cache it is given
-            kwargs.update(draft_strategy="none", prompt_cache=cache)
-            stats.strategy, stats.acceptor = "none", "none"
-        else:
-            strategy = st.registry.strategy(req.draft_strategy)
-            draft = self.draft if strategy.needs_draft else None
-            options = dict(draft_strategy=req.draft_strategy, block_size=req.block_size,
-                           strategy_options=self.strategy_options)
-            k = AUTO_MAX_DRAFT_TOKENS if req.num_draft_tokens == "auto" else req.num_draft_tokens
-            if ctx is None:  # a fresh proposer, kept for the prefix cache after this generation
-                cache = self.target.make_cache()
-                proposer = prepare(self.model, draft, acceptor=req.acceptor, sampler=sampler,
-                                   logits_processors=processors, num_draft_tokens=k,
-                                   prefill_step_size=st.prefill_step_size, target=self.target, **options)[1]
-            else:
-                cache, proposer = ctx.cache, ctx.proposer
-            fed = prompt
-            kwargs.update(draft_model=draft, acceptor=req.acceptor, num_draft_tokens=req.num_draft_tokens,
-                          stats=stats, target=self.target, proposer=proposer, prompt_cache=cache,
-                          cached_tokens=reused, **options)
-        matcher = StopMatcher(req.stop)
-        tok = self.tokenizer
-        splitter = None
-        if req.tools and getattr(tok, "has_tool_calling", False) and tok.tool_parser is not None:
-            splitter = ToolCallSplitter(tok.tool_call_start, tok.tool_call_end,
-                                        lambda text, tools=req.tools: tok.tool_parser(text, tools))
-        made_calls = False
-        finish, last = None, None
-        generated: List[int] = []
-        entries: List[dict] = []  # logprob entries of tokens not yet attached to a delta
-        responses = stream_generate(self.model, self.tokenizer, mx.array(fed, dtype=mx.uint32), **kwargs)
-        try:
-            for last in responses:
-                generated.append(int(last.token))
-                eos = last.finish_reason == "stop"  # the model's end-of-sequence token: no text, no entry
-                if req.logprobs and not eos:
-                    entries.append(self._logprob_entry(int(last.token), last.logprobs, req.top_logprobs))
-                segment = last.text
-                if last.finish_reason is not None:
-                    # The detokenizer holds back text ending in an incomplete UTF-8 sequence and
-                    # flushes it as one U+FFFD at the end: a reply cut mid-character drops it.
-                    segment = segment[:-1] if segment.endswith("\ufffd") else segment
-                calls: List[dict] = []
-                if splitter is not None:
-                    segment, calls = splitter.feed(segment)
-                    if last.finish_reason is not None:
-                        tail, more = splitter.flush()
-                        segment, calls = segment + tail, calls + more
-                    made_calls = made_calls or bool(calls)
-                text, stopped = matcher.feed(segment)
-                if text or calls:
-                    yield ("delta", text, entries, calls)
-                    entries = []
-                if stopped:
-                    finish = "stop"
-                    break
-                if last.finish_reason is not None:
-                    finish = last.finish_reason
-                    break
-                if cancelled():
-                    finish = "cancelled"
-                    break
-        finally:
-            responses.close()
-        if key is not None:  # the state of every token the target has seen, for the next request
-            self.prefix_cache.put(key, CachedContext(list(prompt) + generated, cache, proposer))
-        rest = matcher.flush() if finish != "stop" else ""
-        if rest or entries:
-            yield ("delta", rest, entries, [])
-        if made_calls and finish == "stop":
-            finish = "tool_calls"
-        completion = last.generation_tokens if last is not None else 0
-        usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
-                 "total_tokens": len(prompt) + completion, "prompt_tokens_details": {"cached_tokens": reused}}
-        spec = stats.as_dict()
-        spec["num_draft_tokens"] = req.num_draft_tokens if req.draft_strategy != "none" else 0  # null: default
-        spec["tokens_per_second"] = float(getattr(last, "generation_tps", 0.0) or 0.0)
-        yield ("done", finish or "length", usage, spec, matcher.matched)
 
 
 # --------------------------------------------------------------------------------------------
@@ -997,6 +895,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory budget of the prefix cache, e.g. 2G (default 4G)")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="largest request body (413 above)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting at most (503 above)")
+    p.add_argument("--decode-concurrency", type=int, default=32,
+                   help="requests decoded together in one batch at most (the rest wait in the queue)")
+    p.add_argument("--prompt-concurrency", type=int, default=8, help="prompts prefilled together at most")
     p.add_argument("--cors-origin", "--cors-origins", "--allowed-origins", dest="cors_origins",
                    type=lambda x: x.split(","), default=[],
                    help="comma-separated browser origins allowed to call the API, e.g. http://localhost:3000 "
