@@ -137,14 +137,16 @@ def speculative_generate_step(
         t0 = time.perf_counter()
         ctx = DraftContext(history, sampling)
         draft = proposer.propose(ctx, budget) if budget > 0 else Draft.empty()
-        drafted = draft.tokens.tolist()  # the one host sync of drafting (q is computed with it)
-        t1 = time.perf_counter()
 
-        # verify
+        # verify: its graph is built on the still-lazy draft and queued behind it, so the host's
+        # graph building overlaps the drafter's forward and the verify starts as the draft ends
         g = len(draft)
-        inputs = mx.array([history[-1]] + drafted, dtype=mx.uint32)
+        inputs = mx.concatenate([mx.array([history[-1]], dtype=mx.uint32), draft.tokens.astype(mx.uint32)])
         rnd = caches.begin_round(cache, replay=lambda n: target(inputs[None, :n], cache))
         logits, hidden = target(inputs[None], cache, proposer.tap_layers, record=rnd.captured, tree=draft.parents)
+        mx.async_eval([a for a in (logits, hidden) if a is not None])
+        drafted = draft.tokens.tolist()  # the one host sync of drafting (q is computed with it)
+        t1 = time.perf_counter()
         scores = TargetScores.from_logits(logits[0], history + drafted, sampling, parents=draft.parents)
 
         # accept

@@ -6,9 +6,13 @@ position (``a_j`` = P(draft j kept | drafts 1..j-1 kept)), the expected number o
 is ``E(k) = 1 + sum_{j<=k} prod_{i<=j} a_i`` (the target's own token included) and it costs
 ``T_draft(k) + T_verify(k + 1)``. The scheduler picks ``argmax_k E(k) / cost(k)`` over
 ``0..cap``; ``k = 0`` is a plain decoding step (one-token verify, no drafting), chosen when
-speculation would lose. While it drafts nothing it still *probes* now and then (a short draft,
-with exponentially growing gaps while probes keep failing) so it can recover when the text
-becomes predictable again.
+speculation would lose. While it drafts nothing it still *probes* now and then (a short draft)
+so it can recover when the text becomes predictable again. A probe *fails* when, with its outcome
+counted, the estimates still say drafting loses (a probe that kept its token but not enough to pay
+fails too); each failure doubles the gap to the next probe, without bound by default, so with a
+drafter that never pays ``N`` rounds hold ``O(log N)`` probes. The gap is back to its base as soon
+as the estimates choose to draft again. All of it is decided from acceptance counts, never from
+the wall clock.
 
 Exactness: the choice reads only :class:`~mlx_specdec_plugin.stats.SpecStats` of finished rounds
 (and wall-clock costs), i.e. it is made before any of the round's tokens are drawn. Every
@@ -61,7 +65,9 @@ class AdaptiveScheduler:
     estimate). ``decay``: forgetting factor of the acceptance counts (recent rounds weigh more).
     ``probe_len`` / ``probe_every`` / ``max_probe_every``: while the best length is 0, draft
     ``probe_len`` tokens once every ``probe_every`` rounds, doubling the gap after each failed
-    probe up to ``max_probe_every``. ``online``: blend the measured per-round draft and verify
+    probe (one after which the best length is still 0), up to ``max_probe_every`` (``None``: no
+    cap, so ``N`` rounds of a drafter that never pays hold ``O(log N)`` probes). ``probes`` counts
+    the probe rounds. ``online``: blend the measured per-round draft and verify
     times into the curve (off for deterministic tests). ``history`` records the chosen lengths.
     """
 
@@ -74,7 +80,7 @@ class AdaptiveScheduler:
         decay: float = 0.99,
         probe_len: int = 1,
         probe_every: int = 8,
-        max_probe_every: int = 64,
+        max_probe_every: Optional[int] = None,
         online: bool = False,
         online_weight: float = 4.0,
         min_gain: float = 1.02,
@@ -88,7 +94,9 @@ class AdaptiveScheduler:
         self.seen_rounds = 0
         self.idle = 0  # rounds since the last draft
         self.probe_every = probe_every
-        self.probing = False
+        self.probing = False  # a probe was chosen and its round is not recorded yet
+        self.judging = False  # a probe's round is recorded: the next choice says whether it paid
+        self.probes = 0
         self.verify_obs = _Running(0.95)
         self.draft_obs = _Running(0.95)
         self.history: List[int] = []
@@ -108,9 +116,7 @@ class AdaptiveScheduler:
                 self.draft_obs.add(g, r.draft_time)
             if g > 0:
                 if self.probing:
-                    # a probe that kept nothing makes the next one wait longer
-                    self.probe_every = self.base_probe_every if a > 0 else min(2 * self.probe_every, self.max_probe_every)
-                    self.probing = False
+                    self.probing, self.judging = False, True
                 self.idle = 0
             else:
                 self.idle += 1
@@ -170,8 +176,15 @@ class AdaptiveScheduler:
             k = max(range(cap + 1), key=lambda i: (rates[i], -i))
             if k > 0 and rates[k] < self.min_gain * rates[0]:
                 k = 0
+            if k > 0:  # drafting pays again (after a probe or not): probes restart from the base gap
+                self.probe_every = self.base_probe_every
+            elif self.judging:  # the last probe did not make drafting pay: wait longer for the next
+                gap = 2 * self.probe_every
+                self.probe_every = gap if self.max_probe_every is None else min(gap, self.max_probe_every)
+            self.judging = False
             if k == 0 and self.idle + 1 >= self.probe_every:
                 k, self.probing = min(self.probe_len, cap), True
+                self.probes += 1
         self.history.append(k)
         return k
 

@@ -11,6 +11,7 @@ Tap ``i`` is the output of decoder layer ``i`` (before the final norm), as Huggi
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
@@ -25,6 +26,10 @@ from .tree import check_tree_forward, relative_max_diff, tree_forward
 # family(model, tokens (B, L), cache list, taps) -> (final hidden after norm, [tapped (B, L, H)])
 FamilyForward = Callable[[nn.Module, mx.array, List[Any], Sequence[int]], Tuple[mx.array, List[mx.array]]]
 FAMILIES: Dict[str, FamilyForward] = {}
+# What a probe has proven, per model object: a new adapter over the same model (one per
+# generation) does not probe it again. Key: (what, adapter class, id(model), id(forward)); the
+# weak reference tells a live model from a new one that reuses a freed id.
+_PROVEN: Dict[Tuple[str, type, int, int], "weakref.ref"] = {}
 
 
 def family(*model_types: str):
@@ -212,14 +217,30 @@ class TargetAdapter:
                 f"(supported: {', '.join(sorted(FAMILIES))})"
             )
         if not self._probed:
-            self._probe(taps)
+            if not self._proven("taps"):
+                self._probe(taps)
+                self._prove("taps")
             self._probed = True
 
     def check_tree(self) -> None:
         """Raise ``ValueError`` unless tree drafts can be verified exactly for this target."""
         if not self._tree_probed:
-            check_tree_forward(self)
+            if not self._proven("tree"):
+                check_tree_forward(self)
+                self._prove("tree")
             self._tree_probed = True
+
+    def _proof_key(self, what: str) -> Tuple[str, type, int, int]:
+        return (what, type(self), id(self.model), id(self._family))
+
+    def _proven(self, what: str) -> bool:
+        """Whether a probe of ``what`` passed for this model object and forward (any adapter)."""
+        ref = _PROVEN.get(self._proof_key(what))
+        return ref is not None and ref() is self.model
+
+    def _prove(self, what: str) -> None:
+        key = self._proof_key(what)
+        _PROVEN[key] = weakref.ref(self.model, lambda _, key=key: _PROVEN.pop(key, None))
 
     def _probe(self, taps: Sequence[int]) -> None:
         vocab = self.vocab_size

@@ -64,6 +64,45 @@ def test_always_rejected_drafts_stop_drafting_but_keep_probing_with_backoff():
     assert max(gaps) == 32  # exponential back-off reached its cap
 
 
+def probes_over(rounds, outcome, **kw):
+    """Probe rounds an always-losing drafter gets in ``rounds`` rounds (the defaults' gaps)."""
+    sched = AdaptiveScheduler(CostCurve.linear(1.0, 0.3, width=16), **kw)
+    stats = SpecStats()
+    for i in range(rounds):
+        feed(sched, stats, 8, lambda k: outcome(i, k))
+    return sched.probes
+
+
+def test_an_always_rejected_drafter_gets_logarithmically_many_probes():
+    # the gap doubles after every failed probe, with no cap: N rounds hold O(log N) probes
+    # (a gap capped at 64 rounds, as before, gave ~N/64: 67 probes in 4096 rounds)
+    few, many = probes_over(512, lambda i, k: 0), probes_over(4096, lambda i, k: 0)
+    assert many <= 2 * 12  # 2 log2(4096)
+    assert many - few <= 3  # 8x the rounds: 3 more doublings
+
+
+def test_probes_that_keep_tokens_but_do_not_pay_back_off_too():
+    # every extra verify token costs a whole step: even a kept probe (1 in 2 here) cannot pay,
+    # so it counts as failed (resetting the gap whenever a probe kept anything probed every ~12 rounds: 342 probes)
+    sched = AdaptiveScheduler(CostCurve.linear(1.0, 1.0, width=16))
+    stats = SpecStats()
+    kept = iter([1, 0] * 4096)
+    for _ in range(4096):
+        feed(sched, stats, 8, lambda k: next(kept) if k else 0)
+    assert sched.probes <= 2 * 12
+
+
+def test_recovery_after_long_failure_takes_at_most_about_as_long_as_the_failure():
+    sched = AdaptiveScheduler(CostCurve.linear(1.0, 0.2, width=16))
+    stats = SpecStats()
+    for _ in range(1000):
+        feed(sched, stats, 8, lambda k: 0)
+    ks = [feed(sched, stats, 8, lambda k: k) for _ in range(1100)]
+    first = next(i for i, k in enumerate(ks) if k > 1)  # drafting again, beyond a 1-token probe
+    assert first <= 1100 and ks[-1] >= 4
+    assert sched.probe_every == sched.base_probe_every
+
+
 def test_recovers_when_drafts_become_good_again():
     sched = AdaptiveScheduler(CostCurve.linear(1.0, 0.2, width=16), probe_every=4, max_probe_every=16)
     stats = SpecStats()

@@ -55,3 +55,22 @@ def test_without_taps_it_is_the_model_itself():
     logits, hidden = adapter(tokens, adapter.make_cache())
     assert hidden is None
     assert mx.array_equal(logits, model(tokens, cache=adapter.make_cache())).item()
+
+
+def test_the_probe_runs_once_per_model_object_not_once_per_adapter(monkeypatch):
+    # every generation builds a new adapter; the probe's forwards are paid once per model
+    calls = []
+    real = TargetAdapter._probe
+    monkeypatch.setattr(TargetAdapter, "_probe", lambda self, taps: (calls.append(id(self.model)), real(self, taps)))
+    model = make_tiny_model(tiny_config("llama"), seed=1)
+    for _ in range(3):
+        TargetAdapter(model).check_taps((0,))
+    assert len(calls) == 1
+    other = make_tiny_model(tiny_config("llama"), seed=2)
+    TargetAdapter(other).check_taps((0,))
+    assert len(calls) == 2  # another model is probed
+    bad = TargetAdapter(model)  # the same model through another forward is probed again, and refused
+    good = FAMILIES["llama"]
+    bad._family = lambda m, t, c, taps: (lambda h, tapped: (h * 1.01, tapped))(*good(m, t, c, taps))
+    with pytest.raises(ValueError, match="does not reproduce model"):
+        bad.check_taps((0,))

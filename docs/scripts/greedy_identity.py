@@ -77,14 +77,21 @@ def main(argv=None) -> int:
         rows.append({"prompt": text[:60], "tokens": len(plain), "identical_prefix": counted, "tau": stats.mean_accepted_length})
         print(f"[{compared}/{a.tokens}] {len(plain)} tokens, identical prefix {counted}, tau {stats.mean_accepted_length:.2f}",
               file=sys.stderr)
-    out = {"model": a.model, "draft": a.draft_model, "strategy": a.strategy, "k": a.num_draft_tokens,
-           "blas": blas.status().kind, "compared_tokens": compared, "divergences": divergences, "prompts": rows,
-           "seconds": time.time() - t0}
+        out = report(a, compared, divergences, rows, t0, done=compared >= a.tokens)
     print(json.dumps({k: v for k, v in out.items() if k != "prompts"}, indent=1))
+    return 0
+
+
+def report(a, compared, divergences, rows, t0, done):
+    """The result so far, written to ``--json`` after every prompt (``complete`` says whether the
+    run reached ``--tokens``), so a long run stopped early still leaves its numbers."""
+    out = {"model": a.model, "draft": a.draft_model, "strategy": a.strategy, "k": a.num_draft_tokens,
+           "blas": blas.status().kind, "compared_tokens": compared, "target_tokens": a.tokens, "complete": done,
+           "divergences": divergences, "prompts": rows, "seconds": time.time() - t0}
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
-    return 0
+    return out
 
 
 if __name__ == "__main__":

@@ -150,7 +150,9 @@ class VLMTargetAdapter(TargetAdapter):
                 f"'{self.model_type}' has none (use --draft-strategy lookup or none)"
             )
         if not self._probed:
-            self._probe(taps)
+            if not self._proven("taps"):  # once per language model, not once per generation
+                self._probe(taps)
+                self._prove("taps")
             self._probed = True
 
     def _probe(self, taps: Sequence[int]) -> None:
