@@ -31,6 +31,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .protocol import SSE_HEADERS
+
 PREFIX = "/v1/messages"
 MAX_STOP_SEQUENCES = 16  # the OpenAI path's limits (server.py), checked here to name stop_sequences
 MAX_STOP_LENGTH = 1000
@@ -436,8 +438,7 @@ def routes(backend: Backend) -> list:
 
         def __init__(self, job, first: tuple, builder: MessageBuilder, context_full: bool):
             self.status_code, self.background = 200, None
-            self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+            self.raw_headers = list(SSE_HEADERS)
             self.job, self.first, self.builder, self.context_full = job, first, builder, context_full
 
         async def __call__(self, scope, receive, send) -> None:

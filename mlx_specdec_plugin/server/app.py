@@ -72,7 +72,7 @@ from ..options import add_speculative_args, draft_tokens_type, strategy_options
 from ..plugins import registry
 from ..target import TargetAdapter, vocab_size_of
 from .prefix_cache import PrefixCache
-from .protocol import ApiError, GenRequest, StopMatcher, ToolCallSplitter, max_token_chars, parse_request
+from .protocol import SSE_HEADERS, ApiError, GenRequest, StopMatcher, ToolCallSplitter, max_token_chars, parse_request
 from . import anthropic as server_anthropic
 from .batching import Engine, Row
 
@@ -616,8 +616,7 @@ def _make_app(worker: Worker, policy: HttpPolicy, tokenize_pool=None):
 
         def __init__(self, job: Job, first: tuple, watcher: asyncio.Task, fmt: Formatter):
             self.status_code, self.background = 200, None
-            self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+            self.raw_headers = list(SSE_HEADERS)
             self.job, self.first, self.watcher, self.fmt = job, first, watcher, fmt
 
         async def __call__(self, scope, receive, send) -> None:

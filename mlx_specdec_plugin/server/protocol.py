@@ -419,6 +419,11 @@ def parse_request(body: Any, kind: str, state: Any) -> GenRequest:
     return req
 
 
+# the headers of a server-sent-events reply (OpenAI and Anthropic streams alike)
+SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no"))
+
+
 class StopMatcher:
     """Cuts generated text at the first stop sequence; holds back a tail that may start one."""
 
