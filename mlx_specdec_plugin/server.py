@@ -584,6 +584,8 @@ class Worker(threading.Thread):
         self.counters = {"served": 0, "cancelled": 0, "failed": 0}
         self.memory: Dict[str, int] = {}
         self.busy = False
+        self.group = None  # under mlx.launch: the process group (:mod:`.dist_server`)
+        self.fatal: Optional[str] = None
 
     # -- startup
 
@@ -593,6 +595,11 @@ class Worker(threading.Thread):
         except BaseException as e:  # reported by main(), which exits
             self.load_error = e
         self.ready.set()
+        if self.group is not None and self.load_error is None:  # -- under mlx.launch (dist_server) --
+            from .dist_server import run_worker
+
+            run_worker(self, self.group, GenRequest, lambda m: ApiError(503, m, type="server_error"))
+            self.stopping.set()  # -- end mlx.launch --
         while self.load_error is None and not self.stopping.is_set():
             try:
                 job = self.jobs.get(timeout=0.2)
@@ -621,7 +628,15 @@ class Worker(threading.Thread):
         tokenizer_config = {"trust_remote_code": a.trust_remote_code}
         if a.chat_template:
             tokenizer_config["chat_template"] = a.chat_template
-        model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
+        from .distributed import active_group
+
+        self.group = active_group()  # -- under mlx.launch: every rank its shard (dist_server) --
+        if self.group is not None:
+            from .dist_server import load as sharded_load
+
+            model, tokenizer = sharded_load(a, self.group, tokenizer_config)
+        else:  # -- end mlx.launch --
+            model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
         if a.use_default_chat_template and tokenizer.chat_template is None:
             tokenizer.chat_template = tokenizer.default_chat_template
         choice = load_draft(check_draft(a.draft_model, a.draft_strategy), model, a.draft_strategy, a.trust_remote_code,
@@ -1524,6 +1539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request body may take (408)")
     p.add_argument("--keep-alive-timeout", type=int, default=5, help="seconds an idle connection stays open")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    from .dist_server import add_arguments
+
+    add_arguments(p)  # --pipeline, --distributed-timeout (mlx.launch)
     return p
 
 
@@ -1554,6 +1572,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if worker.load_error is not None:
         print(f"[mlx-specdec] error: could not start: {worker.load_error}", file=sys.stderr, flush=True)
         return 2
+    if worker.group is not None and worker.group.rank() > 0:  # -- mlx.launch: a follower serves no HTTP --
+        from .dist_server import follower_main
+
+        return follower_main(worker)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -1562,6 +1584,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sock.bind((args.host, args.port))
     except OSError as e:
         print(f"[mlx-specdec] error: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr, flush=True)
+        worker.stopping.set()  # under mlx.launch: the followers are told to stop
+        worker.stopped.wait(timeout=5)
         return 2
     sock.listen(128)
     host, port = sock.getsockname()[:2]
@@ -1570,13 +1594,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                             lifespan="off", ws="none", timeout_graceful_shutdown=5,
                             http=_timed_protocol(args.header_timeout), timeout_keep_alive=args.keep_alive_timeout)
     server = uvicorn.Server(config)
+    if worker.group is not None:  # -- mlx.launch: on SIGTERM, stop the followers before exiting --
+        import signal  # (uvicorn re-raises the signal it caught; the default handler would skip the stop)
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        worker.on_fatal = lambda: setattr(server, "should_exit", True)  # the group failed  -- end --
     st = worker.state
     print(f"[mlx-specdec] serving {st.model_id} (strategy {st.strategy}) on http://{host}:{port}", flush=True)
     try:
-        server.run(sockets=[sock])
+        if not worker.fatal:
+            server.run(sockets=[sock])
     finally:
         worker.stopping.set()
         worker.stopped.wait(timeout=5)
+    if worker.fatal:  # mlx.launch: the process group failed (dist_server)
+        print(f"[mlx-specdec] error: {worker.fatal}", file=sys.stderr, flush=True)
+        return 3
     return 0
 
 
