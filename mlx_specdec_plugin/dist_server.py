@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import queue
+import signal
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -86,6 +87,71 @@ class LockstepFlag:
         return bool(broadcast_ints(mine, 1, self.group)[0])
 
 
+class LockstepPrefixCache:
+    """The worker's :class:`~.prefix_cache.PrefixCache`, decided on rank 0: which entry a prompt
+    reuses (and how many tokens), and which entries a finished generation leaves, are rank 0's and
+    broadcast. A follower keeps the same entries (its target cache, cut to the same tokens) but its
+    proposer is idle (rank 0 drafts), so its own bookkeeping could decide otherwise."""
+
+    def __init__(self, inner, group: mx.distributed.Group):
+        self.inner, self.group = inner, group
+        self.leader = group.rank() == 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def take(self, key, prompt, min_reuse: int = 1):
+        if self.leader:
+            before = set(self.inner.entries)
+            ctx = self.inner.take(key, prompt, min_reuse)
+            gone = sorted(before - set(self.inner.entries))  # the entry taken (or dropped unusable)
+            taken = gone[0] if ctx is not None else -1
+            broadcast_ints([taken, ctx.reused if ctx is not None else 0, len(gone)] + (gone + [-1])[:1], 4,
+                           self.group)
+            return ctx
+        taken, reused, n_gone, dropped = broadcast_ints(None, 4, self.group)
+        if taken < 0:
+            if n_gone:
+                self.inner.entries.pop(dropped, None)
+            self.inner.counters["misses"] += 1
+            return None
+        _, ctx = self.inner.entries.pop(taken)
+        self._cut(ctx, reused)
+        ctx.reused = reused
+        self.inner.counters["hits"] += 1
+        return ctx
+
+    def put(self, key, ctx) -> bool:
+        if self.leader:
+            eid = self.inner._next
+            kept = self.inner.put(key, ctx)
+            ids = sorted(self.inner.entries)
+            size = self.inner.max_entries + 1
+            broadcast_ints([int(kept), eid, len(ctx.tokens), len(ids)] + (ids + [0] * size)[:size], 4 + size,
+                           self.group)
+            return kept
+        size = self.inner.max_entries + 1
+        got = broadcast_ints(None, 4 + size, self.group)
+        kept, eid, n, count = got[:4]
+        if kept:
+            self._cut(ctx, n)
+            ctx.reused = 0
+            self.inner.entries[eid] = (key, ctx)
+            self.inner._next = eid + 1
+        keep = set(got[4 : 4 + count])
+        for stale in [e for e in self.inner.entries if e not in keep]:
+            del self.inner.entries[stale]
+        return bool(kept)
+
+    @staticmethod
+    def _cut(ctx, n: int) -> None:
+        from . import caches
+
+        for c in caches.leaves(ctx.cache):
+            c.trim(int(c.offset) - n)
+        del ctx.tokens[n:]
+
+
 class Channel:
     """Rank 0's messages to the other ranks: ``(kind, payload bytes)``."""
 
@@ -138,6 +204,7 @@ def run_worker(worker, group: mx.distributed.Group, request_type: Callable, erro
     whose generations ended differently) sets ``worker.fatal`` (one line), answers the jobs still
     queued with ``error(message)`` and calls ``worker.on_fatal()`` (rank 0: stop serving HTTP)."""
     channel = Channel(group)
+    worker.prefix_cache = LockstepPrefixCache(worker.prefix_cache, group)
     try:
         if group.rank() == 0:
             _lead(worker, channel, group)
@@ -207,7 +274,10 @@ def _serve_in_step(worker, job, group: mx.distributed.Group) -> None:
 
 
 def follower_main(worker) -> int:
-    """A follower's ``main``: wait for the worker to stop following; its exit status."""
+    """A follower's ``main``: wait for the worker to stop following; its exit status. A follower
+    ignores SIGINT (a Ctrl-C under ``mlx.launch`` reaches every rank): it stops when rank 0 tells it,
+    so that rank 0 can stop it cleanly (SIGTERM and the watchdog still end it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker.stopped.wait()
     if getattr(worker, "fatal", None):
         print(f"[mlx-specdec] error: {worker.fatal}", file=sys.stderr, flush=True)
