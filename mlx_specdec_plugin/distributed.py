@@ -281,11 +281,16 @@ def sharded_module_names(module: Any) -> list:
 
 def check_drafter_for_shards(model: Any, draft_model: Any) -> None:
     """Refuse, in one line, a drafter that cannot run on rank 0 alone next to a sharded target:
+    a DSpark/DFlash drafter (a folder) next to pipeline stages (the taps are spread over the ranks),
     a draft model that is itself sharded (its forward would wait on the other ranks), or a
     DSpark/DFlash drafter (given as a folder) over a target whose embedding or output head is
     sharded (such a drafter reads them)."""
     if draft_model is None:
         return
+    if pipeline_stage(model) is not None and not hasattr(draft_model, "named_modules"):
+        raise ValueError("this drafter reads the target's hidden states, which a pipeline-sharded target spreads "
+                         "over its ranks (not supported); use a draft model or lookup, or shard the target "
+                         "tensor-parallel")
     if hasattr(draft_model, "named_modules"):
         names = sharded_module_names(draft_model)
         if names:
