@@ -352,11 +352,25 @@ def load_sharded(model_path: str, draft_path: Optional[str], group: mx.distribut
         hint = "; try --pipeline" if hasattr(getattr(probe, "model", None), "pipeline") else ""
         raise ValueError(f"--model {model_path}: this model type ({getattr(probe, 'model_type', '?')}) has no "
                          f"tensor-parallel sharding in mlx-lm{hint}")
+    else:
+        check_tensor_split(json.loads((Path(model_path) / "config.json").read_text()), group.size(), model_path)
     del probe
     return sharded_load(model_path, pipeline_group=group if pipeline else None,
                         tensor_group=None if pipeline else group,
                         tokenizer_config=tokenizer_config or {"trust_remote_code": trust_remote_code},
                         trust_remote_code=trust_remote_code)
+
+
+def check_tensor_split(config: dict, ranks: int, name: str = "the model") -> None:
+    """Refuse, in one line, a tensor-parallel split mlx-lm's ``shard`` would get wrong: attention heads
+    (query or key/value) or MLP width not divisible by the number of ranks (e.g. SmolLM2-135M's 9 query
+    and 3 key/value heads on 2 ranks: each rank would hold 4.5 heads)."""
+    text = config.get("text_config", config)
+    bad = [f"{k} = {text[k]}" for k in ("num_attention_heads", "num_key_value_heads", "intermediate_size")
+           if isinstance(text.get(k), int) and text[k] % ranks]
+    if bad:
+        raise ValueError(f"--model {name}: {', '.join(bad)} not divisible by {ranks} ranks, so it cannot be "
+                         f"split tensor-parallel over {ranks}; use a number of ranks that divides it")
 
 
 def pipeline_stage(model: Any) -> Optional[tuple]:
