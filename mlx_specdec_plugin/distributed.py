@@ -168,8 +168,8 @@ def lockstep_acceptor(accept: Callable[[Draft, Any], Verdict], group: mx.distrib
 
 def lockstep_draft_length(draft_length: Optional[Callable], group: mx.distributed.Group) -> Optional[Callable]:
     """A per-round draft-length rule decided on rank 0 (it reads timings) and broadcast."""
-    if draft_length is None:
-        return None
+    if draft_length is None or getattr(draft_length, "same_on_every_rank", False):
+        return draft_length
 
     def choose(stats, cap: int) -> int:
         mine = [int(draft_length(stats, cap))] if group.rank() == 0 else None
@@ -281,11 +281,16 @@ def sharded_module_names(module: Any) -> list:
 
 def check_drafter_for_shards(model: Any, draft_model: Any) -> None:
     """Refuse, in one line, a drafter that cannot run on rank 0 alone next to a sharded target:
+    a DSpark/DFlash drafter (a folder) next to pipeline stages (the taps are spread over the ranks),
     a draft model that is itself sharded (its forward would wait on the other ranks), or a
     DSpark/DFlash drafter (given as a folder) over a target whose embedding or output head is
     sharded (such a drafter reads them)."""
     if draft_model is None:
         return
+    if pipeline_stage(model) is not None and not hasattr(draft_model, "named_modules"):
+        raise ValueError("this drafter reads the target's hidden states, which a pipeline-sharded target spreads "
+                         "over its ranks (not supported); use a draft model or lookup, or shard the target "
+                         "tensor-parallel")
     if hasattr(draft_model, "named_modules"):
         names = sharded_module_names(draft_model)
         if names:
@@ -298,3 +303,78 @@ def check_drafter_for_shards(model: Any, draft_model: Any) -> None:
     if shared:
         raise ValueError(f"this drafter reads the target's embedding and head, which are sharded in this target "
                          f"({shared[0]}); use a draft model or lookup")
+
+
+class NoDrafts:
+    """The draft-length rule of plain decoding under a process group: every round drafts nothing, so
+    plain decoding runs through the same lockstep propose -> verify -> accept path (rank 0 draws every
+    token and broadcasts it: no rank needs another's seed or bit-identical logits). The same on every
+    rank without a broadcast (:func:`lockstep_draft_length` leaves it alone)."""
+
+    same_on_every_rank = True
+
+    def __call__(self, stats, cap: int) -> int:
+        return 0
+
+
+def broadcast_bytes(data: Optional[bytes], group: mx.distributed.Group) -> bytes:
+    """Rank 0's ``data`` (ignored elsewhere) on every rank: its length, then its bytes (uint8 all_sum)."""
+    n = broadcast_ints([len(data)] if group.rank() == 0 else None, 1, group)[0]
+    if n == 0:
+        return b""
+    if group.rank() == 0:
+        local = mx.array(memoryview(data), dtype=mx.uint8)
+    else:
+        local = mx.zeros((n,), dtype=mx.uint8)
+    return bytes(memoryview(_collect(mx.distributed.all_sum(local, group=group, stream=mx.cpu))))
+
+
+def load_sharded(model_path: str, draft_path: Optional[str], group: mx.distributed.Group, *,
+                 pipeline: bool = False, tokenizer_config: Optional[dict] = None, trust_remote_code: bool = False):
+    """The target sharded over ``group`` with mlx-lm's ``sharded_load``: tensor parallel
+    (``model.shard(group)``) or, with ``pipeline``, pipeline parallel (``model.model.pipeline(group)``,
+    each rank a slice of the layers). First every rank checks that every rank has the same model files
+    (``--model`` and the drafter). Raises one line: :class:`DistributedError` for a mismatch,
+    ``ValueError`` for a model mlx-lm cannot shard that way."""
+    from mlx_lm.utils import load_model, sharded_load
+
+    ours = folder_digest(model_path) + (folder_digest(draft_path) if draft_path else b"")
+    check_same("model files (--model / --draft-model)", hashlib.sha256(ours).digest(), group)
+    probe, _ = load_model(Path(model_path), lazy=True, strict=False)
+    if pipeline:
+        if not hasattr(getattr(probe, "model", None), "pipeline"):
+            raise ValueError(f"--model {model_path}: this model type ({getattr(probe, 'model_type', '?')}) has no "
+                             "pipeline sharding in mlx-lm; drop --pipeline (tensor parallel)")
+        if not (Path(model_path) / "model.safetensors.index.json").exists():
+            raise ValueError(f"--model {model_path}: pipeline sharding needs model.safetensors.index.json "
+                             "(mlx-lm's loader reads it to pick each rank's files)")
+    elif not hasattr(probe, "shard"):
+        hint = "; try --pipeline" if hasattr(getattr(probe, "model", None), "pipeline") else ""
+        raise ValueError(f"--model {model_path}: this model type ({getattr(probe, 'model_type', '?')}) has no "
+                         f"tensor-parallel sharding in mlx-lm{hint}")
+    else:
+        check_tensor_split(json.loads((Path(model_path) / "config.json").read_text()), group.size(), model_path)
+    del probe
+    return sharded_load(model_path, pipeline_group=group if pipeline else None,
+                        tensor_group=None if pipeline else group,
+                        tokenizer_config=tokenizer_config or {"trust_remote_code": trust_remote_code},
+                        trust_remote_code=trust_remote_code)
+
+
+def check_tensor_split(config: dict, ranks: int, name: str = "the model") -> None:
+    """Refuse, in one line, a tensor-parallel split mlx-lm's ``shard`` would get wrong: attention heads
+    (query or key/value) or MLP width not divisible by the number of ranks (e.g. SmolLM2-135M's 9 query
+    and 3 key/value heads on 2 ranks: each rank would hold 4.5 heads)."""
+    text = config.get("text_config", config)
+    bad = [f"{k} = {text[k]}" for k in ("num_attention_heads", "num_key_value_heads", "intermediate_size")
+           if isinstance(text.get(k), int) and text[k] % ranks]
+    if bad:
+        raise ValueError(f"--model {name}: {', '.join(bad)} not divisible by {ranks} ranks, so it cannot be "
+                         f"split tensor-parallel over {ranks}; use a number of ranks that divides it")
+
+
+def pipeline_stage(model: Any) -> Optional[tuple]:
+    """``(rank, size)`` of a target split into pipeline stages (``model.model.pipeline(group)``), else ``None``."""
+    inner = getattr(getattr(model, "language_model", model), "model", None)
+    size = getattr(inner, "pipeline_size", 1)
+    return (int(getattr(inner, "pipeline_rank", 0)), int(size)) if size and size > 1 else None

@@ -31,7 +31,7 @@ from mlx_lm.generate import stream_generate as mlx_lm_stream_generate
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from .contract import AcceptorSpec
-from .distributed import (LockstepProposer, active_group, check_drafter_for_shards, check_same, digest,
+from .distributed import (LockstepProposer, NoDrafts, active_group, check_drafter_for_shards, check_same, digest,
                           lockstep_acceptor, lockstep_draft_length)
 from .contract import Proposer, Strategy, StrategyOptions
 from .loop import Prefill, speculative_generate_step
@@ -329,15 +329,22 @@ def stream_generate(
     """mlx-lm's ``stream_generate`` with speculative decoding (see the module docstring)."""
     spec_kwargs = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
     group_arg = kwargs.pop("group", None)
+    group = active_group(group_arg)
     if draft_model is None and spec_kwargs.get("draft_strategy") in (None, "none"):
-        kwargs.update(upstream_sampling(spec_kwargs.get("sampling"), kwargs))
-        yield from mlx_lm_stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs)
-        return
+        if group is None:
+            kwargs.update(upstream_sampling(spec_kwargs.get("sampling"), kwargs))
+            yield from mlx_lm_stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs)
+            return
+        # under a process group plain decoding is rank 0's too: our lockstep loop, every round
+        # drafting nothing (rank 0 draws each token; the other ranks need neither its seed nor its bits)
+        if kwargs.get("kv_bits") is None:
+            for key in ("kv_bits", "kv_group_size", "quantized_kv_start"):
+                kwargs.pop(key, None)
+        spec_kwargs.update(draft_strategy="lookup", draft_length=NoDrafts(), num_draft_tokens=1)
     if max_tokens == 0:
         raise ValueError("Maximum number of tokens must be non-zero (use -1 for no limit).")
     if not isinstance(tokenizer, TokenizerWrapper):
         tokenizer = TokenizerWrapper(tokenizer)
-    group = active_group(group_arg)
     if group is not None:
         check_drafter_for_shards(model, draft_model)
         if spec_kwargs.get("num_draft_tokens") == "auto" and spec_kwargs.get("draft_length") is None:
@@ -353,7 +360,8 @@ def stream_generate(
     if group is not None:  # every rank in lockstep; rank 0 drafts and decides (see .distributed)
         check_same("prompts or generation settings",
                    digest(prompt.tolist(), max_tokens, run.strategy.name, run.acceptor.name, run.num_draft_tokens,
-                          run.sampling.params, run.target.model_type, run.target.num_layers,
+                          run.sampling.params, run.target.model_type,
+                          None if run.target.pipeline else run.target.num_layers,  # a stage's own count
                           run.target.vocab_size), group)
         run = replace(run, proposer=LockstepProposer(run.proposer, group),
                       acceptor=replace(run.acceptor, accept=lockstep_acceptor(run.acceptor.accept, group)),

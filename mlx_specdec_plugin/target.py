@@ -197,6 +197,9 @@ class TargetAdapter:
         args = getattr(text_model(model), "args", None)
         self.hidden_size = int(getattr(args, "hidden_size", 0) or 0)
         self._family = FAMILIES.get(self.model_type)
+        # a pipeline stage (mlx-lm's model.model.pipeline(group)) holds only its slice of the layers:
+        # its own forward (model(x)) is the only one that runs it (:mod:`.distributed`)
+        self.pipeline = int(getattr(getattr(text_model(model), "model", None), "pipeline_size", 1) or 1) > 1
         self._probed = False
         self._tree_probed = False
 
@@ -210,6 +213,10 @@ class TargetAdapter:
         """Raise ``ValueError`` unless hidden states of layers ``taps`` can be produced exactly."""
         if not taps:
             return
+        if self.pipeline:
+            raise ValueError("this drafter reads the target's hidden states, which a pipeline-sharded target "
+                             "spreads over its ranks (not supported); use a draft model or lookup, or shard "
+                             "the target tensor-parallel")
         check_tap_range(taps, self.num_layers)
         if self._family is None:
             raise ValueError(
@@ -224,6 +231,9 @@ class TargetAdapter:
 
     def check_tree(self) -> None:
         """Raise ``ValueError`` unless tree drafts can be verified exactly for this target."""
+        if self.pipeline:
+            raise ValueError("tree drafts need a tree-masked forward, which a pipeline-sharded target does not "
+                             "have (not supported); use a chain drafter, or shard the target tensor-parallel")
         if not self._tree_probed:
             if not self._proven("tree"):
                 check_tree_forward(self)
@@ -273,7 +283,7 @@ class TargetAdapter:
         (:mod:`.tree`, proven by :meth:`check_tree`)."""
         if tree is not None:
             return tree_forward(self, tokens, cache, taps, tree)
-        if record is not None:
+        if record is not None and not self.pipeline:  # a pipeline stage rolls back by replay
             capture = capture_forward(self)
             if capture is not None:
                 h, tapped = capture(self.model, tokens, cache, taps, record)

@@ -8,6 +8,7 @@
 - ``chi2``: a tiny llama built in process and sharded with ``model.shard(group)``; ``n`` seeded
   generations of 3 tokens at T=1 (acceptor rejection, a draft model), then the same with a planted
   wrong acceptor (accepts every draft); rank seeds differ on purpose.
+- ``pipeline``: the target loaded in pipeline stages; greedy tokens per strategy, and the refusals.
 - ``kill``: a long greedy generation; prints ``started`` on stderr after the first token.
 """
 
@@ -105,6 +106,32 @@ def refusals(group, a):
     return out
 
 
+def pipeline(group, a):
+    """The target in pipeline stages (mlx-lm's ``sharded_load(pipeline_group=...)``): greedy tokens
+    of plain decoding, lookup and draft models (a small one, and the whole target: every draft
+    accepted), and each refusal (DSpark, DFlash: taps; a tree drafter) as the one line it raises."""
+    model, tok = sharded_load(a["target"], pipeline_group=group)
+    draft, _ = mlx_lm.load(a["draft"])
+    whole, _ = mlx_lm.load(a["target"])
+    inner = model.model
+    out, accepted, refused = {}, {}, {}
+    runs = {"plain": {}, "lookup": dict(draft_strategy="lookup"), "draft-model": dict(draft_model=draft),
+            "draft-model-self": dict(draft_model=whole)}
+    for name, kw in runs.items():
+        stats = SpecStats()
+        out[name] = [r.token for r in stream_generate(model, tok, a["prompt"], max_tokens=a["max_tokens"],
+                                                      num_draft_tokens=a["k"], stats=stats, **kw)]
+        accepted[name] = sum(r.accepted for r in stats.rounds)
+    for name in ("dspark", "dflash"):
+        try:
+            list(stream_generate(model, tok, a["prompt"], max_tokens=4, draft_model=a[name], draft_strategy=name))
+            refused[name] = None
+        except ValueError as e:
+            refused[name] = str(e)
+    return {"tokens": out, "accepted": accepted, "refused": refused,
+            "layers": [inner.start_idx, inner.end_idx]}
+
+
 def kill(group, a):
     model, tok = sharded_load(a["target"], tensor_group=group)
     for i, _ in enumerate(stream_generate(model, tok, a["prompt"], max_tokens=-1, draft_strategy="lookup",
@@ -117,7 +144,7 @@ def kill(group, a):
 def main():
     mode, args = sys.argv[1], json.loads(sys.argv[2])
     group = mx.distributed.init()
-    result = {"parity": parity, "chi2": chi2, "refusals": refusals, "kill": kill}[mode](group, args)
+    result = {"parity": parity, "chi2": chi2, "refusals": refusals, "kill": kill, "pipeline": pipeline}[mode](group, args)
     print(json.dumps({"rank": group.rank(), **result}), flush=True)
 
 

@@ -104,6 +104,31 @@ def test_two_ranks_greedy_equal_single_process_plain_decoding(folders, tmp_path)
     assert ranks[0]["tokens"] == ranks[1]["tokens"]
 
 
+def test_pipeline_stages_greedy_equal_single_process_plain_decoding(tmp_path):
+    """A qwen2 of 5 layers in 2 pipeline stages (3 + 2 layers; mlx-lm's ``pipeline_load`` machinery):
+    plain decoding, lookup and draft models give the single-process plain tokens on both ranks;
+    a drafter that reads hidden states (DSpark, DFlash) is refused in one line on every rank."""
+    target = save_tiny_model(tmp_path / "t", "qwen2", seed=1, sharpness=6, num_hidden_layers=5)
+    names = sorted(mx.load(str(target / "model.safetensors")))  # pipeline loading reads the index
+    (target / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: "model.safetensors"
+                                                                                   for k in names}}))
+    draft = save_tiny_model(tmp_path / "d", "qwen2", seed=2, sharpness=6, hidden_size=16)
+    dspark = write_dspark(tmp_path / "ds", target, target_layer_ids=TAPS, seed=11)
+    dflash = write_dflash(tmp_path / "df", target, target_layer_ids=TAPS, seed=12)
+    model, tok = mlx_lm.load(str(target))
+    ref = [t for t, _ in generate_step(mx.array(tok.encode(PROMPT)), model, max_tokens=MAX_TOKENS)]
+    ranks = run_worker(tmp_path, "pipeline", dict(target=str(target), draft=str(draft), dspark=str(dspark),
+                                                  dflash=str(dflash), prompt=PROMPT, max_tokens=MAX_TOKENS, k=3))
+    assert [r["layers"] for r in ranks] == [[2, 5], [0, 2]]  # rank 0 runs the last layers
+    for r in ranks:
+        assert r["accepted"]["draft-model-self"] >= MAX_TOKENS // 2
+        for strategy, tokens in r["tokens"].items():
+            assert tokens == ref[: len(tokens)] and len(tokens) >= min(len(ref), MAX_TOKENS - 1), strategy
+        for name, message in r["refused"].items():
+            assert message is not None and "pipeline-sharded" in message, (name, message)
+    assert ranks[0]["tokens"] == ranks[1]["tokens"] and ranks[0]["refused"] == ranks[1]["refused"]
+
+
 def test_two_ranks_are_exact_at_temperature_1(tmp_path):
     """Rejection sampling, a draft model, a llama sharded on 2 ranks whose seeds differ: the joint of
     3 tokens over N=2,000 generations against the exact joint (216 cells). At the same N the planted

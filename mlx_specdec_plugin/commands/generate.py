@@ -4,18 +4,16 @@ plus ours; under ``mlx.launch`` the target is sharded (tensor parallel)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 import mlx.core as mx
 from mlx_lm.generate import DEFAULT_MODEL, setup_arg_parser
 from mlx_lm.models.cache import load_prompt_cache
-from mlx_lm.utils import load, load_model, sharded_load
+from mlx_lm.utils import load
 
-from ..distributed import DistributedError, Watchdog, active_group, check_same, folder_digest, timeout_s
+from ..distributed import DistributedError, Watchdog, active_group, load_sharded, timeout_s
 from ..generate import generate
 from ..loading import LoadError, check_draft, default_model_hint, load_draft, resolve
 from ..options import SAY, add_speculative_args, allow_auto_draft_tokens, say as _say, strategy_options
@@ -39,6 +37,9 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
         help="under mlx.launch: a rank that waits on the others longer than this many seconds exits with "
         "an error (default $MLX_SPECDEC_DIST_TIMEOUT or 300)",
     )
+    parser.add_argument("--pipeline", action="store_true",
+                        help="under mlx.launch: shard the target in pipeline stages (mlx-lm's pipeline_load) instead "
+                        "of tensor parallel; draft-model and lookup only")
     allow_auto_draft_tokens(parser)
     args = parser.parse_args(argv)
 
@@ -168,15 +169,11 @@ def generate_main(argv: Optional[List[str]] = None) -> int:
 
 def _sharded_target(model_path: str, draft_path: Optional[str], args, group):
     """Under mlx.launch: check that every rank has the same model files (and drafter), then load the
-    target with mlx-lm's ``sharded_load`` (tensor parallel: ``model.shard(group)``)."""
+    target with mlx-lm's ``sharded_load`` (tensor parallel, or pipeline with ``--pipeline``)."""
     if args.adapter_path is not None:
         raise LoadError("--adapter-path is not supported on a sharded target")
-    ours = folder_digest(model_path) + (folder_digest(draft_path) if draft_path else b"")
-    check_same("model files (--model / --draft-model)", hashlib.sha256(ours).digest(), group)
-    probe, _ = load_model(Path(model_path), lazy=True, strict=False)
-    if not hasattr(probe, "shard"):
-        raise LoadError(f"--model {model_path}: this model type has no tensor-parallel sharding in mlx-lm "
-                        "(pipeline sharding is not supported by mlx-specdec yet)")
-    del probe
-    return sharded_load(model_path, tensor_group=group,
-                        tokenizer_config={"trust_remote_code": args.trust_remote_code})
+    try:
+        return load_sharded(model_path, draft_path, group, pipeline=args.pipeline,
+                            tokenizer_config={"trust_remote_code": args.trust_remote_code})
+    except ValueError as e:
+        raise LoadError(str(e)) from None

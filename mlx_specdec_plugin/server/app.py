@@ -43,6 +43,7 @@ import logging
 import os
 import queue
 import socket
+import signal
 import sys
 import threading
 import time
@@ -67,6 +68,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..distributed import active_group
+from ..generate import stream_generate
 from ..loading import check_draft, load_draft
 from ..options import add_speculative_args, draft_tokens_type, strategy_options
 from ..plugins import registry
@@ -75,6 +78,7 @@ from .prefix_cache import PrefixCache
 from .protocol import SSE_HEADERS, ApiError, GenRequest, StopMatcher, ToolCallSplitter, max_token_chars, parse_request
 from . import anthropic as server_anthropic
 from .batching import Engine, Row
+from .lockstep import add_arguments as add_lockstep_arguments, follower_main, load as lockstep_load, run_worker
 
 log = logging.getLogger("mlx_specdec.server")
 
@@ -128,10 +132,13 @@ class Worker(threading.Thread):
         self.counters = {"served": 0, "cancelled": 0, "failed": 0}
         self.memory: Dict[str, int] = {}
         self.engine = Engine(self, args.decode_concurrency, args.prompt_concurrency)
+        self.group = None  # under mlx.launch: the process group (:mod:`..dist_server`)
+        self.fatal: Optional[str] = None
+        self.serving = False  # under mlx.launch: a job is being served in lockstep (:meth:`_serve`)
 
     @property
     def busy(self) -> bool:
-        return self.engine.busy
+        return self.engine.busy or self.serving
 
     # -- startup
 
@@ -141,7 +148,10 @@ class Worker(threading.Thread):
         except BaseException as e:  # reported by main(), which exits
             self.load_error = e
         self.ready.set()
-        if self.load_error is None:
+        if self.group is not None and self.load_error is None:  # -- under mlx.launch (dist_server) --
+            run_worker(self, self.group, GenRequest, lambda m: ApiError(503, m, type="server_error"))
+            self.stopping.set()  # -- end mlx.launch --
+        elif self.load_error is None:
             self.engine.run(self.stopping)
         self.stopped.set()
         # Park instead of returning: with mlx 0.32 (cpu), a thread that used MLX and ends before the
@@ -156,7 +166,11 @@ class Worker(threading.Thread):
         tokenizer_config = {"trust_remote_code": a.trust_remote_code}
         if a.chat_template:
             tokenizer_config["chat_template"] = a.chat_template
-        model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
+        self.group = active_group()  # -- under mlx.launch: every rank its shard (dist_server) --
+        if self.group is not None:
+            model, tokenizer = lockstep_load(a, self.group, tokenizer_config)
+        else:  # -- end mlx.launch --
+            model, tokenizer = load(a.model, adapter_path=a.adapter_path, tokenizer_config=tokenizer_config)
         if a.use_default_chat_template and tokenizer.chat_template is None:
             tokenizer.chat_template = tokenizer.default_chat_template
         choice = load_draft(check_draft(a.draft_model, a.draft_strategy), model, a.draft_strategy, a.trust_remote_code,
@@ -203,6 +217,42 @@ class Worker(threading.Thread):
         except queue.Full:
             raise ApiError(503, "the server is busy (request queue full); retry later", code="queue_full",
                            type="server_error") from None
+
+    def _serve(self, job: Job) -> None:
+        """Under mlx.launch (:mod:`.lockstep`): serve one job to its end through
+        :func:`~mlx_specdec_plugin.generate.stream_generate`, which runs in lockstep with the other
+        ranks (rank 0 draws every token). No batching, and no prefix cache: every rank must see the
+        same cache decisions, and a fresh cache needs none."""
+        if job.cancelled.is_set():
+            self.finished("cancelled")
+            return
+        row = None
+        try:
+            row = self.make_row(job)
+            req = row.req
+            if req.seed is not None:
+                mx.random.seed(req.seed % (1 << 64))
+            kwargs = dict(max_tokens=req.max_tokens, sampler=row.sampler, logits_processors=row.processors,
+                          prefill_step_size=self.state.prefill_step_size, group=self.group)
+            if req.draft_strategy != "none":
+                strategy = self.state.registry.strategy(req.draft_strategy)
+                kwargs.update(draft_model=self.draft if strategy.needs_draft else None,
+                              draft_strategy=req.draft_strategy, acceptor=req.acceptor,
+                              num_draft_tokens=req.num_draft_tokens, block_size=req.block_size,
+                              strategy_options=self.strategy_options, stats=row.stats, target=self.target)
+            done = False
+            responses = stream_generate(self.model, self.tokenizer, mx.array(row.prompt, dtype=mx.uint32), **kwargs)
+            try:
+                for r in responses:
+                    if row.feed(int(r.token), r.logprobs):
+                        done = True
+                        break
+            finally:
+                responses.close()
+            row.close(None if done else "length")
+            self.finished("cancelled" if row.finish == "cancelled" else "served")
+        except Exception as e:
+            self.fail(job, e, row is not None and row.emitted)
 
     def make_row(self, job: Job) -> Row:
         """The job's :class:`~mlx_specdec_plugin.batching.Row` (its stops, tool-call splitting, logprobs)."""
@@ -912,6 +962,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request body may take (408)")
     p.add_argument("--keep-alive-timeout", type=int, default=5, help="seconds an idle connection stays open")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+
+    add_lockstep_arguments(p)  # --pipeline, --distributed-timeout (mlx.launch)
     return p
 
 
@@ -934,6 +986,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if worker.load_error is not None:
         print(f"[mlx-specdec] error: could not start: {worker.load_error}", file=sys.stderr, flush=True)
         return 2
+    if worker.group is not None and worker.group.rank() > 0:  # -- mlx.launch: a follower serves no HTTP --
+        return follower_main(worker)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -942,6 +996,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sock.bind((args.host, args.port))
     except OSError as e:
         print(f"[mlx-specdec] error: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr, flush=True)
+        worker.stopping.set()  # under mlx.launch: the followers are told to stop
+        worker.stopped.wait(timeout=5)
         return 2
     sock.listen(128)
     host, port = sock.getsockname()[:2]
@@ -950,13 +1006,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                             lifespan="off", ws="none", timeout_graceful_shutdown=5,
                             http=_timed_protocol(args.header_timeout), timeout_keep_alive=args.keep_alive_timeout)
     server = uvicorn.Server(config)
+    if worker.group is not None:  # -- mlx.launch: on SIGTERM, stop the followers before exiting --
+        # (uvicorn re-raises the signal it caught; the default handler would skip the stop)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        worker.on_fatal = lambda: setattr(server, "should_exit", True)  # the group failed  -- end --
     st = worker.state
     print(f"[mlx-specdec] serving {st.model_id} (strategy {st.strategy}) on http://{host}:{port}", flush=True)
     try:
-        server.run(sockets=[sock])
+        if not worker.fatal:
+            server.run(sockets=[sock])
     finally:
         worker.stopping.set()
         worker.stopped.wait(timeout=5)
+    if worker.fatal:  # mlx.launch: the process group failed (dist_server)
+        print(f"[mlx-specdec] error: {worker.fatal}", file=sys.stderr, flush=True)
+        return 3
     return 0
 
 
