@@ -17,7 +17,7 @@ import mlx.core as mx
 import pytest
 
 from exactness import chi_square_pvalue, exact_joint
-from mlx_specdec_plugin.batching import Engine, Row
+from mlx_specdec_plugin.server.batching import Engine, Row
 from mlx_specdec_plugin.plugins import registry
 from mlx_specdec_plugin.server.prefix_cache import PrefixCache
 from mlx_specdec_plugin.server.app import GenRequest, StopMatcher
