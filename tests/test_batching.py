@@ -1,6 +1,6 @@
 """Spec: a speculating request that joins the batch keeps the target's distribution.
 
-The server's :class:`~mlx_specdec_plugin.batching.Engine` runs a request alone with speculation
+The server's :class:`~mlx_specdec_plugin.server.batching.Engine` runs a request alone with speculation
 and, when others are waiting, moves it into mlx-lm's ``BatchGenerator`` at its next round
 boundary (the round's last token is the target's own draw, kept as the row's pending token). The
 joint of the first 3 tokens over 800 sampled generations (T=1, rejection acceptor, a draft model

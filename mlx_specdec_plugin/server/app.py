@@ -19,7 +19,7 @@ carries both on its final chunk (and, with ``include_usage``, on the usual usage
 Design: the HTTP side (Starlette on uvicorn) only validates and formats; prompts are tokenized on
 a tokenizer thread (a prompt that cannot fit is refused before that, from its length alone). One
 worker thread owns MLX: it loads the model and runs every generation through a
-:class:`~mlx_specdec_plugin.batching.Engine` (a request alone speculates; overlapping requests
+:class:`~mlx_specdec_plugin.server.batching.Engine` (a request alone speculates; overlapping requests
 decode together in mlx-lm's ``BatchGenerator``, a speculating one joining at its next round
 boundary), handing events to the event loop with ``call_soon_threadsafe``. Jobs wait in a bounded
 queue (``--max-queue``) beyond ``--decode-concurrency`` rows. Finished generations leave their
@@ -118,7 +118,7 @@ class _WarmupJob(Job):
 
 class Worker(threading.Thread):
     """Loads the model and serves jobs from a bounded queue through an
-    :class:`~mlx_specdec_plugin.batching.Engine` (speculation alone, a batch together)."""
+    :class:`~mlx_specdec_plugin.server.batching.Engine` (speculation alone, a batch together)."""
 
     def __init__(self, args: argparse.Namespace):
         super().__init__(name="mlx-specdec-worker", daemon=True)
@@ -255,7 +255,7 @@ class Worker(threading.Thread):
             self.fail(job, e, row is not None and row.emitted)
 
     def make_row(self, job: Job) -> Row:
-        """The job's :class:`~mlx_specdec_plugin.batching.Row` (its stops, tool-call splitting, logprobs)."""
+        """The job's :class:`~mlx_specdec_plugin.server.batching.Row` (its stops, tool-call splitting, logprobs)."""
         tok, req = self.tokenizer, job.req
         splitter = None
         if req.tools and getattr(tok, "has_tool_calling", False) and tok.tool_parser is not None:
@@ -345,7 +345,7 @@ class Worker(threading.Thread):
 
     def cache_key(self, req: GenRequest) -> Optional[tuple]:
         """A speculative request's prefix-cache key: what its cached state depends on (``None``: the
-        prefix cache is off). Plain rows use :data:`~mlx_specdec_plugin.batching.PLAIN_KEY`."""
+        prefix cache is off). Plain rows use :data:`~mlx_specdec_plugin.server.batching.PLAIN_KEY`."""
         if self.prefix_cache.max_entries < 1:
             return None
         return (req.draft_strategy, req.num_draft_tokens, req.block_size)
