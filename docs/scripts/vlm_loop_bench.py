@@ -45,6 +45,7 @@ from mlx_vlm.speculative.drafters import load_drafter as vlm_load_drafter
 
 from mlx_specdec_plugin import SpecStats, blas, load_drafter, vlm
 from mlx_specdec_plugin.testing.tiny_vlm import save_tiny_gemma4_vlm
+from mlx_specdec_plugin.vlm.generation import VLMTargetAdapter
 
 from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dflash
 
@@ -73,7 +74,7 @@ def main() -> int:
     drafter_dir = write_dflash(root / "dflash", flat_target_dir(root / "g4", root / "flat", model),
                                target_layer_ids=taps, seed=7, block_size=a.block_size, config_overrides=GEMMA_DRAFT)
     theirs, kind = vlm_load_drafter(str(drafter_dir))
-    mine = load_drafter(drafter_dir, vlm.VLMTargetAdapter(model).model)  # loaded once, as theirs
+    mine = load_drafter(drafter_dir, VLMTargetAdapter(model).model)  # loaded once, as theirs
     prompt = apply_chat_template(processor, model.config, "Count: 1 2 3 4 5 6 7 8 9 10 11 12", num_images=0)
     common = dict(max_tokens=a.max_tokens, temperature=0.0)
 
