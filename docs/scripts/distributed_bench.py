@@ -152,7 +152,7 @@ def drive(args) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="dist_bench_"))
     if args.model:
-        from mlx_specdec_plugin.fetch import main as fetch
+        from mlx_specdec_plugin.commands.fetch import main as fetch
 
         if args.model == "smollm2":  # the offline fetch (prints the folder)
             fetch(["smollm2"])
