@@ -69,7 +69,6 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..distributed import active_group
-from ..generate import stream_generate
 from ..loading import check_draft, load_draft
 from ..options import add_speculative_args, draft_tokens_type, strategy_options
 from ..plugins import registry
@@ -219,40 +218,9 @@ class Worker(threading.Thread):
                            type="server_error") from None
 
     def _serve(self, job: Job) -> None:
-        """Under mlx.launch (:mod:`.lockstep`): serve one job to its end through
-        :func:`~mlx_specdec_plugin.generate.stream_generate`, which runs in lockstep with the other
-        ranks (rank 0 draws every token). No batching, and no prefix cache: every rank must see the
-        same cache decisions, and a fresh cache needs none."""
-        if job.cancelled.is_set():
-            self.finished("cancelled")
-            return
-        row = None
-        try:
-            row = self.make_row(job)
-            req = row.req
-            if req.seed is not None:
-                mx.random.seed(req.seed % (1 << 64))
-            kwargs = dict(max_tokens=req.max_tokens, sampler=row.sampler, logits_processors=row.processors,
-                          prefill_step_size=self.state.prefill_step_size, group=self.group)
-            if req.draft_strategy != "none":
-                strategy = self.state.registry.strategy(req.draft_strategy)
-                kwargs.update(draft_model=self.draft if strategy.needs_draft else None,
-                              draft_strategy=req.draft_strategy, acceptor=req.acceptor,
-                              num_draft_tokens=req.num_draft_tokens, block_size=req.block_size,
-                              strategy_options=self.strategy_options, stats=row.stats, target=self.target)
-            done = False
-            responses = stream_generate(self.model, self.tokenizer, mx.array(row.prompt, dtype=mx.uint32), **kwargs)
-            try:
-                for r in responses:
-                    if row.feed(int(r.token), r.logprobs):
-                        done = True
-                        break
-            finally:
-                responses.close()
-            row.close(None if done else "length")
-            self.finished("cancelled" if row.finish == "cancelled" else "served")
-        except Exception as e:
-            self.fail(job, e, row is not None and row.emitted)
+        """Under mlx.launch (:mod:`.lockstep`): one job to its end, in lockstep with the other ranks
+        (:meth:`~mlx_specdec_plugin.server.batching.Engine.serve_lockstep`)."""
+        self.engine.serve_lockstep(job, self.group)
 
     def make_row(self, job: Job) -> Row:
         """The job's :class:`~mlx_specdec_plugin.server.batching.Row` (its stops, tool-call splitting, logprobs)."""

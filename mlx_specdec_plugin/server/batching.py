@@ -45,7 +45,7 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.sample_utils import make_logits_processors
 
 from .. import caches
-from ..generate import resolve_acceptor, speculate
+from ..generate import resolve_acceptor, speculate, stream_generate
 from .prefix_cache import CachedContext, cache_offset
 from ..sampling import Sampling, make_sampler
 from ..stats import SpecStats
@@ -222,17 +222,24 @@ class Engine:
 
     # -- one request alone: speculation
 
+    def _open(self, job) -> Optional[Row]:
+        """The job's row, its seed applied; ``None`` when the job was cancelled before it started."""
+        if job.cancelled.is_set():
+            self.host.finished("cancelled")
+            return None
+        row = self.host.make_row(job)
+        if row.req.seed is not None:
+            mx.random.seed(row.req.seed % (1 << 64))
+        return row
+
     def _alone(self, job) -> None:
         host = self.host
-        if job.cancelled.is_set():
-            host.finished("cancelled")
-            return
         row = None
         try:
-            row = host.make_row(job)
+            row = self._open(job)
+            if row is None:
+                return
             req = row.req
-            if req.seed is not None:
-                mx.random.seed(req.seed % (1 << 64))
             strategy = host.state.registry.strategy(req.draft_strategy)
             draft = host.draft if strategy.needs_draft else None
             # an acceptor/sampler mismatch is a 400 before any cache entry is taken
@@ -266,6 +273,42 @@ class Engine:
                 return
             if key is not None:  # the state of every token the target has seen, for the next request
                 host.prefix_cache.put(key, CachedContext(row.tokens, cache, run.proposer))
+            row.close(None if done else "length")
+            host.finished("cancelled" if row.finish == "cancelled" else "served")
+        except Exception as e:
+            host.fail(job, e, row is not None and row.emitted)
+
+    # -- under mlx.launch: one request at a time, in lockstep
+
+    def serve_lockstep(self, job, group) -> None:
+        """Serve ``job`` to its end through :func:`~mlx_specdec_plugin.generate.stream_generate`,
+        which runs in lockstep with the other ranks of ``group`` (rank 0 draws every token). No
+        batching (batched rows are not lockstep) and no prefix cache (every rank would have to take
+        the same cache decisions): a fresh cache each time."""
+        host = self.host
+        row = None
+        try:
+            row = self._open(job)
+            if row is None:
+                return
+            req = row.req
+            kwargs = dict(max_tokens=req.max_tokens, sampler=row.sampler, logits_processors=row.processors,
+                          prefill_step_size=host.state.prefill_step_size, group=group)
+            if req.draft_strategy != "none":
+                strategy = host.state.registry.strategy(req.draft_strategy)
+                kwargs.update(draft_model=host.draft if strategy.needs_draft else None,
+                              draft_strategy=req.draft_strategy, acceptor=req.acceptor,
+                              num_draft_tokens=req.num_draft_tokens, block_size=req.block_size,
+                              strategy_options=host.strategy_options, stats=row.stats, target=host.target)
+            done = False
+            responses = stream_generate(host.model, host.tokenizer, mx.array(row.prompt, dtype=mx.uint32), **kwargs)
+            try:
+                for r in responses:
+                    if row.feed(int(r.token), r.logprobs):
+                        done = True
+                        break
+            finally:
+                responses.close()
             row.close(None if done else "length")
             host.finished("cancelled" if row.finish == "cancelled" else "served")
         except Exception as e:
