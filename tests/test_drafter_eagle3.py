@@ -16,6 +16,7 @@ import mlx_lm
 import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
+from references import greedy_tokens
 
 from mlx_specdec_plugin.testing.drafters import write_eagle3
 from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
@@ -130,9 +131,7 @@ def test_default_taps_follow_the_target_depth(world, tmp_path):
 
 
 def _reference(model, tok, prompt):
-    out = [t for t, _ in generate_step(mx.array(tok.encode(prompt)), model, max_tokens=MAX_TOKENS)]
-    eos = set(tok.eos_token_ids)
-    return out[: next((i for i, t in enumerate(out) if t in eos), len(out))]
+    return greedy_tokens(model, tok, prompt, MAX_TOKENS)
 
 
 @pytest.mark.parametrize("head", ["good", "random", "rejected"])

@@ -18,7 +18,7 @@ import shutil
 import mlx.core as mx
 import mlx_lm
 import pytest
-from mlx_lm.generate import generate_step
+from references import greedy_tokens
 
 from mlx_specdec_plugin.testing.drafters import QWEN_GDN, add_qwen_mtp
 from mlx_specdec_plugin import SpecStats, load_drafter, stream_generate
@@ -100,9 +100,7 @@ def test_mtp_matches_mlx_vlm(world):
 
 
 def _reference(model, tok, prompt):
-    out = [t for t, _ in generate_step(mx.array(tok.encode(prompt)), model, max_tokens=MAX_TOKENS)]
-    eos = set(tok.eos_token_ids)
-    return out[: next((i for i, t in enumerate(out) if t in eos), len(out))]
+    return greedy_tokens(model, tok, prompt, MAX_TOKENS)
 
 
 @pytest.mark.parametrize("head", ["random", "rejected"])
