@@ -4,7 +4,7 @@ from .acceptors import block, greedy, match, rejection
 from .acceptors import tree as tree_acceptor
 from .contract import AcceptorSpec, Strategy
 from .hookspecs import hookimpl
-from .strategies import dflash, dflash2, draft_model, dspark, eagle3, lookup, mtp
+from .strategies import assistant, dflash, dflash2, draft_model, dspark, eagle3, lookup, mtp
 from .strategies import tree
 
 
@@ -65,6 +65,15 @@ def register_strategies(register):
             "the target's own multi-token-prediction heads (Qwen3.5/Qwen3-Next mtp.*; DeepSeek-V3/V3.2, "
             "Kimi-K2, GLM-5, GLM-4.7-Flash model.layers.{N}.*), read from its folder",
             claims=mtp.claims,
+            needs_draft=True,
+        )
+    )
+    register(
+        Strategy(
+            "assistant",
+            assistant.build,
+            "Gemma-4's assistant drafter (gemma4_assistant): query-only layers over the target's own keys/values",
+            claims=assistant.claims,
             needs_draft=True,
         )
     )

@@ -127,6 +127,29 @@ def fetched_rows(c: Any, n: int) -> int:
     return stored_rows(c) + n
 
 
+def committed_kv(c: Any, last: Optional[int] = None) -> Any:
+    """The keys and values a leaf holds for the tokens in it, oldest first: ``(keys, values)``, each
+    ``(B, n_kv_heads, n, head_dim)``; ``last``: only the newest ``last`` rows. A ``KVCache`` (bucketed
+    too) holds every committed row; a ring (``RotatingKVCache``) the newest ones, in temporal order
+    (at least ``max_size - 1`` of them once the context is that long). Read-only: the leaf's owner
+    (the loop, for the target's cache) keeps it. ``ValueError`` for a leaf whose rows are not plain
+    keys and values (a quantized or recurrent cache)."""
+    if type(c) is RotatingKVCache:
+        if c.keys is None:
+            raise ValueError("committed_kv: the ring is empty")
+        rows = [_temporal(v, c._idx, c.offset, c.keep) for v in (c.keys, c.values)]
+        rows = [v[..., : min(v.shape[2], stored_rows(c)), :] for v in rows]
+    elif type(c) in (KVCache, BucketedKVCache, ConcatenateKVCache):
+        if c.keys is None:
+            raise ValueError("committed_kv: the cache is empty")
+        rows = [v[..., : stored_rows(c), :] for v in (c.keys, c.values)]
+    else:
+        raise ValueError(f"committed_kv: a {type(c).__name__} holds no plain keys and values")
+    if last is not None:
+        rows = [v[..., -min(last, v.shape[2]):, :] for v in rows]
+    return rows[0], rows[1]
+
+
 def _gather_rows(x: Any, start: int, rows: List[int]) -> Any:
     """Write rows ``start + rows`` of ``x`` (array or tuple of arrays, rows on axis 2) to
     ``start .. start + len(rows) - 1``."""

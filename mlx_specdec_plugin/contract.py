@@ -94,10 +94,14 @@ class DraftContext:
     ``sampling``: the user's sampling chain; a proposer that samples must draw from
     ``sampling.distribution(sampling.processed(...))`` (what :func:`draw` does) and report that q,
     so the acceptor stays exact.
+    ``cache``: the target's cache list (the loop owns it; read it, never write it), holding exactly
+    the committed tokens (``history`` without the pending one), or ``None`` where a caller has none
+    to give; for drafters that attend to the target's own keys and values.
     """
 
     history: List[int]
     sampling: Sampling
+    cache: Optional[List[Any]] = None
 
     @property
     def pending(self) -> int:

@@ -135,7 +135,7 @@ def speculative_generate_step(
 
         # propose
         t0 = time.perf_counter()
-        ctx = DraftContext(history, sampling)
+        ctx = DraftContext(history, sampling, cache)
         draft = proposer.propose(ctx, budget) if budget > 0 else Draft.empty()
 
         # verify: its graph is built on the still-lazy draft and queued behind it, so the host's

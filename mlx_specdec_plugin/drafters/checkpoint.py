@@ -42,9 +42,9 @@ from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models.cache import KVCache
 
 from ..target import TargetAdapter, lm_head
-from . import eagle3, mtp
+from . import assistant, eagle3, mtp
 from . import gemma4 as drafters_gemma4
-from .config import DrafterConfig, PathLike, read_config, rope_settings
+from .config import DrafterConfig, PathLike, read_config, read_weights, rope_settings
 from .layers import BlockDrafterModel
 
 KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: OTHER_KINDS
@@ -54,11 +54,12 @@ KINDS = ("dspark", "dflash")  # the block drafters of this module; other kinds: 
 OTHER_KINDS = {
     "eagle3": ("eagle3", "is_eagle3", "load_eagle3"),
     "mtp": ("mtp", "is_mtp", "load_mtp"),
+    "assistant": ("assistant", "is_assistant", "load_assistant"),
 }
 # kinds whose weights live inside a complete model folder (the target's own checkpoint): such a
 # folder is that kind only as the target's own folder, and a plain model otherwise
 TARGET_FOLDER_KINDS = ("mtp",)
-_KIND_MODULES = {"eagle3": eagle3, "mtp": mtp}
+_KIND_MODULES = {"eagle3": eagle3, "mtp": mtp, "assistant": assistant}
 
 
 def register_kind(kind: str, module) -> None:
@@ -67,7 +68,6 @@ def register_kind(kind: str, module) -> None:
     package's ``__init__`` imports such modules, so they are registered before any detection."""
     OTHER_KINDS[kind] = (kind, f"is_{kind}", f"load_{kind}")
     _KIND_MODULES[kind] = module
-_IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
 # --------------------------------------------------------------------------- config
@@ -110,7 +110,7 @@ def detect_kind(raw: dict) -> str:
     raise ValueError(
         "config.json is not a drafter checkpoint of a known kind: expected a DSpark/DFlash drafter (architectures "
         "*DSparkModel / DFlashDraftModel or a 'dflash_config' object), an EAGLE-3 head (speculators_model_type "
-        "'eagle3' or *Eagle3 architectures), or a model folder that declares MTP layers (Qwen3.5/Qwen3-Next: "
+        "'eagle3' or *Eagle3 architectures), a Gemma-4 assistant (model_type 'gemma4_assistant'), or a model folder that declares MTP layers (Qwen3.5/Qwen3-Next: "
         "mtp_num_hidden_layers; DeepSeek-V3/V3.2, Kimi-K2, GLM-5, GLM-4.7-Flash: num_nextn_predict_layers)"
     )
 
@@ -368,24 +368,6 @@ def validate_against_target(c: DrafterConfig, target_model: nn.Module) -> None:
             f"{name}: 'model_type' '{c.model_type}' / architectures {list(c.architectures)} belong to another "
             f"target family than the target '{t.model_type}'"
         )
-
-
-def read_weights(path: PathLike) -> Dict[str, mx.array]:
-    """All tensors of a checkpoint folder (``*.safetensors``, sharded or not), ``model.`` stripped."""
-    path = Path(path)
-    files = sorted(p for p in path.glob("*.safetensors") if p.name != "consolidated.safetensors")
-    if not files:
-        raise ValueError(f"drafter checkpoint {path}: no *.safetensors file")
-    weights: Dict[str, mx.array] = {}
-    for f in files:
-        for k, v in mx.load(str(f)).items():
-            k = k[len("model.") :] if k.startswith("model.") else k
-            if k.endswith(_IGNORED_WEIGHT_SUFFIXES):
-                continue
-            if k in weights:
-                raise ValueError(f"drafter checkpoint {path}: weight '{k}' appears twice")
-            weights[k] = v
-    return weights
 
 
 def _quant_params(spec) -> Optional[dict]:

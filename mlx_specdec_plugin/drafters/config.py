@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
+import mlx.core as mx
+
 PathLike = Union[str, Path]
+_IGNORED_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
 def rope_settings(raw: dict) -> Tuple[float, Optional[dict]]:
@@ -110,3 +113,21 @@ def read_config(path: PathLike, trust_remote_code: bool = False) -> dict:
             "code is never executed)"
         )
     return raw
+
+
+def read_weights(path: PathLike) -> Dict[str, mx.array]:
+    """All tensors of a checkpoint folder (``*.safetensors``, sharded or not), ``model.`` stripped."""
+    path = Path(path)
+    files = sorted(p for p in path.glob("*.safetensors") if p.name != "consolidated.safetensors")
+    if not files:
+        raise ValueError(f"drafter checkpoint {path}: no *.safetensors file")
+    weights: Dict[str, mx.array] = {}
+    for f in files:
+        for k, v in mx.load(str(f)).items():
+            k = k[len("model.") :] if k.startswith("model.") else k
+            if k.endswith(_IGNORED_WEIGHT_SUFFIXES):
+                continue
+            if k in weights:
+                raise ValueError(f"drafter checkpoint {path}: weight '{k}' appears twice")
+            weights[k] = v
+    return weights

@@ -708,3 +708,147 @@ def write_dflash2(
     for k in drop_weights:
         weights.pop(k)
     return _save(path, config, weights, prefix_model=True)
+
+
+# --------------------------------------------------------------------------- Gemma-4 assistant
+
+# Hugging Face's Gemma4TextConfig RoPE defaults (mlx-lm's too), for targets whose config omits them
+GEMMA4_DEFAULT_ROPE = {
+    "full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1000000.0, "rope_type": "proportional"},
+    "sliding_attention": {"partial_rotary_factor": 1.0, "rope_theta": 10000.0, "rope_type": "default"},
+}
+
+
+def gemma4_assistant_shapes(text: dict, backbone: int, tie: bool, ordered: bool, num_centroids: int) -> Dict[str, tuple]:
+    """Tensor names -> shapes of a ``gemma4_assistant`` checkpoint (HF names, ``model.`` stripped from
+    the decoder's): query-only attention per layer type (``global_head_dim`` on full layers)."""
+    h, I, V, nh = text["hidden_size"], text["intermediate_size"], text["vocab_size"], text["num_attention_heads"]
+    shapes = {"embed_tokens.weight": (V, h), "norm.weight": (h,), "pre_projection.weight": (h, 2 * backbone),
+              "post_projection.weight": (backbone, h)}
+    if not tie:
+        shapes["lm_head.weight"] = (V, h)
+    if ordered:
+        shapes["masked_embedding.centroids.weight"] = (num_centroids, h)
+    for i, kind in enumerate(text["layer_types"]):
+        p = f"layers.{i}."
+        hd = text["global_head_dim"] if kind == "full_attention" else text["head_dim"]
+        shapes.update({
+            p + "self_attn.q_proj.weight": (nh * hd, h),
+            p + "self_attn.o_proj.weight": (h, nh * hd),
+            p + "self_attn.q_norm.weight": (hd,),
+            p + "mlp.gate_proj.weight": (I, h),
+            p + "mlp.up_proj.weight": (I, h),
+            p + "mlp.down_proj.weight": (h, I),
+            p + "input_layernorm.weight": (h,),
+            p + "post_attention_layernorm.weight": (h,),
+            p + "pre_feedforward_layernorm.weight": (h,),
+            p + "post_feedforward_layernorm.weight": (h,),
+            p + "layer_scalar": (1,),
+        })
+    return shapes
+
+
+def write_gemma4_assistant(
+    path: Path,
+    target_dir: Path,
+    *,
+    hidden_size: int = 24,
+    num_attention_heads: int = 4,
+    layer_types: Sequence[str] = ("sliding_attention", "full_attention"),
+    tie_word_embeddings: bool = True,
+    ordered_embeddings: bool = False,
+    num_centroids: int = 6,
+    centroid_top_k: int = 2,
+    block_size: int = 4,
+    seed: int = 0,
+    scale: float = 1.0,
+    successor: Optional[Dict[int, int]] = None,
+    config_overrides: Optional[dict] = None,
+    text_overrides: Optional[dict] = None,
+    weight_overrides: Optional[Dict[str, mx.array]] = None,
+    drop_weights: Sequence[str] = (),
+) -> Path:
+    """A ``gemma4_assistant`` checkpoint for the Gemma-4 target in ``target_dir`` (a ``gemma4_text``
+    config, or a ``gemma4`` one with ``text_config``): config.json with ``backbone_hidden_size`` and a
+    nested Gemma-4 ``text_config`` whose attention geometry per layer type is the target's, and
+    ``model.safetensors`` (decoder under ``model.``, projections and heads at the top level).
+
+    ``successor`` ({token: next token}) writes a *bigram* assistant instead of a random one: every
+    layer's output projections are zero (the blocks pass their input through), the feature half of
+    ``pre_projection`` is zero, and the rest is solved by least squares so that the first draft step's
+    argmax after token ``t`` is ``successor[t]`` (a drafter that is often right on repetitive text).
+    """
+    tcfg = target_config_of(target_dir)
+    tcfg = tcfg.get("text_config", tcfg)
+    B, V = tcfg["hidden_size"], tcfg["vocab_size"]
+    text = {
+        "model_type": "gemma4_text", "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": len(layer_types), "layer_types": list(layer_types),
+        "num_attention_heads": num_attention_heads, "vocab_size": V, "vocab_size_per_layer_input": V,
+        "hidden_size_per_layer_input": 0, "num_kv_shared_layers": len(layer_types),
+        "rms_norm_eps": tcfg.get("rms_norm_eps", 1e-6), "max_position_embeddings": tcfg.get("max_position_embeddings", 4096),
+        "final_logit_softcapping": tcfg.get("final_logit_softcapping", 30.0), "use_double_wide_mlp": False,
+        "tie_word_embeddings": tie_word_embeddings,
+    }
+    for key in ("head_dim", "global_head_dim", "num_key_value_heads", "num_global_key_value_heads",
+                "attention_k_eq_v", "rope_parameters", "sliding_window", "sliding_window_pattern"):
+        if key in tcfg:
+            text[key] = tcfg[key]
+    text.setdefault("global_head_dim", text.get("head_dim"))
+    text.setdefault("rope_parameters", GEMMA4_DEFAULT_ROPE)  # explicit: mlx-vlm's default differs from HF's
+    text.update(text_overrides or {})
+    config = {"model_type": "gemma4_assistant", "architectures": ["Gemma4AssistantForCausalLM"],
+              "backbone_hidden_size": B, "block_size": block_size, "tie_word_embeddings": tie_word_embeddings,
+              "use_ordered_embeddings": ordered_embeddings, "num_centroids": num_centroids,
+              "centroid_intermediate_top_k": centroid_top_k, "text_config": text}
+    config.update(config_overrides or {})
+    weights = _random(gemma4_assistant_shapes(text, B, tie_word_embeddings, ordered_embeddings, num_centroids), seed, scale)
+    for name in weights:
+        if name.endswith("layer_scalar"):
+            weights[name] = mx.ones((1,))
+    if successor:
+        weights.update(_bigram_assistant(text, B, target_dir, successor, tie_word_embeddings))
+    if ordered_embeddings:
+        order = np.random.default_rng(seed + 1).permutation(V).astype(np.int64)
+        weights["masked_embedding.token_ordering"] = mx.array(order)
+    weights.update(weight_overrides or {})
+    for k in drop_weights:
+        weights.pop(k)
+    weights = {(k if k.startswith(("pre_projection", "post_projection", "lm_head", "masked_embedding")) else "model." + k): v
+               for k, v in weights.items()}
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config, indent=1))
+    mx.save_safetensors(str(path / "model.safetensors"), weights)
+    return path
+
+
+def _bigram_assistant(text: dict, B: int, target_dir: Path, successor: Dict[int, int], tie: bool) -> Dict[str, mx.array]:
+    """Weights of an assistant whose first step maps token t to ``successor[t]``: the blocks are
+    identities (zero output projections), the feature is ignored, so the step's output is
+    ``norm(P e_t)`` with ``e_t`` the target's scaled embedding; ``P`` sends the known tokens' embeddings
+    to one direction per successor, and the head scores those directions."""
+    tw = mx.load(str(Path(target_dir) / "model.safetensors"))
+    emb = np.array(next(v for k, v in tw.items() if k.endswith("embed_tokens.weight")), dtype=np.float64) * np.sqrt(B)
+    h, V = text["hidden_size"], text["vocab_size"]
+    rng = np.random.default_rng(7)
+    targets = sorted(set(successor.values()))
+    direction = {s: rng.standard_normal(h) for s in targets}
+    for s in direction:
+        direction[s] /= np.linalg.norm(direction[s])
+    src = sorted(successor)
+    X = emb[src]  # (n, B)
+    Y = np.stack([direction[successor[t]] for t in src]) * np.sqrt(h)  # unit-RMS rows, what the norm returns
+    P = np.linalg.lstsq(X, Y, rcond=None)[0].T  # (h, B)
+    head = 0.1 * rng.standard_normal((V, h))
+    for s in targets:
+        head[s] = 4.0 * direction[s]
+    out = {"pre_projection.weight": mx.array(np.concatenate([P, np.zeros((h, B))], axis=1).astype(np.float32)),
+           "norm.weight": mx.ones((h,))}
+    out["lm_head.weight" if not tie else "embed_tokens.weight"] = mx.array(head.astype(np.float32))
+    for i in range(text["num_hidden_layers"]):
+        p = f"layers.{i}."
+        out[p + "self_attn.o_proj.weight"] = mx.zeros((h, text["num_attention_heads"] * (
+            text["global_head_dim"] if text["layer_types"][i] == "full_attention" else text["head_dim"])))
+        out[p + "mlp.down_proj.weight"] = mx.zeros((h, text["intermediate_size"]))
+    return out
