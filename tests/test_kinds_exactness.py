@@ -25,7 +25,8 @@ import mlx.core as mx
 import pytest
 from mlx_specdec_plugin.sampling import make_sampler  # mlx-lm's arguments and draws, with a known distribution
 
-from mlx_specdec_plugin.testing.drafters import DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_dflash2, write_eagle3
+from mlx_specdec_plugin.testing.drafters import (DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_dflash2,
+                                                 write_eagle3, write_gemma4_assistant)
 from exactness import chi_square_pvalue, exact_joint
 from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.contract import Draft
@@ -37,8 +38,8 @@ from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_co
 VOCAB = 8
 PROMPT = [1, 2, 3]
 ALPHA = 1e-3
-SAMPLES = {"eagle3": 1000, "mtp": 600, "mtp-deepseek": 400, "dflash2": 600}
-STRATEGY = {"eagle3": "eagle3", "mtp": "mtp", "mtp-deepseek": "mtp", "dflash2": "dflash2"}
+SAMPLES = {"eagle3": 1000, "mtp": 600, "mtp-deepseek": 400, "dflash2": 600, "assistant": 900}
+STRATEGY = {"eagle3": "eagle3", "mtp": "mtp", "mtp-deepseek": "mtp", "dflash2": "dflash2", "assistant": "assistant"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,17 @@ def world(tmp_path_factory):
                                     seed=5, scale=0.5)
     drafters["mtp-deepseek"], models["mtp-deepseek"] = load_drafter(deepseek_dir, deepseek), deepseek
     joints["mtp-deepseek"] = exact_joint(deepseek, PROMPT, 3, VOCAB, dict(temp=1.0), {})
+    # Gemma-4's assistant: a gemma4_text target (sliding window 4, so the 3-token prompt and its drafts
+    # outgrow it) whose keys/values the assistant reads
+    config = tiny_config("gemma4_text", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=4, head_dim=8,
+                         global_head_dim=16, num_kv_shared_layers=1, hidden_size_per_layer_input=8,
+                         vocab_size_per_layer_input=VOCAB, sliding_window=4, sliding_window_pattern=2,
+                         final_logit_softcapping=30.0, tie_word_embeddings=True)
+    gemma = make_tiny_model(config, seed=1, sharpness=2)
+    gemma_dir = save_model(root / "gemma4", gemma, config, tokenizer=False)
+    drafters["assistant"] = load_drafter(write_gemma4_assistant(root / "assistant", gemma_dir, seed=3, scale=1.0), gemma)
+    models["assistant"] = gemma
+    joints["assistant"] = exact_joint(gemma, PROMPT, 3, VOCAB, dict(temp=1.0), {})
     return models, drafters, joints
 
 
@@ -130,7 +142,8 @@ class _ForgetsD2T(_Planted):
         return Draft(mx.array(wrong, dtype=mx.uint32), draft.q, draft.deterministic)
 
 
-PLANTED = [("eagle3", _MixedQ), ("eagle3", _ForgetsD2T), ("mtp", _MixedQ), ("mtp-deepseek", _SharpQ), ("dflash2", _MixedQ)]
+PLANTED = [("eagle3", _MixedQ), ("eagle3", _ForgetsD2T), ("mtp", _MixedQ), ("mtp-deepseek", _SharpQ), ("dflash2", _MixedQ),
+           ("assistant", _SharpQ)]
 
 
 @pytest.mark.parametrize("acceptor", ["rejection", "block"])

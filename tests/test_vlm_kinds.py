@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("mlx_vlm")
 
-from mlx_specdec_plugin.testing.drafters import GEMMA_DRAFT, flat_target_dir, write_dspark, write_eagle3  # noqa: E402
+from mlx_specdec_plugin.testing.drafters import (GEMMA_DRAFT, flat_target_dir, write_dspark, write_eagle3,  # noqa: E402
+                                                 write_gemma4_assistant)
 from mlx_vlm import generate as vlm_generate  # noqa: E402
 from mlx_vlm import load as vlm_load  # noqa: E402
 from mlx_vlm.prompt_utils import apply_chat_template  # noqa: E402
@@ -37,8 +38,9 @@ def world(tmp_path_factory):
     eagle3 = write_eagle3(root / "e3", flat, aux_layer_ids=(1, 2, 3), draft_vocab_size=64, seed=3)
     dspark = write_dspark(root / "ds", flat, layout="dflash_config", target_layer_ids=(0, 2), seed=5,
                           config_overrides=GEMMA_DRAFT)
+    assistant = write_gemma4_assistant(root / "assistant", root / "g4", seed=4)
     return dict(root=root, model=model, processor=processor, prompt=prompt, image=image, ref=ref,
-                eagle3=str(eagle3), dspark=str(dspark))
+                eagle3=str(eagle3), dspark=str(dspark), assistant=str(assistant))
 
 
 def ours(w, **kw):
@@ -58,6 +60,18 @@ def test_eagle3_through_the_vlm_command(world, capsys, flags):
             "--max-tokens", str(MAX_TOKENS), "--temperature", "0"]
     assert vlm_main(argv + [world["eagle3"] if a == "E3" else a for a in flags]) == 0
     assert "strategy: eagle3" in capsys.readouterr().err
+
+
+def test_gemma4_assistant_on_the_vlm_is_mlx_vlm_at_t0(world, capsys):
+    """The assistant reads the language model's own keys/values (image rows included)."""
+    stats = SpecStats()
+    assert ours(world, draft_model=world["assistant"], num_draft_tokens=3, stats=stats).token_ids == world["ref"]
+    assert stats.strategy == "assistant" and stats.proposed > 0
+    argv = ["--model", str(world["root"] / "g4"), "--image", world["image"], "--prompt", "Describe this image.",
+            "--max-tokens", str(MAX_TOKENS), "--temperature", "0", "--draft-model", world["assistant"],
+            "--draft-kind", "mtp"]  # mlx-vlm's kind for assistant drafters
+    assert vlm_main(argv) == 0
+    assert "strategy: assistant" in capsys.readouterr().err
 
 
 def test_what_a_vlm_lacks_is_one_line(world, capsys):

@@ -177,14 +177,22 @@ def target_kv_layers(target_model: nn.Module) -> Dict[str, int]:
     return {l.layer_type: i for i, l in enumerate(layers[:owners])}
 
 
+def _text_config(target_model: nn.Module) -> Any:
+    """The target's text config: an mlx-lm model's ``args``, an mlx-vlm language model's ``config``."""
+    tm = text_model(target_model)
+    return getattr(tm, "args", None) or getattr(tm, "config", None)
+
+
 def validate_against_target(c: AssistantConfig, module: AssistantModule, target_model: nn.Module) -> None:
     t = TargetAdapter(target_model)
     if t.model_type not in TARGET_TYPES:
         raise ValueError(f"assistant: a gemma4_assistant drafter reads a Gemma-4 target's keys and values; the target "
                          f"is '{t.model_type}'")
-    if (c.backbone_hidden_size, c.text.vocab_size) != (t.hidden_size, t.vocab_size):
+    cfg = _text_config(target_model)
+    hidden, vocab = int(getattr(cfg, "hidden_size", 0)), int(getattr(cfg, "vocab_size", 0))
+    if (c.backbone_hidden_size, c.text.vocab_size) != (hidden, vocab):
         raise ValueError(f"assistant: the drafter belongs to a target of hidden size {c.backbone_hidden_size} and "
-                         f"vocabulary {c.text.vocab_size}; this target has {t.hidden_size} and {t.vocab_size}")
+                         f"vocabulary {c.text.vocab_size}; this target has {hidden} and {vocab}")
     owners = target_kv_layers(target_model)
     layers = list(target_model.layers)
     for i, layer in enumerate(module.layers):
@@ -240,9 +248,7 @@ class AssistantDrafter:
     @property
     def window(self) -> int:
         """The target's sliding window."""
-        tm = text_model(self.target_model)
-        args = getattr(tm, "args", None) or getattr(tm, "config", None)
-        return int(args.sliding_window)
+        return int(_text_config(self.target_model).sliding_window)
 
     def step(self, inputs: mx.array, shared: Dict[str, Tuple[mx.array, mx.array]], position: int):
         return self.module(inputs, shared, position)
