@@ -16,7 +16,9 @@ draws a flatter q on a less peaked target (a peaked one makes block and rejectio
 samples); there the (q + uniform) / 2 fault gives only p ~ 7e-5 at N = 400, so its planted fault is
 reporting q at half the temperature (``q^2`` renormalised): p ~ 5e-8. DFlash2 (N = 600, 5
 selector candidates, so q is zero on 3 of the 8 tokens): correct p ~ 0.4-0.6 over four seeds,
-(q + uniform) / 2 gives p ~ 4e-8. On the shared 2-core machine these cases took 20-40 s each.
+(q + uniform) / 2 gives p ~ 4e-8. Gemma-4's assistant (N = 900, a vocabulary-8 gemma4_text target
+with window 4): correct p ~ 0.4-0.5; its q is flat enough that (q + uniform) / 2 gives only p ~ 0.2
+at N = 600, so its planted fault is q at half the temperature: p ~ 3e-17. On the shared 2-core machine these cases took 20-40 s each.
 """
 
 from __future__ import annotations
