@@ -27,15 +27,12 @@ import mlx.core as mx
 import pytest
 from mlx_specdec_plugin.sampling import make_sampler  # mlx-lm's arguments and draws, with a known distribution
 
-from mlx_specdec_plugin.testing.drafters import (DEEPSEEK_TINY, QWEN_GDN, add_deepseek_mtp, add_qwen_mtp, write_dflash2,
-                                                 write_eagle3, write_gemma4_assistant)
+from mlx_specdec_plugin.testing.drafters import kind_fixtures
 from exactness import chi_square_pvalue, exact_joint
-from mlx_specdec_plugin.drafters import load_drafter
 from mlx_specdec_plugin.contract import Draft
 from mlx_specdec_plugin.generate import prepare
 from mlx_specdec_plugin.loop import speculative_generate_step
 from mlx_specdec_plugin.stats import SpecStats
-from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_config
 
 VOCAB = 8
 PROMPT = [1, 2, 3]
@@ -46,46 +43,10 @@ STRATEGY = {"eagle3": "eagle3", "mtp": "mtp", "mtp-deepseek": "mtp", "dflash2": 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kinds_exact")
-    config = tiny_config("qwen3", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=3)
-    model = make_tiny_model(config, seed=1, sharpness=3)
-    target_dir = save_model(root / "target", model, config, tokenizer=False)
-    drafters = {
-        # a 5-token draft vocabulary: q is zero on 3 tokens the target can emit
-        "eagle3": load_drafter(write_eagle3(root / "eagle3", target_dir, aux_layer_ids=(1, 2, 3),
-                                            draft_tokens=[0, 2, 3, 5, 6], seed=3, scale=0.3), model),
-    }
-    # DFlash2: 5 selector candidates per position, so q is zero on 3 tokens the target can emit
-    drafters["dflash2"] = load_drafter(write_dflash2(root / "dflash2", target_dir, target_layer_ids=(0, 2),
-                                                     selector_top_k=5, selector_rank=4, seed=4, scale=0.5,
-                                                     output_multiplier=0.3), model)
-    joints = {k: exact_joint(model, PROMPT, 3, VOCAB, dict(temp=1.0), {}) for k in drafters}
-    # native MTP: a Gated-DeltaNet hybrid qwen3_5 target carrying its own mtp.* head
-    config = tiny_config("qwen3_5", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2,
-                         **{**QWEN_GDN, "num_attention_heads": 2, "num_key_value_heads": 1})
-    hybrid = make_tiny_model(config, seed=1, sharpness=3)
-    hybrid_dir = add_qwen_mtp(save_model(root / "qwen3_5", hybrid, config, tokenizer=False), seed=3, scale=0.5)
-    models = {k: model for k in drafters}
-    drafters["mtp"], models["mtp"] = load_drafter(hybrid_dir, hybrid), hybrid
-    joints["mtp"] = exact_joint(hybrid, PROMPT, 3, VOCAB, dict(temp=1.0), {})
-    # DeepSeek-V3-style MTP: an MLA + MoE deepseek_v3 target carrying model.layers.{N}.*
-    config = tiny_config("deepseek_v3", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, **DEEPSEEK_TINY)
-    deepseek = make_tiny_model(config, seed=1, sharpness=1.0)
-    deepseek_dir = add_deepseek_mtp(save_model(root / "deepseek_v3", deepseek, config, tokenizer=False), deepseek,
-                                    seed=5, scale=0.5)
-    drafters["mtp-deepseek"], models["mtp-deepseek"] = load_drafter(deepseek_dir, deepseek), deepseek
-    joints["mtp-deepseek"] = exact_joint(deepseek, PROMPT, 3, VOCAB, dict(temp=1.0), {})
-    # Gemma-4's assistant: a gemma4_text target (sliding window 4, so the 3-token prompt and its drafts
-    # outgrow it) whose keys/values the assistant reads
-    config = tiny_config("gemma4_text", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=4, head_dim=8,
-                         global_head_dim=16, num_kv_shared_layers=1, hidden_size_per_layer_input=8,
-                         vocab_size_per_layer_input=VOCAB, sliding_window=4, sliding_window_pattern=2,
-                         final_logit_softcapping=30.0, tie_word_embeddings=True)
-    gemma = make_tiny_model(config, seed=1, sharpness=2)
-    gemma_dir = save_model(root / "gemma4", gemma, config, tokenizer=False)
-    drafters["assistant"] = load_drafter(write_gemma4_assistant(root / "assistant", gemma_dir, seed=3, scale=1.0), gemma)
-    models["assistant"] = gemma
-    joints["assistant"] = exact_joint(gemma, PROMPT, 3, VOCAB, dict(temp=1.0), {})
+    pairs = kind_fixtures(tmp_path_factory.mktemp("kinds_exact"), VOCAB)
+    models = {k: m for k, (m, _) in pairs.items()}
+    drafters = {k: d for k, (_, d) in pairs.items()}
+    joints = {k: exact_joint(m, PROMPT, 3, VOCAB, dict(temp=1.0), {}) for k, m in models.items()}
     return models, drafters, joints
 
 

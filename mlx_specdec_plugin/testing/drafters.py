@@ -29,6 +29,9 @@ from typing import Dict, Optional, Sequence
 import mlx.core as mx
 import numpy as np
 
+from ..drafters import load_drafter
+from .tiny import make_tiny_model, save_model, tiny_config
+
 
 def _draft_backbone_config(target_config: dict, num_draft_layers: int) -> dict:
     H = target_config["hidden_size"]
@@ -851,4 +854,47 @@ def _bigram_assistant(text: dict, B: int, target_dir: Path, successor: Dict[int,
         out[p + "self_attn.o_proj.weight"] = mx.zeros((h, text["num_attention_heads"] * (
             text["global_head_dim"] if text["layer_types"][i] == "full_attention" else text["head_dim"])))
         out[p + "mlp.down_proj.weight"] = mx.zeros((h, text["intermediate_size"]))
+    return out
+
+
+# --------------------------------------------------------------------------- the kinds on one tiny vocabulary
+
+
+def kind_fixtures(root: Path, vocab: int = 8) -> Dict[str, tuple]:
+    """Every drafter kind of issue 15 on a tiny-vocabulary target of its own family, loaded:
+    ``{kind: (target model, drafter)}`` for ``eagle3`` and ``dflash2`` (a qwen3 target), ``mtp`` (a
+    Gated-DeltaNet qwen3_5 carrying ``mtp.*``), ``mtp-deepseek`` (an MLA + MoE deepseek_v3 carrying
+    ``model.layers.{N}.*``) and ``assistant`` (a gemma4_text target, sliding window 4). Used by the
+    chi-square tests and by ``docs/scripts/kinds_by_position.py``."""
+    root = Path(root)
+    config = tiny_config("qwen3", vocab_size=vocab, hidden_size=16, num_hidden_layers=3)
+    model = make_tiny_model(config, seed=1, sharpness=3)
+    target_dir = save_model(root / "target", model, config, tokenizer=False)
+    out = {
+        # a 5-token draft vocabulary: q is zero on 3 tokens the target can emit
+        "eagle3": (model, load_drafter(write_eagle3(root / "eagle3", target_dir, aux_layer_ids=(1, 2, 3),
+                                                    draft_tokens=[0, 2, 3, 5, 6], seed=3, scale=0.3), model)),
+        # 5 selector candidates per position, so q is zero on 3 tokens the target can emit
+        "dflash2": (model, load_drafter(write_dflash2(root / "dflash2", target_dir, target_layer_ids=(0, 2),
+                                                      selector_top_k=5, selector_rank=4, seed=4, scale=0.5,
+                                                      output_multiplier=0.3), model)),
+    }
+    config = tiny_config("qwen3_5", vocab_size=vocab, hidden_size=16, num_hidden_layers=2,
+                         **{**QWEN_GDN, "num_attention_heads": 2, "num_key_value_heads": 1})
+    hybrid = make_tiny_model(config, seed=1, sharpness=3)
+    hybrid_dir = add_qwen_mtp(save_model(root / "qwen3_5", hybrid, config, tokenizer=False), seed=3, scale=0.5)
+    out["mtp"] = (hybrid, load_drafter(hybrid_dir, hybrid))
+    config = tiny_config("deepseek_v3", vocab_size=vocab, hidden_size=16, num_hidden_layers=2, **DEEPSEEK_TINY)
+    deepseek = make_tiny_model(config, seed=1, sharpness=1.0)
+    deepseek_dir = add_deepseek_mtp(save_model(root / "deepseek_v3", deepseek, config, tokenizer=False), deepseek,
+                                    seed=5, scale=0.5)
+    out["mtp-deepseek"] = (deepseek, load_drafter(deepseek_dir, deepseek))
+    # the 3-token prompt and its drafts outgrow the sliding window
+    config = tiny_config("gemma4_text", vocab_size=vocab, hidden_size=16, num_hidden_layers=4, head_dim=8,
+                         global_head_dim=16, num_kv_shared_layers=1, hidden_size_per_layer_input=8,
+                         vocab_size_per_layer_input=vocab, sliding_window=4, sliding_window_pattern=2,
+                         final_logit_softcapping=30.0, tie_word_embeddings=True)
+    gemma = make_tiny_model(config, seed=1, sharpness=2)
+    gemma_dir = save_model(root / "gemma4", gemma, config, tokenizer=False)
+    out["assistant"] = (gemma, load_drafter(write_gemma4_assistant(root / "assistant", gemma_dir, seed=3), gemma))
     return out
