@@ -5,6 +5,8 @@
 #   bash docs/scripts/h200_stage.sh [smollm2|qwen-1.5b]        # from the project root
 # qwen-1.5b reads ~/.cache/specdec-models/qwen2.5-coder-1.5b-instruct-q4km.gguf
 # (../shared/models/fetch_models.sh) and carries ../shared/models/gguf2hf.py and the gguf wheel.
+# qwen-pair carries the 0.5B and the 1.5B (an uncompressed tar of both GGUFs, for the tree bench:
+# docs/scripts/h200_trees.sh).
 # The working tree travels with every call: the fewer bytes it holds, the fewer calls (the script
 # prints the count; large tracked files that the device does not need can be moved aside first).
 # Device calls, back to back while the machine is warm (the script prints them):
@@ -29,7 +31,19 @@ case $TARGET in
     SHA=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
     python3 -m pip download -q --no-deps --only-binary=:all: -d .gpu_a gguf==0.19.0
     cp ../shared/models/gguf2hf.py .gpu_a/ ;;
-  *) echo "unknown target $TARGET (smollm2 or qwen-1.5b)" >&2; exit 2 ;;
+  qwen-pair)
+    D=$HOME/.cache/specdec-models
+    (cd "$D" && sha256sum -c - <<SUMS
+1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  qwen2.5-coder-0.5b-instruct-q4km.gguf
+cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046  qwen2.5-coder-1.5b-instruct-q4km.gguf
+SUMS
+    )
+    GGUF=$TMP/pair.tar
+    tar -cf "$GGUF" -C "$D" qwen2.5-coder-0.5b-instruct-q4km.gguf qwen2.5-coder-1.5b-instruct-q4km.gguf
+    SHA=$(sha256sum "$GGUF" | cut -d" " -f1)
+    python3 -m pip download -q --no-deps --only-binary=:all: -d .gpu_a gguf==0.19.0
+    cp ../shared/models/gguf2hf.py .gpu_a/ ;;
+  *) echo "unknown target $TARGET (smollm2, qwen-1.5b or qwen-pair)" >&2; exit 2 ;;
 esac
 echo "$SHA  $GGUF" | sha256sum -c -
 # a call carries the working tree too: what is left of 64 MiB beside it and the wheel halves
