@@ -47,10 +47,10 @@ from mlx_lm.models.rope_utils import initialize_rope
 
 from ..target import TargetAdapter, text_model
 from .config import check_weights, rope_settings
+from .config import read_weights as read_config_weights
 
 PathLike = Union[str, Path]
 KIND = "eagle3"
-_IGNORED = ("rotary_emb.inv_freq",)
 
 
 def is_eagle3(raw: dict) -> bool:
@@ -393,21 +393,18 @@ def validate_against_target(c: Eagle3Config, module: Eagle3Module, target_model:
 
 
 def read_weights(path: Path, layout: str) -> Dict[str, mx.array]:
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"eagle3 drafter checkpoint {path}: no *.safetensors file")
-    weights: Dict[str, mx.array] = {}
-    for f in files:
-        for k, v in mx.load(str(f)).items():
-            k = k[len("model.") :] if k.startswith("model.") else k
-            if layout == "specforge" and k.startswith("midlayer."):
-                k = "layers.0." + k[len("midlayer.") :]
-            if k.endswith(_IGNORED) or k.startswith("verifier_"):
-                continue
-            if k in weights:
-                raise ValueError(f"eagle3 drafter checkpoint {path}: weight '{k}' appears twice")
-            weights[k] = v
-    return weights
+    """The checkpoint's tensors (:func:`.config.read_weights`), SpecForge's ``midlayer.*`` as layer 0,
+    the verifier's own tensors (``verifier_*``) left out."""
+    out: Dict[str, mx.array] = {}
+    for k, v in read_config_weights(path).items():
+        if k.startswith("verifier_"):
+            continue
+        if layout == "specforge" and k.startswith("midlayer."):
+            k = "layers.0." + k[len("midlayer.") :]
+        if k in out:
+            raise ValueError(f"eagle3 drafter checkpoint {path}: weight '{k}' appears twice")
+        out[k] = v
+    return out
 
 
 def _hot_ids(c: Eagle3Config, weights: Dict[str, mx.array]) -> Optional[mx.array]:
