@@ -157,19 +157,26 @@ def _attention(attn: nn.Module, x: mx.array, mask: mx.array, cache: Any, groups,
     return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
-def _decoder_tree_forward(model, tokens, cache, taps, rparents, first):
-    """llama / qwen2 / qwen3 / mistral / smollm3 decoder stacks (pre-norm attention + MLP)."""
-    inner = model.model
-    L = tokens.shape[1]
+def _positions(cache0: Any, rparents: Sequence[int], first: int, L: int):
+    """For round nodes ``first .. first + L - 1``: the ancestor matrix, round depths, and the RoPE
+    groups (position, node indices) with the permutation that puts the grouped nodes back."""
     anc = ancestor_matrix(rparents)
     rdepth = [0] + depths([p - 1 for p in rparents])
-    base = caches.offset_of(cache[0]) - first  # the root's position
+    base = caches.offset_of(cache0) - first  # the root's position
     by_pos: Dict[int, List[int]] = {}
     for i in range(L):
         by_pos.setdefault(base + rdepth[first + i], []).append(i)
     groups = [(pos, mx.array(idx, dtype=mx.int32)) for pos, idx in sorted(by_pos.items())]
     order = [i for _, idx in sorted(by_pos.items()) for i in idx]
     inverse = mx.array(sorted(range(L), key=order.__getitem__), dtype=mx.int32)
+    return anc, rdepth, groups, inverse
+
+
+def _decoder_tree_forward(model, tokens, cache, taps, rparents, first):
+    """llama / qwen2 / qwen3 / mistral / smollm3 decoder stacks (pre-norm attention + MLP)."""
+    inner = model.model
+    L = tokens.shape[1]
+    anc, rdepth, groups, inverse = _positions(cache[0], rparents, first, L)
     h = inner.embed_tokens(tokens)
     wanted, tapped = set(taps), {}
     masks: Dict[int, mx.array] = {}
@@ -189,7 +196,75 @@ def _decoder_tree_forward(model, tokens, cache, taps, rparents, first):
     return inner.norm(h), [tapped[i] for i in taps]
 
 
+def _gemma4_attention(attn: nn.Module, x: mx.array, mask: mx.array, cache: Any, shared, groups, inverse):
+    """Gemma-4 attention with per-node positions: q/k RMS-normed, K=V on full layers that say so, a
+    KV-shared layer reading the keys/values its source layer fetched (``shared``)."""
+    B, L, _ = x.shape
+    queries = attn.q_norm(attn.q_proj(x).reshape(B, L, attn.n_heads, attn.head_dim))
+    if shared is not None:
+        keys, values = shared
+    else:
+        keys = attn.k_proj(x).reshape(B, L, attn.n_kv_heads, attn.head_dim)
+        values = keys if attn.use_k_eq_v else attn.v_proj(x).reshape(B, L, attn.n_kv_heads, attn.head_dim)
+        keys = _rope_by_position(attn.rope, attn.k_norm(keys).transpose(0, 2, 1, 3), groups, inverse)
+        values = attn.v_norm(values).transpose(0, 2, 1, 3)
+        keys, values = cache.update_and_fetch(keys, values)
+    queries = _rope_by_position(attn.rope, queries.transpose(0, 2, 1, 3), groups, inverse)
+    out = scaled_dot_product_attention(queries, keys, values, cache=cache, scale=attn.scale, mask=mask)
+    return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1)), (keys, values)
+
+
+def _gemma4_block(layer: nn.Module, h: mx.array, attended: mx.array, per_layer_input) -> mx.array:
+    """The rest of mlx-lm's Gemma-4 ``DecoderLayer`` after attention (``attended``, the attention
+    output of ``input_layernorm(h)``): sandwich norms, the MLP (plus experts), per-layer input
+    gating, the layer scalar -- the same steps in the same order."""
+    h = h + layer.post_attention_layernorm(attended)
+    residual = h
+    if layer.enable_moe:
+        h1 = layer.post_feedforward_layernorm_1(layer.mlp(layer.pre_feedforward_layernorm(h)))
+        top_k_indices, top_k_weights = layer.router(h)
+        h2 = layer.experts(layer.pre_feedforward_layernorm_2(h), top_k_indices, top_k_weights)
+        h = h1 + layer.post_feedforward_layernorm_2(h2)
+    else:
+        h = layer.mlp(layer.pre_feedforward_layernorm(h))
+    h = residual + layer.post_feedforward_layernorm(h)
+    if layer.per_layer_input_gate is not None and per_layer_input is not None:
+        gate = nn.gelu_approx(layer.per_layer_input_gate(h)) * per_layer_input
+        h = h + layer.post_per_layer_input_norm(layer.per_layer_projection(gate))
+    return h * layer.layer_scalar if layer.layer_scalar is not None else h
+
+
+def _gemma4_tree_forward(model, tokens, cache, taps, rparents, first):
+    """mlx-lm's ``gemma4_text``: scaled embedding, per-layer inputs, sliding and full layers, the
+    last layers reading the keys/values of the last earlier layer of their type."""
+    inner = model.model
+    n, L = len(inner.layers), tokens.shape[1]
+    anc, rdepth, groups, inverse = _positions(cache[0], rparents, first, L)
+    embedded = inner.embed_tokens(tokens)
+    h = embedded * inner.embed_scale
+    per_layer = [None] * n
+    if inner.hidden_size_per_layer_input:
+        inputs = inner._project_per_layer_inputs(h, inner._get_per_layer_inputs(tokens, embedded))
+        per_layer = [inputs[:, :, i, :] for i in range(n)]
+    owned = list(cache) + [None] * (n - len(cache))
+    fetched: Dict[int, Tuple[mx.array, mx.array]] = {}
+    masks: Dict[int, mx.array] = {}
+    wanted, tapped = set(taps), {}
+    for i, (layer, c, src, pli) in enumerate(zip(inner.layers, owned, inner.previous_kvs, per_layer)):
+        sliding = layer.layer_type == "sliding_attention"
+        if c is not None:  # before this layer's update: the keys it will fetch
+            masks[i] = tree_mask(c, anc, first, L, rdepth, inner.window_size if sliding else None)
+        shared = fetched.get(src) if src != i else None
+        attended, fetched[i] = _gemma4_attention(layer.self_attn, layer.input_layernorm(h), masks[src], c,
+                                                 shared, groups, inverse)
+        h = _gemma4_block(layer, h, attended, pli)
+        if i in wanted:
+            tapped[i] = h
+    return inner.norm(h), [tapped[i] for i in taps]
+
+
 TREE_FAMILIES: Dict[str, Callable] = {t: _decoder_tree_forward for t in ("llama", "qwen2", "qwen3", "mistral", "smollm3")}
+TREE_FAMILIES["gemma4_text"] = _gemma4_tree_forward
 
 
 def tree_forward(target, tokens: mx.array, cache: List[Any], taps: Sequence[int], parents: Sequence[int], first: int = 0):

@@ -1,0 +1,103 @@
+"""Spec: draft trees on Gemma-4 text targets (mlx-lm's ``gemma4_text``: sliding and full layers, the
+last layers reading earlier layers' keys/values, per-layer inputs, K=V full layers). One tree forward
+gives each node the logits of a chain forward over its own path, with the sliding window roomy,
+wrapping during the round, or wrapped long before; compaction to the accepted path leaves the cache
+a chain would; greedy tree decoding (a draft model's top-k tree, and the Gemma-4 DSpark tree) is
+token-identical to mlx-lm's plain decoding.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx_lm
+import numpy as np
+import pytest
+from mlx_lm.generate import generate_step
+
+from mlx_specdec_plugin import SpecStats, caches, load_drafter, tree
+from mlx_specdec_plugin.generate import prepare
+from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin.target import TargetAdapter
+from mlx_specdec_plugin.testing.drafters import write_gemma4_dspark
+from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
+
+ROOT = 9
+NODES = [2, 6, 5, 3, 5, 8, 1]
+PARENTS = (-1, -1, 0, 1, 1, 3, 5)  # depths 1 1 2 2 2 3 4
+GEMMA4 = dict(num_hidden_layers=4, head_dim=8, global_head_dim=16, num_kv_shared_layers=1,
+              hidden_size_per_layer_input=8, vocab_size_per_layer_input=258, sliding_window=8,
+              sliding_window_pattern=2, final_logit_softcapping=30.0, tie_word_embeddings=True)
+VARIANTS = {"kv-shared": {}, "k_eq_v": dict(attention_k_eq_v=True, num_global_key_value_heads=1),
+            "no-sharing": dict(num_kv_shared_layers=0, hidden_size_per_layer_input=0)}
+
+
+def _close(a, b, tol=1e-4):
+    a, b = np.array(a, np.float64), np.array(b, np.float64)
+    return np.max(np.abs(a - b)) / (1 + np.max(np.abs(b))) < tol
+
+
+def _feed(model, cache, tokens):
+    """A prefix fed in chunks of 4 and then single tokens (both ring update paths)."""
+    for start in range(0, len(tokens) - 2, 4):
+        model(mx.array([tokens[start : min(start + 4, len(tokens) - 2)]]), cache=cache)
+    for t in tokens[-2:]:
+        model(mx.array([[t]]), cache=cache)
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def gemma(request):
+    config = tiny_config("gemma4_text", **{**GEMMA4, **VARIANTS[request.param]})
+    return make_tiny_model(config, seed=3, sharpness=2)
+
+
+@pytest.mark.parametrize("n_prefix", [3, 6, 23])  # window 8: room, wraps in the round, wrapped
+def test_tree_forward_and_compaction(gemma, n_prefix):
+    model = gemma
+    target = TargetAdapter(model)
+    target.check_tree()
+    prefix = [(7 * i + 3) % 250 for i in range(n_prefix)]
+    cache = target.make_cache()
+    _feed(model, cache, prefix)
+    rnd = caches.begin_round(cache)
+    logits, _ = target(mx.array([[ROOT] + NODES], dtype=mx.uint32), cache, (), tree=PARENTS)
+    for node in range(-1, len(NODES)):
+        path = [ROOT] + [NODES[i] for i in tree.path_to(PARENTS, node)]
+        ref_cache = target.make_cache()
+        _feed(model, ref_cache, prefix)
+        assert _close(logits[0, node + 1], model(mx.array([path]), cache=ref_cache)[0, -1]), node
+    path = (1, 3, 5, 6)  # off the first branch
+    rows = (0,) + tuple(1 + i for i in path)
+    caches.end_round(cache, rnd, appended=1 + len(NODES), keep=len(rows), rows=rows)
+    chain = target.make_cache()
+    _feed(model, chain, prefix)
+    model(mx.array([[ROOT] + [NODES[i] for i in path]]), cache=chain)
+    for nxt in ([[7, 2, 4]], [[5]], [[1]]):
+        assert _close(model(mx.array(nxt), cache=cache), model(mx.array(nxt), cache=chain)), nxt
+
+
+def test_greedy_draft_model_tree_is_plain_decoding(gemma):
+    target = gemma
+    draft = make_tiny_model(tiny_config("llama", vocab_size=258), seed=2, sharpness=3)
+    for prompt in ([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], [7, 7, 1, 2]):
+        ref = [int(t) for t, _ in generate_step(mx.array(prompt), target, max_tokens=40)]
+        t, proposer, spec, sampling, _, _ = prepare(target, draft, draft_strategy="tree", num_draft_tokens=6)
+        stats = SpecStats()
+        out = [tok for tok, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept,
+                                                             num_draft_tokens=6, max_tokens=40,
+                                                             sampling=sampling, stats=stats)]
+        assert out == ref and stats.proposed > 0
+
+
+def test_gemma4_dspark_tree_is_plain_decoding(tmp_path):
+    """The Gemma-4 DSpark checkpoint's best-first tree, its taps through the tree forward."""
+    save_tiny_model(tmp_path / "g4", "gemma4_text", seed=1, sharpness=4, **GEMMA4)
+    model, tok = mlx_lm.load(str(tmp_path / "g4"))
+    ds = write_gemma4_dspark(tmp_path / "ds", tmp_path / "g4", target_layer_ids=(0, 2), seed=5)
+    prompt = tok.encode("the cat sat on the mat. the cat sat on the")
+    ref = [int(t) for t, _ in generate_step(mx.array(prompt), model, max_tokens=40)]
+    t, proposer, spec, sampling, _, _ = prepare(model, load_drafter(ds, model), draft_strategy="tree",
+                                                num_draft_tokens=8)
+    stats = SpecStats()
+    out = [x for x, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept, num_draft_tokens=8,
+                                                     max_tokens=40, sampling=sampling, stats=stats)]
+    assert out == ref and stats.proposed > 0
