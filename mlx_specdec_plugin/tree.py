@@ -235,7 +235,8 @@ def _gemma4_block(layer: nn.Module, h: mx.array, attended: mx.array, per_layer_i
 
 
 def _gemma4_tree_forward(model, tokens, cache, taps, rparents, first):
-    """mlx-lm's ``gemma4_text``: scaled embedding, per-layer inputs, sliding and full layers, the
+    """Gemma-4 text stacks (mlx-lm's ``gemma4_text``, and mlx-vlm's ``gemma4`` language model after
+    the prompt, whose layers have the same parts): scaled embedding, per-layer inputs, sliding and full layers, the
     last layers reading the keys/values of the last earlier layer of their type."""
     inner = model.model
     n, L = len(inner.layers), tokens.shape[1]
@@ -244,7 +245,10 @@ def _gemma4_tree_forward(model, tokens, cache, taps, rparents, first):
     h = embedded * inner.embed_scale
     per_layer = [None] * n
     if inner.hidden_size_per_layer_input:
-        inputs = inner._project_per_layer_inputs(h, inner._get_per_layer_inputs(tokens, embedded))
+        if hasattr(inner, "_get_per_layer_inputs"):  # mlx-lm's gemma4_text
+            inputs = inner._project_per_layer_inputs(h, inner._get_per_layer_inputs(tokens, embedded))
+        else:  # mlx-vlm's gemma4 language model
+            inputs = inner.project_per_layer_inputs(h, inner.get_per_layer_inputs(tokens))
         per_layer = [inputs[:, :, i, :] for i in range(n)]
     owned = list(cache) + [None] * (n - len(cache))
     fetched: Dict[int, Tuple[mx.array, mx.array]] = {}
@@ -298,12 +302,12 @@ def check_tree_forward(target) -> None:
     tok = [t % V for t in (3, 4, 6, 0, 2, 5)]
     parents = (-1, -1, 0, 1, 1, 3)  # two branches, one splitting again
     root = 9 % V
-    target.model(mx.array([prefix]), cache=cache)
+    target(mx.array([prefix], dtype=mx.uint32), cache)  # the adapter's plain forward: the model's own
     logits, _ = tree_forward(target, mx.array([[root] + tok], dtype=mx.uint32), cache, (), parents)
     diffs = []
     for node in range(-1, len(tok)):
         path = [root] + [tok[i] for i in path_to(parents, node)]
-        ref = target.model(mx.array([prefix + path]))[0, -1]
+        ref = target(mx.array([prefix + path], dtype=mx.uint32), target.make_cache())[0][0, -1]
         ours = logits[0, node + 1]
         diffs.append(relative_max_diff(ref, ours))
     if max(diffs) > 1e-4:

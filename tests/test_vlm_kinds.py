@@ -1,9 +1,10 @@
 """Spec: the drafter kinds of issue 15 on mlx-vlm targets (the tiny Gemma-4 VLM, an image in the
 prompt). EAGLE-3 taps the language model through its own ``capture_layer_ids`` and is
 token-identical to ``mlx_vlm.generate`` at T=0, through the API and ``mlx-specdec vlm`` (also as
-mlx-vlm's ``--draft-kind eagle3``). What a VLM target lacks is one line before generation: native
-MTP heads on a model whose folder has none, and tree verification (mlx-vlm's language models have
-no tree forward of ours), for a block drafter's tree and a draft model's tree alike.
+mlx-vlm's ``--draft-kind eagle3``); so are Gemma-4's assistant (reading the language model's own
+keys/values) and draft trees (a block drafter's and a draft model's, through our Gemma-4 tree
+forward). What a VLM target lacks is one line before generation: native MTP heads on a model whose
+folder has none.
 """
 
 from __future__ import annotations
@@ -74,12 +75,21 @@ def test_gemma4_assistant_on_the_vlm_is_mlx_vlm_at_t0(world, capsys):
     assert "strategy: assistant" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("draft", ["dspark", "draft-model"])
+def test_trees_on_the_gemma4_vlm_are_mlx_vlm_at_t0(world, draft):
+    """Gemma-4's tree forward runs the mlx-vlm language model's own layers after the image prompt."""
+    w = world
+    model = w["dspark"] if draft == "dspark" else make_tiny_model(
+        tiny_config("llama", vocab_size=w["model"].language_model.config.vocab_size), seed=2)
+    stats = SpecStats()
+    assert ours(w, draft_model=model, draft_strategy="tree", num_draft_tokens=6, stats=stats).token_ids == w["ref"]
+    assert stats.strategy == "tree" and stats.proposed > 0
+
+
 def test_what_a_vlm_lacks_is_one_line(world, capsys):
     w = world
     lm_draft = make_tiny_model(tiny_config("llama", vocab_size=w["model"].language_model.config.vocab_size), seed=2)
     cases = [
-        (dict(draft_model=w["dspark"], draft_strategy="tree"), "tree verification is not implemented for mlx-vlm"),
-        (dict(draft_model=lm_draft, draft_strategy="tree"), "tree verification is not implemented for mlx-vlm"),
         (dict(draft_model=str(w["root"] / "g4"), draft_strategy="mtp"), "MTP"),
     ]
     for kw, needle in cases:

@@ -69,6 +69,7 @@ from ..options import add_speculative_args, draft_tokens_type, say as _say, stra
 from ..sampling import SamplingParams
 from ..stats import SpecStats
 from ..target import TargetAdapter, check_tap_range
+from ..tree import TREE_FAMILIES, tree_forward
 
 # mlx-vlm generate_step keys that shape the distribution or the cache; handled here.
 _SAMPLING_KEYS = (
@@ -190,17 +191,20 @@ class VLMTargetAdapter(TargetAdapter):
         return out.logits, self.gather(out.hidden_states, taps)
 
     def check_tree(self) -> None:
-        """Tree drafts need a forward with a tree attention mask; mlx-vlm's language models have none
-        of ours (their attention, positions and extra inputs are mlx-vlm's own)."""
-        raise ValueError(
-            f"tree verification is not implemented for mlx-vlm targets ('{self.model_type}'); "
-            f"use a chain strategy (draft-model, dspark, dflash, eagle3, mtp, lookup)"
-        )
+        """Tree drafts need a forward with a tree attention mask: one of ours for the language
+        model's family (Gemma-4), proven on a probe against the language model's own forward."""
+        if self.model_type not in TREE_FAMILIES:
+            raise ValueError(
+                f"tree verification is not implemented for mlx-vlm targets of model_type '{self.model_type}' "
+                f"(supported: {', '.join(sorted(TREE_FAMILIES))}); use a chain strategy (draft-model, dspark, "
+                "dflash, eagle3, mtp, lookup)"
+            )
+        super().check_tree()
 
     def __call__(self, tokens, cache, taps=(), record=None, tree=None):
         # ``record`` (per-position recurrent states) is left empty: the rollback replays instead.
         if tree is not None:
-            self.check_tree()
+            return tree_forward(self, tokens, cache, taps, tree)
         return self.forward(cache, taps, inputs=tokens)
 
 
