@@ -142,7 +142,7 @@ def _load_weights(path: str, target_model, trust_remote_code: bool, model_path: 
 
 def _describe(draft) -> str:
     kind = getattr(draft, "kind", None)
-    return f"a {kind} checkpoint" if isinstance(kind, str) else "an mlx-lm model"
+    return f"{'an' if kind[:1] in 'aeio' else 'a'} {kind} checkpoint" if isinstance(kind, str) else "an mlx-lm model"
 
 
 def load_draft(path: Optional[str], target_model, strategy: str = "auto",
