@@ -1,6 +1,7 @@
 """Plain decoding references that the drafter tests compare speculative output against."""
 
 import mlx.core as mx
+import numpy as np
 from mlx_lm.generate import generate_step
 
 
@@ -9,3 +10,17 @@ def greedy_tokens(model, tok, prompt: str, max_tokens: int) -> list:
     out = [t for t, _ in generate_step(mx.array(tok.encode(prompt)), model, max_tokens=max_tokens)]
     eos = set(tok.eos_token_ids)
     return out[: next((i for i, t in enumerate(out) if t in eos), len(out))]
+
+
+def close(a, b, tol: float = 1e-4) -> bool:
+    """``max |a - b| / (1 + max |b|) < tol`` in float64: logits of two forwards that must agree."""
+    a, b = np.array(a, np.float64), np.array(b, np.float64)
+    return np.max(np.abs(a - b)) / (1 + np.max(np.abs(b))) < tol
+
+
+def feed_prefix(model, cache, tokens) -> None:
+    """Feed a prefix as a long prompt is fed: chunks of 4, then single tokens (both ring update paths)."""
+    for start in range(0, len(tokens) - 2, 4):
+        model(mx.array([tokens[start : min(start + 4, len(tokens) - 2)]]), cache=cache)
+    for t in tokens[-2:]:
+        model(mx.array([[t]]), cache=cache)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx_lm
-import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
+from references import close, feed_prefix
 
 from mlx_specdec_plugin import SpecStats, caches, load_drafter, tree
 from mlx_specdec_plugin.generate import prepare
@@ -31,19 +31,6 @@ VARIANTS = {"kv-shared": {}, "k_eq_v": dict(attention_k_eq_v=True, num_global_ke
             "no-sharing": dict(num_kv_shared_layers=0, hidden_size_per_layer_input=0)}
 
 
-def _close(a, b, tol=1e-4):
-    a, b = np.array(a, np.float64), np.array(b, np.float64)
-    return np.max(np.abs(a - b)) / (1 + np.max(np.abs(b))) < tol
-
-
-def _feed(model, cache, tokens):
-    """A prefix fed in chunks of 4 and then single tokens (both ring update paths)."""
-    for start in range(0, len(tokens) - 2, 4):
-        model(mx.array([tokens[start : min(start + 4, len(tokens) - 2)]]), cache=cache)
-    for t in tokens[-2:]:
-        model(mx.array([[t]]), cache=cache)
-
-
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def gemma(request):
     config = tiny_config("gemma4_text", **{**GEMMA4, **VARIANTS[request.param]})
@@ -57,22 +44,22 @@ def test_tree_forward_and_compaction(gemma, n_prefix):
     target.check_tree()
     prefix = [(7 * i + 3) % 250 for i in range(n_prefix)]
     cache = target.make_cache()
-    _feed(model, cache, prefix)
+    feed_prefix(model, cache, prefix)
     rnd = caches.begin_round(cache)
     logits, _ = target(mx.array([[ROOT] + NODES], dtype=mx.uint32), cache, (), tree=PARENTS)
     for node in range(-1, len(NODES)):
         path = [ROOT] + [NODES[i] for i in tree.path_to(PARENTS, node)]
         ref_cache = target.make_cache()
-        _feed(model, ref_cache, prefix)
-        assert _close(logits[0, node + 1], model(mx.array([path]), cache=ref_cache)[0, -1]), node
+        feed_prefix(model, ref_cache, prefix)
+        assert close(logits[0, node + 1], model(mx.array([path]), cache=ref_cache)[0, -1]), node
     path = (1, 3, 5, 6)  # off the first branch
     rows = (0,) + tuple(1 + i for i in path)
     caches.end_round(cache, rnd, appended=1 + len(NODES), keep=len(rows), rows=rows)
     chain = target.make_cache()
-    _feed(model, chain, prefix)
+    feed_prefix(model, chain, prefix)
     model(mx.array([[ROOT] + [NODES[i] for i in path]]), cache=chain)
     for nxt in ([[7, 2, 4]], [[5]], [[1]]):
-        assert _close(model(mx.array(nxt), cache=cache), model(mx.array(nxt), cache=chain)), nxt
+        assert close(model(mx.array(nxt), cache=cache), model(mx.array(nxt), cache=chain)), nxt
 
 
 def test_greedy_draft_model_tree_is_plain_decoding(gemma):

@@ -9,9 +9,9 @@ tokens: the window wraps many times) is token-identical to mlx-lm's plain decodi
 from __future__ import annotations
 
 import mlx.core as mx
-import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
+from references import close, feed_prefix
 from mlx_lm.models.cache import KVCache, RotatingKVCache
 
 from mlx_specdec_plugin import SpecStats, caches, tree
@@ -26,19 +26,6 @@ NODES = [2, 6, 5, 3, 5, 8, 1]
 PARENTS = (-1, -1, 0, 1, 1, 3, 5)  # depths 1 1 2 2 2 3 4
 SLIDING = dict(layer_types=["sliding_attention", "full_attention", "sliding_attention"], sliding_window=8,
                num_hidden_layers=3)
-
-
-def _close(a, b, tol=1e-4):
-    a, b = np.array(a, np.float64), np.array(b, np.float64)
-    return np.max(np.abs(a - b)) / (1 + np.max(np.abs(b))) < tol
-
-
-def _feed(model, cache, tokens):
-    """Feed a prefix as a long prompt is fed: chunks of 4, then single tokens (both ring update paths)."""
-    for start in range(0, len(tokens) - 2, 4):
-        model(mx.array([tokens[start : min(start + 4, len(tokens) - 2)]]), cache=cache)
-    for t in tokens[-2:]:
-        model(mx.array([[t]]), cache=cache)
 
 
 CASES = {
@@ -60,25 +47,25 @@ def test_tree_forward_and_compaction_on_sliding_windows(case):
     target = TargetAdapter(model)
     prefix = [(7 * i + 3) % VOCAB for i in range(n_prefix)]
     cache = make(model)
-    _feed(model, cache, prefix)
+    feed_prefix(model, cache, prefix)
     rnd = caches.begin_round(cache)
     logits, _ = target(mx.array([[ROOT] + NODES], dtype=mx.uint32), cache, (), tree=PARENTS)
     for node in range(-1, len(NODES)):  # a chain forward over the node's path, same cache state
         path = [ROOT] + [NODES[i] for i in tree.path_to(PARENTS, node)]
         ref_cache = make(model)
-        _feed(model, ref_cache, prefix)
+        feed_prefix(model, ref_cache, prefix)
         ref = model(mx.array([path]), cache=ref_cache)[0, -1]
-        assert _close(logits[0, node + 1], ref), (case, node)
+        assert close(logits[0, node + 1], ref), (case, node)
     # keep the root and the path 1 -> 3 -> 5 -> 6 (rows 0, 2, 4, 6, 7: off the first branch)
     path = (1, 3, 5, 6)
     rows = (0,) + tuple(1 + i for i in path)
     caches.end_round(cache, rnd, appended=1 + len(NODES), keep=len(rows), rows=rows)
     chain = make(model)
-    _feed(model, chain, prefix)
+    feed_prefix(model, chain, prefix)
     model(mx.array([[ROOT] + [NODES[i] for i in path]]), cache=chain)
     assert [c.offset for c in cache] == [c.offset for c in chain]
     for nxt in ([[7, 2, 4]], [[5]], [[1]]):  # a multi-token forward, then width-1 (in-place) steps
-        assert _close(model(mx.array(nxt), cache=cache), model(mx.array(nxt), cache=chain)), (case, nxt)
+        assert close(model(mx.array(nxt), cache=cache), model(mx.array(nxt), cache=chain)), (case, nxt)
 
 
 @pytest.fixture(scope="module")
