@@ -169,26 +169,29 @@ def first_two(joint):
     return out
 
 
-def sample(target, draft, accept=None, n=SAMPLES):
+def sample(target, draft, accept=None, n=SAMPLES, mode="topk"):
     mx.random.seed(1234)
     np.random.seed(1234)
     t, samples, stats = None, [], SpecStats()
     for _ in range(n):
         t, proposer, spec, sampling, _, _ = prepare(target, draft, draft_strategy="tree", num_draft_tokens=4,
                                                     sampler=make_sampler(temp=1.0), target=t,
-                                                    strategy_options={"max_children": 2})
+                                                    strategy_options={"max_children": 2, "mode": mode})
         gen = speculative_generate_step(mx.array(EXACT_PROMPT), t, proposer, accept or spec.accept,
                                         num_draft_tokens=4, max_tokens=3, sampling=sampling, stats=stats)
         samples.append(tuple(tok for tok, _, _ in gen))
     return samples, stats
 
 
-def test_draft_model_tree_is_exact_at_t1(exact_world):
+@pytest.mark.parametrize("mode", ["topk", "sampled"])
+def test_draft_model_tree_is_exact_at_t1(exact_world, mode):
+    """Both trees at T=1: the top-k one (point masses) and the sampled one (siblings drawn without
+    replacement from q; tests/test_sampled_tree.py has its planted faults)."""
     target, draft, joint = exact_world
-    samples, stats = sample(target, draft)
+    samples, stats = sample(target, draft, mode=mode)
     p = chi_square_pvalue(samples, joint)
     p2 = chi_square_pvalue([s[:2] for s in samples], first_two(joint))
-    print(f"draft-model tree x tree: N={SAMPLES} p={p:.3g} (first two: {p2:.3g}) "
+    print(f"draft-model {mode} tree x tree: N={SAMPLES} p={p:.3g} (first two: {p2:.3g}) "
           f"accepted {stats.accepted}/{stats.proposed}")
     assert p > 1e-3 and p2 > 1e-3
     assert 0 < stats.accepted < stats.proposed
@@ -196,7 +199,7 @@ def test_draft_model_tree_is_exact_at_t1(exact_world):
 
 def test_the_test_catches_a_wrong_tree_rule(exact_world):
     target, draft, joint = exact_world
-    samples, _ = sample(target, draft, accept=residual_is_p_any_vocab)
+    samples, _ = sample(target, draft, accept=residual_is_p_any_vocab, mode="topk")
     p = chi_square_pvalue([s[:2] for s in samples], first_two(joint))
     print(f"planted residual-is-p rule: N={SAMPLES} p={p:.3g} (first two tokens)")
     assert p < 1e-6

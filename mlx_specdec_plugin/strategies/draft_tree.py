@@ -22,8 +22,15 @@ depth ``d`` over the ``n_d < N`` nodes expanded there. The tree
 nodes are trimmed off the draft cache in :meth:`DraftTreeProposer.extend`; the accepted path's
 tokens are fed again with the next root (same forward, no extra step).
 
-The tree is a deterministic function of the context, so the ``tree`` acceptor's point-mass rule
-keeps it exact at any temperature (:mod:`~mlx_specdec_plugin.acceptors.tree`).
+The top-k tree is a deterministic function of the context, so the ``tree`` acceptor's point-mass
+rule keeps it exact at any temperature (:mod:`~mlx_specdec_plugin.acceptors.tree`).
+
+``mode="sampled"`` (at temperature > 0 with a known sampling distribution) draws a *sampled* tree
+instead (:mod:`.sampled_tree`): a shape fixed before the round's draws, then each sibling group
+drawn without replacement from the draft model's tempered q at its node (the user's whole
+sampling chain, with the node's path), a depth at a time with the same one forward per depth;
+``Draft.q`` reports each node's group row and the acceptor's without-replacement rule keeps it
+exact. At temperature 0 the tree is always the top-k one.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from ..contract import Draft, DraftContext, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
 from .draft_model import DraftModelProposer
+from .sampled_tree import SiblingRates, draw_groups
+
+MODES = ("sampled", "topk")
 
 
 # draft models whose tree forward passed the probe (id -> model; the probe runs once per model)
@@ -66,7 +76,10 @@ class DraftTreeProposer(DraftModelProposer):
     drafts_trees = True
 
     def __init__(self, target: TargetAdapter, draft_model, options: StrategyOptions,
-                 max_children: Optional[int] = None, max_depth: Optional[int] = None):
+                 max_children: Optional[int] = None, max_depth: Optional[int] = None,
+                 mode: str = "sampled", sibling_rate: Optional[float] = None):
+        if mode not in MODES:
+            raise ValueError(f"strategy 'tree': mode must be one of {', '.join(MODES)}, got {mode!r}")
         super().__init__(target, draft_model, options)
         # sliding-window layers keep every row in a plain KVCache here (a tree grows on top of the
         # draft cache and is trimmed off again); the window is applied by the mask: every
@@ -91,6 +104,9 @@ class DraftTreeProposer(DraftModelProposer):
         self.max_depth = max_depth
         self.nodes_fed = 0  # tree nodes in the draft cache above the root (trimmed in extend)
         self.forwards = 0  # draft-model forwards of the last propose (root included)
+        self.mode = mode
+        self.rates = SiblingRates(sibling_rate)
+        self.sampled: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # last sampled tree (parents, tokens)
 
     def rewind(self, n: int) -> bool:
         return False if self.nodes_fed else super().rewind(n)
@@ -104,6 +120,9 @@ class DraftTreeProposer(DraftModelProposer):
                     c.trim(self.nodes_fed)
             if not tokens or tokens[0] != self.last[0]:
                 raise ValueError("draft tree: the round's first committed token is not its root")
+            if self.sampled is not None:
+                self.rates.observe(*self.sampled, tokens[1:])
+                self.sampled = None
             tokens, self.fed, self.nodes_fed = tokens[1:], 0, 0
         self.unfed.extend(tokens)
 
@@ -134,6 +153,9 @@ class DraftTreeProposer(DraftModelProposer):
         root = logits[0, -1:]
         self.fed, self.nodes_fed, self.forwards = 1, 0, 1
         self.last = (ctx.pending, None)
+        self.sampled = None
+        if self.mode == "sampled" and ctx.sampling.known and not ctx.sampling.greedy:
+            return self._grow_sampled(ctx, root, budget, k, max_depth)
 
         # candidates: (score, parent candidate or -1, token, depth); fed: candidate -> fed index
         cands: List[Tuple[float, int, int, int]] = []
@@ -178,3 +200,49 @@ class DraftTreeProposer(DraftModelProposer):
         tokens = mx.array([cands[c][2] for c in chosen], dtype=mx.uint32)
         self.last = (ctx.pending, tokens)
         return Draft(tokens, None, True, parents)
+
+    def _grow_sampled(self, ctx: DraftContext, root: mx.array, budget: int, k: int, max_depth: int) -> Draft:
+        """A sampled tree: the shape first (:class:`~.sampled_tree.SiblingRates`), then a depth at a
+        time, each group drawn without replacement from q at its node (one draft forward per
+        depth over the nodes that have children in the shape)."""
+        sampling, history = ctx.sampling, list(ctx.history)
+        shape = self.rates.shape(budget, k, max_depth)
+        kids = tree.children(shape)
+        token: dict = {}  # shape node -> drawn token
+        row_of: dict = {}  # shape node -> its group's q row (index into rows)
+        rows: List[mx.array] = []
+        paths: dict = {-1: []}
+        fed_of: dict = {-1: -1}
+        fed_parents: List[int] = []
+        level, logits = [-1], root
+        while True:
+            processed = sampling.processed_rows(logits, [history + paths[n] for n in level])
+            q = sampling.distribution(processed).astype(mx.float32)
+            drawn = draw_groups(q, [len(kids[n]) for n in level])
+            nxt = []
+            for j, (n, group) in enumerate(zip(level, drawn)):
+                for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
+                    token[c], row_of[c] = t, len(rows) + j
+                    paths[c] = paths[n] + [t]
+                    if c in kids:
+                        nxt.append(c)
+            rows.extend(q[j] for j in range(len(level)))
+            if not nxt:
+                break
+            first = 1 + len(fed_parents)
+            for c in nxt:
+                fed_of[c] = len(fed_parents)
+                fed_parents.append(fed_of[shape[c]])
+            feed = mx.array([[token[c] for c in nxt]], dtype=mx.uint32)
+            out, _ = tree.tree_forward(self.adapter, feed, self.cache, (), fed_parents, first=first)
+            self.nodes_fed += len(nxt)
+            self.forwards += 1
+            level, logits = nxt, out[0]
+        chosen = [c for c in range(len(shape)) if c in token]  # breadth-first, groups in draw order
+        index = {c: j for j, c in enumerate(chosen)}
+        parents = tuple(-1 if shape[c] < 0 else index[shape[c]] for c in chosen)
+        tokens = [token[c] for c in chosen]
+        q = mx.stack([rows[row_of[c]] for c in chosen]) if chosen else None
+        self.sampled = (parents, tokens)
+        self.last = (ctx.pending, mx.array(tokens, dtype=mx.uint32))
+        return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents) if chosen else Draft.empty()

@@ -15,6 +15,11 @@ caps the branching (default: the budget).
 
 The tree is a deterministic function of the context, so the ``tree`` acceptor's point-mass rule
 keeps it exact at any temperature (:mod:`~mlx_specdec_plugin.acceptors.tree`).
+
+``mode="sampled"`` (temperature > 0, a known sampling distribution): a sampled tree instead
+(:mod:`.sampled_tree`), its shape fixed before the round's draws and each sibling group drawn
+without replacement from the tempered q of the node's row (Markov-corrected by the node's own
+parent token for DSpark), reported in ``Draft.q`` for the acceptor's without-replacement rule.
 """
 
 from __future__ import annotations
@@ -31,12 +36,19 @@ from ..sampling import normalise
 from ..target import TargetAdapter
 from .dflash import BlockProposer
 from .draft_model import is_mlx_lm_model
-from .draft_tree import DraftTreeProposer
+from .draft_tree import MODES, DraftTreeProposer
 from .dspark import DSparkProposer
+from .sampled_tree import SiblingRates, draw_groups
+
+DEFAULT_MODE = "sampled"  # at T > 0; docs/tree_verification.md has the measurements behind it
 
 OPTIONS = (
     StrategyOption("max_children", int, None, "children per node at most (default: the node budget)"),
     StrategyOption("max_depth", int, None, "draft-model trees: depth at most (default: the node budget)"),
+    StrategyOption("mode", str, DEFAULT_MODE, "at T > 0: 'sampled' (siblings drawn without replacement from q) "
+                   "or 'topk' (the best-first top-k tree); T = 0 is always top-k"),
+    StrategyOption("sibling_rate", float, None, "sampled trees: the modelled chance that a sibling is kept once "
+                   "its elders were rejected, which fixes the shape (default: estimated from earlier rounds)"),
 )
 
 # children_of(node, path tokens) -> [(log q, token), ...] best first; node -1 is the root
@@ -89,15 +101,28 @@ class BlockTreeProposer:
 
     drafts_trees = True
 
-    def __init__(self, block: BlockProposer, max_children: Optional[int]):
+    def __init__(self, block: BlockProposer, max_children: Optional[int], mode: str = DEFAULT_MODE,
+                 sibling_rate: Optional[float] = None):
         self.block = block
         self.tap_layers = block.tap_layers
         self.cap = block.cap
         self.max_children = max_children
         self.markov = isinstance(block, DSparkProposer)
+        self.mode = mode
+        self.rates = SiblingRates(sibling_rate)
+        self.sampled: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # last sampled tree (parents, tokens)
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
+        if self.sampled is not None:  # the round's commit: the pending token, then the kept path
+            self.rates.observe(*self.sampled, list(tokens)[1:])
+            self.sampled = None
         self.block.extend(tokens, hidden)
+
+    def _row(self, base: mx.array, d: int, parent_token: int) -> mx.array:
+        row = base[d]
+        if self.markov:
+            row = row + self.block.markov(mx.array(parent_token, dtype=mx.uint32)).astype(row.dtype)
+        return row
 
     def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
         g = min(max_tokens, self.cap)
@@ -105,6 +130,9 @@ class BlockTreeProposer:
             return Draft.empty()
         base, _ = self.block.base_logits(ctx.pending, g)
         sampling = ctx.sampling
+        self.sampled = None
+        if self.mode == "sampled" and sampling.known and not sampling.greedy:
+            return self._sampled(ctx, base, max_tokens, g)
         k = min(max_tokens, self.max_children or max_tokens)
         shared: Dict[int, List[Tuple[float, int]]] = {}
 
@@ -130,21 +158,57 @@ class BlockTreeProposer:
             return Draft.empty()
         return Draft(mx.array(tokens, dtype=mx.uint32), None, True, parents)
 
+    def _sampled(self, ctx: DraftContext, base: mx.array, budget: int, g: int) -> Draft:
+        """The shape first, then a depth at a time each group drawn without replacement from q at
+        its node (the block row of its depth, Markov-corrected by its parent's token)."""
+        sampling, history = ctx.sampling, list(ctx.history)
+        k = min(budget, self.max_children or budget)
+        shape = self.rates.shape(budget, k, g)
+        kids = tree.children(shape)
+        token: Dict[int, int] = {}
+        rows: Dict[int, mx.array] = {}
+        paths: Dict[int, List[int]] = {-1: []}
+        level, d = [-1], 0
+        while level:
+            raw = mx.stack([self._row(base, d, paths[n][-1] if paths[n] else ctx.pending) for n in level])
+            q = sampling.distribution(sampling.processed_rows(raw, [history + paths[n] for n in level])).astype(mx.float32)
+            nxt = []
+            for j, (n, group) in enumerate(zip(level, draw_groups(q, [len(kids[n]) for n in level]))):
+                for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
+                    token[c], rows[c], paths[c] = t, q[j], paths[n] + [t]
+                    if c in kids:
+                        nxt.append(c)
+            level, d = nxt, d + 1
+        chosen = [c for c in range(len(shape)) if c in token]
+        if not chosen:
+            return Draft.empty()
+        index = {c: j for j, c in enumerate(chosen)}
+        parents = tuple(-1 if shape[c] < 0 else index[shape[c]] for c in chosen)
+        tokens = [token[c] for c in chosen]
+        self.sampled = (parents, tokens)
+        return Draft(mx.array(tokens, dtype=mx.uint32), mx.stack([rows[c] for c in chosen]), False, parents)
+
 
 def build(target: TargetAdapter, draft, options: StrategyOptions):
     max_children = options.extra.get("max_children")
     max_children = int(max_children) if max_children is not None else None
     if max_children is not None and max_children < 1:
         raise ValueError(f"max_children must be >= 1, got {max_children}")
+    mode = options.extra.get("mode") or DEFAULT_MODE
+    if mode not in MODES:
+        raise ValueError(f"strategy 'tree': mode must be one of {', '.join(MODES)}, got {mode!r}")
+    rate = options.extra.get("sibling_rate")
+    rate = float(rate) if rate is not None else None
+    SiblingRates(rate)  # checks the range, before any generation
     for kind, cls in (("dspark", DSparkProposer), ("dflash", BlockProposer)):
         if _claims(draft, kind):
-            return BlockTreeProposer(cls(as_drafter(draft, target.model, kind), options), max_children)
+            return BlockTreeProposer(cls(as_drafter(draft, target.model, kind), options), max_children, mode, rate)
     if is_mlx_lm_model(draft):
         max_depth = options.extra.get("max_depth")
         max_depth = int(max_depth) if max_depth is not None else None
         if max_depth is not None and max_depth < 1:
             raise ValueError(f"max_depth must be >= 1, got {max_depth}")
-        return DraftTreeProposer(target, draft, options, max_children, max_depth)
+        return DraftTreeProposer(target, draft, options, max_children, max_depth, mode, rate)
     raise ValueError(
         "strategy 'tree' needs a DSpark or DFlash drafter (a checkpoint folder or a loaded drafter) "
         "or an mlx-lm draft model with the target's tokenizer"
