@@ -149,6 +149,27 @@ def test_greedy_equals_plain_decoding(world, head):
         assert stats.accepted == 0
 
 
+@pytest.mark.parametrize("head", ["good", "rejected"])
+def test_greedy_assistant_trees_equal_plain_decoding(world, head):
+    """``--draft-strategy tree`` with an assistant: one assistant call per depth, verified by the
+    Gemma-4 tree forward; the good assistant keeps more per round as a tree than as a chain."""
+    root, model, tok, refs = world
+    per_round = {}
+    for strategy, k in (("assistant", 3), ("tree", 6)):
+        stats = SpecStats()
+        for prompt in PROMPTS:
+            out = [r.token for r in stream_generate(model, tok, prompt, max_tokens=MAX_TOKENS, draft_model=str(root / head),
+                                                    draft_strategy=strategy, num_draft_tokens=k, stats=stats)]
+            assert out[: len(refs[prompt])] == refs[prompt], (strategy, prompt)
+        per_round[strategy] = stats.emitted / stats.num_rounds
+        assert stats.proposed > 0
+        if strategy == "assistant":  # the chain drafts token 0 only; a tree's siblings tie at logit 0
+            assert (stats.accepted == 0) == (head == "rejected")
+    print(f"assistant {head}: tokens per round chain k=3 {per_round['assistant']:.2f}, tree of 6 {per_round['tree']:.2f}")
+    if head == "good":
+        assert per_round["tree"] > per_round["assistant"]
+
+
 def test_sampled_drafts_report_the_distribution_they_were_drawn_from(world):
     root, model, tok, _ = world
     drafter = load_drafter(root / "ordered", model)

@@ -32,7 +32,7 @@ from mlx_specdec_plugin.sampling import make_sampler
 from mlx_specdec_plugin.strategies.sampled_tree import SiblingRates, draw_groups, rank_rates, shape
 from mlx_specdec_plugin.strategies import draft_tree as draft_tree_module
 from mlx_specdec_plugin.strategies import tree as tree_module
-from mlx_specdec_plugin.testing.drafters import write_dspark
+from mlx_specdec_plugin.testing.drafters import kind_fixtures, write_dspark, write_gemma4_assistant
 from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_model, tiny_config
 
 # -- the shape
@@ -225,7 +225,7 @@ def world(tmp_path_factory):
     return target, {"draft-model": draft, "dspark": dspark}, exact_joint(target, PROMPT, 3, VOCAB, dict(temp=1.0), {})
 
 
-def loop_samples(target, draft, n=SAMPLES, accept=None, drafts=None):
+def loop_samples(target, draft, n=SAMPLES, accept=None, drafts=None, mode="sampled"):
     """The first 3 tokens of ``n`` generations of 5, each from a fresh proposer (the first round
     drafts 4 nodes: sibling_rate 0.3 makes them 4 siblings at the root)."""
     mx.random.seed(1234)
@@ -234,7 +234,7 @@ def loop_samples(target, draft, n=SAMPLES, accept=None, drafts=None):
     for _ in range(n):
         t, proposer, spec, sampling, _, _ = prepare(
             target, draft, draft_strategy="tree", num_draft_tokens=4, sampler=make_sampler(temp=1.0), target=t,
-            strategy_options={"mode": "sampled", "sibling_rate": 0.3})
+            strategy_options={"mode": mode, "sibling_rate": 0.3})
 
         def recording(d, scores, _accept=accept or spec.accept):
             if drafts is not None:
@@ -312,3 +312,42 @@ def test_bad_options_are_one_line(world):
         with pytest.raises(ValueError) as err:
             prepare(target, drafts["draft-model"], draft_strategy="tree", num_draft_tokens=4, strategy_options=options)
         assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+# -- Gemma-4's assistant: its tree, sampled and top-k, on a gemma4_text target
+
+ASSISTANT_FAULT_SAMPLES = 1400  # the with-replacement fault moves this joint less: p ~ 7e-4 at 400, 6e-7 at 1000
+
+
+@pytest.fixture(scope="module")
+def gemma_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assistant_tree")
+    target, _ = kind_fixtures(root, VOCAB)["assistant"]
+    # sharper than the chi-square fixture's: q far from p, so that the planted fault shows
+    assistant = load_drafter(write_gemma4_assistant(root / "sharp", root / "gemma4", seed=3, scale=3.0), target)
+    return target, assistant, exact_joint(target, PROMPT, 3, VOCAB, dict(temp=1.0), {})
+
+
+@pytest.mark.parametrize("mode", ["sampled", "topk"])
+def test_assistant_trees_are_exact_through_the_loop(gemma_world, mode):
+    target, assistant, joint = gemma_world
+    drafts = []
+    samples, stats = loop_samples(target, assistant, drafts=drafts, mode=mode)
+    p = chi_square_pvalue(samples, joint)
+    print(f"assistant {mode} tree: N={SAMPLES} p={p:.3g} accepted {stats.accepted}/{stats.proposed}")
+    assert p > 1e-3
+    assert 0 < stats.accepted < stats.proposed
+    first = [d for d in drafts if len(d) == 4]
+    assert first and all(d.deterministic == (mode == "topk") for d in first)
+    if mode == "sampled":
+        assert all(d.parents == (-1,) * 4 and len(set(d.tokens.tolist())) == 4 for d in first)
+
+
+def test_the_assistant_tree_test_catches_draws_with_replacement(gemma_world, monkeypatch):
+    target, assistant, joint = gemma_world
+    monkeypatch.setattr(tree_module, "draw_groups", _with_replacement)
+    samples, _ = loop_samples(target, assistant, n=ASSISTANT_FAULT_SAMPLES)
+    p = chi_square_pvalue([s[:2] for s in samples], _first_two(joint))
+    print(f"planted with-replacement draws (assistant): N={ASSISTANT_FAULT_SAMPLES} p={p:.3g} (first two tokens)")
+    assert p < 1e-6
+

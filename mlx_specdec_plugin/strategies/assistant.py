@@ -11,6 +11,14 @@ over the same keys/values. The assistant has no state of its own to roll back.
 
 Every proposal is drawn through the user's sampling chain from the assistant's logits and that q
 is reported, so every acceptor stays exact.
+
+:class:`~.tree.AssistantTreeProposer` (strategy ``tree`` with an assistant checkpoint) grows a draft tree
+instead. A node's children come from one assistant step on (the node's token, its parent's
+projected output), and the steps of different nodes do not see each other (the assistant attends
+to the target's keys/values only), so a depth's nodes run as rows of one call. At T = 0, or with
+``mode=topk``, the tree is the best-first top-k tree by path log q (one step per expanded node);
+otherwise (``mode=sampled``) the shape is fixed first and each sibling group is drawn without
+replacement from q at its node (:mod:`.sampled_tree`), one call per depth.
 """
 
 from __future__ import annotations

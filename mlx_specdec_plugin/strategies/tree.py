@@ -1,7 +1,8 @@
 """``tree``: a draft tree from one block-drafter pass (DDTree-style best-first), verified at once.
 
 (With a classic mlx-lm draft model instead, ``build`` returns the top-k tree of
-:mod:`.draft_tree`: one draft-model forward per depth.)
+:mod:`.draft_tree`: one draft-model forward per depth; with Gemma-4's assistant,
+:class:`AssistantTreeProposer`: one assistant call per depth.)
 
 The block drafter (a DSpark or DFlash checkpoint) runs its usual single forward over
 ``[anchor, mask x (g - 1)]`` and gives one row of logits per depth ``1..g``; DSpark's rows are
@@ -34,6 +35,7 @@ from ..drafters import as_drafter, claims as _claims
 from ..contract import Draft, DraftContext, StrategyOption, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
+from . import assistant
 from .dflash import BlockProposer
 from .draft_model import is_mlx_lm_model
 from .draft_tree import MODES, DraftTreeProposer
@@ -44,7 +46,7 @@ DEFAULT_MODE = "sampled"  # at T > 0; docs/tree_verification.md has the measurem
 
 OPTIONS = (
     StrategyOption("max_children", int, None, "children per node at most (default: the node budget)"),
-    StrategyOption("max_depth", int, None, "draft-model trees: depth at most (default: the node budget)"),
+    StrategyOption("max_depth", int, None, "draft-model and assistant trees: depth at most (default: the node budget)"),
     StrategyOption("mode", str, DEFAULT_MODE, "at T > 0: 'sampled' (siblings drawn without replacement from q) "
                    "or 'topk' (the best-first top-k tree); T = 0 is always top-k"),
     StrategyOption("sibling_rate", float, None, "sampled trees: the modelled chance that a sibling is kept once "
@@ -189,6 +191,98 @@ class BlockTreeProposer:
         return Draft(mx.array(tokens, dtype=mx.uint32), mx.stack([rows[c] for c in chosen]), False, parents)
 
 
+class AssistantTreeProposer(assistant.AssistantProposer):
+    """Tree drafts from Gemma-4's assistant (:mod:`.assistant`): a node's children come from one
+    assistant step on (its token, its parent's projected output); steps of different nodes do not
+    see each other, so a depth runs as rows of one call. Nothing of its own to roll back."""
+
+    drafts_trees = True
+
+    def __init__(self, drafter, options: StrategyOptions, max_children: Optional[int] = None,
+                 max_depth: Optional[int] = None, mode: str = "sampled", sibling_rate: Optional[float] = None):
+        super().__init__(drafter, options)
+        self.max_children, self.max_depth, self.mode = max_children, max_depth, mode
+        self.rates = SiblingRates(sibling_rate)
+        self.sampled: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # last sampled tree (parents, tokens)
+
+    def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
+        if self.sampled is not None:  # the round's commit: the pending token, then the kept path
+            self.rates.observe(*self.sampled, list(tokens)[1:])
+            self.sampled = None
+        super().extend(tokens, hidden)
+
+    def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
+        budget = int(max_tokens)
+        self.sampled = None
+        if budget < 1 or self._last is None:
+            return Draft.empty()
+        if ctx.cache is None:
+            raise ValueError(f"strategy 'tree' with an {assistant.KIND} drafter reads the target's cache, which this caller "
+                             "does not pass (DraftContext.cache)")
+        d, sampling, history = self.drafter, ctx.sampling, list(ctx.history)
+        shared, position = d.shared_kv(ctx.cache)
+
+        def steps(tokens: List[int], feats: mx.array) -> Tuple[mx.array, mx.array]:
+            """One assistant call over independent rows: (next features (n, B), logits (n, V))."""
+            inputs = mx.concatenate([d.embed(mx.array([tokens], dtype=mx.uint32)), feats[None]], axis=-1)
+            f, logits = d.step(inputs, shared, position)
+            return f[0], logits[0]
+
+        root_f, root_logits = steps([ctx.pending], d.feature(self._last)[0])
+        k = min(budget, self.max_children or budget)
+        max_depth = min(budget, self.max_depth or budget)
+        if self.mode == "sampled" and sampling.known and not sampling.greedy:
+            return self._sampled(ctx, steps, root_f, root_logits, budget, k, max_depth)
+        feats: Dict[Tuple[int, ...], mx.array] = {(): root_f[0]}  # a node's projected output (B,), by path
+
+        def children_of(node: int, path: List[int]) -> List[Tuple[float, int]]:
+            if path:
+                f, logits = steps(path[-1:], feats[tuple(path[:-1])][None])
+                feats[tuple(path)], row = f[0], logits[0]
+            else:
+                row = root_logits[0]
+            lp = normalise(sampling.processed(row[None], history + path))[0]
+            return top_children(lp.astype(mx.float32), k)
+
+        tokens, parents = best_first(children_of, budget, max_depth)
+        if not tokens:
+            return Draft.empty()
+        return Draft(mx.array(tokens, dtype=mx.uint32), None, True, parents)
+
+    def _sampled(self, ctx, steps, root_f, root_logits, budget: int, k: int, max_depth: int) -> Draft:
+        sampling, history = ctx.sampling, list(ctx.history)
+        shape = self.rates.shape(budget, k, max_depth)
+        kids = tree.children(shape)
+        token: Dict[int, int] = {}
+        rows: Dict[int, mx.array] = {}
+        paths: Dict[int, List[int]] = {-1: []}
+        feat: Dict[int, mx.array] = {-1: root_f[0]}
+        level, logits = [-1], root_logits
+        while level:
+            q = sampling.distribution(sampling.processed_rows(logits, [history + paths[n] for n in level]))
+            q = q.astype(mx.float32)
+            nxt = []
+            for j, (n, group) in enumerate(zip(level, draw_groups(q, [len(kids[n]) for n in level]))):
+                for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
+                    token[c], rows[c], paths[c] = t, q[j], paths[n] + [t]
+                    if c in kids:
+                        nxt.append(c)
+            if not nxt:
+                break
+            f, logits = steps([token[c] for c in nxt], mx.stack([feat[shape[c]] for c in nxt]))
+            for j, c in enumerate(nxt):
+                feat[c] = f[j]
+            level = nxt
+        chosen = [c for c in range(len(shape)) if c in token]
+        if not chosen:
+            return Draft.empty()
+        index = {c: j for j, c in enumerate(chosen)}
+        parents = tuple(-1 if shape[c] < 0 else index[shape[c]] for c in chosen)
+        tokens = [token[c] for c in chosen]
+        self.sampled = (parents, tokens)
+        return Draft(mx.array(tokens, dtype=mx.uint32), mx.stack([rows[c] for c in chosen]), False, parents)
+
+
 def build(target: TargetAdapter, draft, options: StrategyOptions):
     max_children = options.extra.get("max_children")
     max_children = int(max_children) if max_children is not None else None
@@ -203,13 +297,16 @@ def build(target: TargetAdapter, draft, options: StrategyOptions):
     for kind, cls in (("dspark", DSparkProposer), ("dflash", BlockProposer)):
         if _claims(draft, kind):
             return BlockTreeProposer(cls(as_drafter(draft, target.model, kind), options), max_children, mode, rate)
+    max_depth = options.extra.get("max_depth")
+    max_depth = int(max_depth) if max_depth is not None else None
+    if max_depth is not None and max_depth < 1:
+        raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+    if _claims(draft, assistant.KIND):
+        return AssistantTreeProposer(as_drafter(draft, target.model, assistant.KIND), options,
+                                     max_children, max_depth, mode, rate)
     if is_mlx_lm_model(draft):
-        max_depth = options.extra.get("max_depth")
-        max_depth = int(max_depth) if max_depth is not None else None
-        if max_depth is not None and max_depth < 1:
-            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
         return DraftTreeProposer(target, draft, options, max_children, max_depth, mode, rate)
     raise ValueError(
-        "strategy 'tree' needs a DSpark or DFlash drafter (a checkpoint folder or a loaded drafter) "
-        "or an mlx-lm draft model with the target's tokenizer"
+        "strategy 'tree' needs a DSpark or DFlash drafter (a checkpoint folder or a loaded drafter), a Gemma-4 "
+        "assistant, or an mlx-lm draft model with the target's tokenizer"
     )
