@@ -163,7 +163,8 @@ def expectation(pairs, widths, draws):
     return out
 
 
-def run(target_model, draft_model, tok, prompts, strategy, width, temp, max_tokens, max_children, mode=None):
+def run(target_model, draft_model, tok, prompts, strategy, width, temp, max_tokens, max_children, mode=None,
+        sibling_rate=None):
     computed, stats, forwards = [], SpecStats(), []
     state = {}
 
@@ -183,6 +184,8 @@ def run(target_model, draft_model, tok, prompts, strategy, width, temp, max_toke
     options = {"max_children": max_children} if strategy == "tree" and max_children else {}
     if strategy == "tree" and mode:
         options["mode"] = mode
+    if strategy == "tree" and mode == "sampled" and sibling_rate is not None:
+        options["sibling_rate"] = sibling_rate
     for i, prompt in enumerate(prompts):
         mx.random.seed(i)
         target, proposer, spec, sampling, _, _ = prepare(
@@ -224,6 +227,7 @@ def main():
     ap.add_argument("--prompts", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--max-children", type=int, default=None)
+    ap.add_argument("--sibling-rate", type=float, default=None, help="sampled trees: a fixed h (1: the sampled chain)")
     ap.add_argument("--expectation", action="store_true", help="expected tokens/round on fixed (p, q) rows first")
     ap.add_argument("--positions", type=int, default=8, help="--expectation: contexts per prompt")
     ap.add_argument("--mc", type=int, default=4000, help="--expectation: ordered draws per (p, q) pair")
@@ -267,7 +271,7 @@ def main():
             row = {"temp": temp, "width": width}
             for mode in (modes if temp > 0 else ["topk"]):
                 row[f"tree_{mode}"] = run(model, draft, tok, prompts, "tree", width, temp, args.max_tokens,
-                                          args.max_children, mode)
+                                          args.max_children, mode, args.sibling_rate)
             row["chain"] = chain_r = run(model, draft, tok, prompts, "draft-model", width, temp, args.max_tokens, None)
             rows.append(row)
             for key in [k for k in row if k.startswith("tree_")]:

@@ -36,17 +36,15 @@ from ..sampling import normalise
 from ..target import TargetAdapter
 from .dflash import BlockProposer
 from .draft_model import is_mlx_lm_model
-from .draft_tree import MODES, DraftTreeProposer
+from .draft_tree import DEFAULT_MODE, MODES, DraftTreeProposer
 from .dspark import DSparkProposer
 from .sampled_tree import SiblingRates, draw_groups
-
-DEFAULT_MODE = "sampled"  # at T > 0; docs/tree_verification.md has the measurements behind it
 
 OPTIONS = (
     StrategyOption("max_children", int, None, "children per node at most (default: the node budget)"),
     StrategyOption("max_depth", int, None, "draft-model trees: depth at most (default: the node budget)"),
     StrategyOption("mode", str, DEFAULT_MODE, "at T > 0: 'sampled' (siblings drawn without replacement from q) "
-                   "or 'topk' (the best-first top-k tree); T = 0 is always top-k"),
+                   "or 'topk' (the best-first top-k tree, the default); T = 0 is always top-k"),
     StrategyOption("sibling_rate", float, None, "sampled trees: the modelled chance that a sibling is kept once "
                    "its elders were rejected, which fixes the shape (default: estimated from earlier rounds)"),
 )
