@@ -20,6 +20,7 @@ from collections import Counter
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx_lm.sample_utils import make_logits_processors
 
 import test_tree_exactness as te
 from exactness import chi_square_pvalue, exact_joint
@@ -225,7 +226,7 @@ def world(tmp_path_factory):
     return target, {"draft-model": draft, "dspark": dspark}, exact_joint(target, PROMPT, 3, VOCAB, dict(temp=1.0), {})
 
 
-def loop_samples(target, draft, n=SAMPLES, accept=None, drafts=None, mode="sampled"):
+def loop_samples(target, draft, n=SAMPLES, accept=None, drafts=None, processors=None, mode="sampled"):
     """The first 3 tokens of ``n`` generations of 5, each from a fresh proposer (the first round
     drafts 4 nodes: sibling_rate 0.3 makes them 4 siblings at the root)."""
     mx.random.seed(1234)
@@ -234,7 +235,7 @@ def loop_samples(target, draft, n=SAMPLES, accept=None, drafts=None, mode="sampl
     for _ in range(n):
         t, proposer, spec, sampling, _, _ = prepare(
             target, draft, draft_strategy="tree", num_draft_tokens=4, sampler=make_sampler(temp=1.0), target=t,
-            strategy_options={"mode": mode, "sibling_rate": 0.3})
+            strategy_options={"mode": mode, "sibling_rate": 0.3}, logits_processors=processors)
 
         def recording(d, scores, _accept=accept or spec.accept):
             if drafts is not None:
@@ -268,6 +269,18 @@ def test_sampled_trees_are_exact_through_the_loop(world, drafter):
     first = [d for d in drafts if len(d) == 4]
     assert len(first) == SAMPLES
     assert all(d.parents == (-1,) * 4 and not d.deterministic and len(set(d.tokens.tolist())) == 4 for d in first)
+
+
+@pytest.mark.parametrize("drafter", ["draft-model", "dspark"])
+def test_sampled_trees_are_exact_with_a_repetition_penalty(world, drafter):
+    """Each node's q is drawn through the user's processors with the node's own path."""
+    target, drafters, _ = world
+    kw = dict(repetition_penalty=1.3)
+    joint = exact_joint(target, PROMPT, 3, VOCAB, dict(temp=1.0), kw)
+    samples, stats = loop_samples(target, drafters[drafter], processors=make_logits_processors(**kw))
+    p = chi_square_pvalue(samples, joint)
+    print(f"{drafter} sampled tree, repetition penalty: N={SAMPLES} p={p:.3g} accepted {stats.accepted}/{stats.proposed}")
+    assert p > 1e-3 and 0 < stats.accepted < stats.proposed
 
 
 def _with_replacement(q, sizes):

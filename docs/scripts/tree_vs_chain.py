@@ -45,17 +45,42 @@ def expected_tokens(draft, scores) -> float:
     """1 + the expected number of kept drafts, given this round's draft and target rows."""
     p = np.array(scores.probs(), dtype=np.float64)
     tokens = draft.tokens.tolist()
-    if draft.parents is not None:  # point-mass tree: node kept with prob prod of p along its path
+    if draft.parents is not None and draft.deterministic:  # point masses: prod of p along the path
         mass = []
         for i, par in enumerate(draft.parents):
             mass.append((1.0 if par < 0 else mass[par]) * p[par + 1, tokens[i]])
         return 1.0 + float(sum(mass))
+    if draft.parents is not None:  # siblings drawn without replacement: the acceptor's walk, in probabilities
+        return 1.0 + float(sum(reach_without_replacement(draft.parents, tokens, p, np.array(draft.q, np.float64))))
     q = np.array(draft_q_rows(draft, p.shape[-1]), dtype=np.float64)
     run, total = 1.0, 1.0
     for i, t in enumerate(tokens):
         run *= min(1.0, p[i, t] / q[i, t]) if q[i, t] > 0 else 0.0
         total += run
     return total
+
+
+def reach_without_replacement(parents, tokens, p, q):
+    """Each node's chance to be kept by the ``tree`` acceptor given the drawn tree (siblings drawn
+    without replacement, ``q[i]`` node i's group row) and the target rows ``p`` (round numbering)."""
+    kids = tree.children(parents)
+    reach = [0.0] * len(parents)
+    for node in [-1] + list(range(len(parents))):
+        group = kids.get(node, [])
+        if not group:
+            continue
+        here = 1.0 if node < 0 else reach[node]
+        r, qq, left = p[node + 1].copy(), q[group[0]].copy(), 1.0
+        for c in group:
+            t = tokens[c]
+            a = min(1.0, r[t] / qq[t]) if qq[t] > 0 else 0.0
+            reach[c] = here * left * a
+            left *= 1.0 - a
+            res = np.maximum(r - qq, 0.0)
+            r = res / res.sum() if res.sum() > 1e-12 else r
+            qq[t] = 0.0
+            qq = qq / qq.sum() if qq.sum() > 1e-12 else qq
+    return reach
 
 
 def run(model, tok, drafter_path, strategy, width, temp, seeds, max_tokens):

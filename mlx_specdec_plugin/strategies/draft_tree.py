@@ -25,7 +25,7 @@ tokens are fed again with the next root (same forward, no extra step).
 The top-k tree is a deterministic function of the context, so the ``tree`` acceptor's point-mass
 rule keeps it exact at any temperature (:mod:`~mlx_specdec_plugin.acceptors.tree`).
 
-``mode="sampled"`` (at temperature > 0 with a known sampling distribution) draws a *sampled* tree
+``mode="sampled"`` (opt-in; at temperature > 0 with a known sampling distribution) draws a *sampled* tree
 instead (:mod:`.sampled_tree`): a shape fixed before the round's draws, then each sibling group
 drawn without replacement from the draft model's tempered q at its node (the user's whole
 sampling chain, with the node's path), a depth at a time with the same one forward per depth;
@@ -49,6 +49,9 @@ from .draft_model import DraftModelProposer
 from .sampled_tree import SiblingRates, draw_groups
 
 MODES = ("sampled", "topk")
+# at T > 0; top-k until sampled trees win at the default width too (docs/tree_verification.md,
+# "Sampled tree, top-k tree and chain at equal verify width")
+DEFAULT_MODE = "topk"
 
 
 # draft models whose tree forward passed the probe (id -> model; the probe runs once per model)
@@ -77,7 +80,7 @@ class DraftTreeProposer(DraftModelProposer):
 
     def __init__(self, target: TargetAdapter, draft_model, options: StrategyOptions,
                  max_children: Optional[int] = None, max_depth: Optional[int] = None,
-                 mode: str = "sampled", sibling_rate: Optional[float] = None):
+                 mode: str = DEFAULT_MODE, sibling_rate: Optional[float] = None):
         if mode not in MODES:
             raise ValueError(f"strategy 'tree': mode must be one of {', '.join(MODES)}, got {mode!r}")
         super().__init__(target, draft_model, options)

@@ -38,17 +38,15 @@ from ..target import TargetAdapter
 from . import assistant
 from .dflash import BlockProposer
 from .draft_model import is_mlx_lm_model
-from .draft_tree import MODES, DraftTreeProposer
+from .draft_tree import DEFAULT_MODE, MODES, DraftTreeProposer
 from .dspark import DSparkProposer
 from .sampled_tree import SiblingRates, draw_groups
-
-DEFAULT_MODE = "sampled"  # at T > 0; docs/tree_verification.md has the measurements behind it
 
 OPTIONS = (
     StrategyOption("max_children", int, None, "children per node at most (default: the node budget)"),
     StrategyOption("max_depth", int, None, "draft-model and assistant trees: depth at most (default: the node budget)"),
     StrategyOption("mode", str, DEFAULT_MODE, "at T > 0: 'sampled' (siblings drawn without replacement from q) "
-                   "or 'topk' (the best-first top-k tree); T = 0 is always top-k"),
+                   "or 'topk' (the best-first top-k tree, the default); T = 0 is always top-k"),
     StrategyOption("sibling_rate", float, None, "sampled trees: the modelled chance that a sibling is kept once "
                    "its elders were rejected, which fixes the shape (default: estimated from earlier rounds)"),
 )
@@ -199,7 +197,7 @@ class AssistantTreeProposer(assistant.AssistantProposer):
     drafts_trees = True
 
     def __init__(self, drafter, options: StrategyOptions, max_children: Optional[int] = None,
-                 max_depth: Optional[int] = None, mode: str = "sampled", sibling_rate: Optional[float] = None):
+                 max_depth: Optional[int] = None, mode: str = DEFAULT_MODE, sibling_rate: Optional[float] = None):
         super().__init__(drafter, options)
         self.max_children, self.max_depth, self.mode = max_children, max_depth, mode
         self.rates = SiblingRates(sibling_rate)
