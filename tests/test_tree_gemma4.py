@@ -88,3 +88,24 @@ def test_gemma4_dspark_tree_is_plain_decoding(tmp_path):
     out = [x for x, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept, num_draft_tokens=8,
                                                      max_tokens=40, sampling=sampling, stats=stats)]
     assert out == ref and stats.proposed > 0
+
+
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16])
+def test_the_tree_probe_accepts_half_precision_and_still_refuses_a_wrong_forward(dtype, monkeypatch):
+    """Half precision gets the wider tolerance (on the H200, mlx-cuda's bf16 kernels put our tree
+    forward 7e-3 from the Qwen2.5-1.5B's own, and the 1e-4 bound refused it; the CPU's bf16 stays
+    closer), and a forward with its positions off by one is still refused with it."""
+    for model_type, extra in (("llama", {}), ("gemma4_text", GEMMA4)):
+        model = make_tiny_model(tiny_config(model_type, **extra), seed=3, sharpness=2)
+        model.set_dtype(dtype)
+        tree.check_tree_forward(TargetAdapter(model))
+        shifted = tree._positions
+
+        def off_by_one(cache0, rparents, first, L):
+            anc, rdepth, groups, inverse = shifted(cache0, rparents, first, L)
+            return anc, rdepth, [(pos + 1, idx) for pos, idx in groups], inverse
+
+        monkeypatch.setattr(tree, "_positions", off_by_one)
+        with pytest.raises(ValueError, match="does not reproduce model"):
+            tree.check_tree_forward(TargetAdapter(model))
+        monkeypatch.setattr(tree, "_positions", shifted)

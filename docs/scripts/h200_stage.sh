@@ -61,7 +61,7 @@ with src.open("rb") as f:
         folder = (".gpu_a", ".gpu_b")[n] if n < 2 else f".gpu_c{n - 1:02d}"
         n += 1
         Path(folder).mkdir(exist_ok=True)
-        room = limit - tree - size(folder) - 300_000
+        room = limit - tree - size(folder) - 1_500_000  # tar headers of the carried tree
         if room > 0:
             Path(folder, f"gguf.part{part:02d}").write_bytes(f.read(room))
             lo, part = lo + room, part + 1
