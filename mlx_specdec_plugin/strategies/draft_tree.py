@@ -46,7 +46,7 @@ from ..contract import Draft, DraftContext, StrategyOptions
 from ..sampling import normalise
 from ..target import TargetAdapter
 from .draft_model import DraftModelProposer
-from .sampled_tree import SiblingRates, draw_groups
+from .sampled_tree import SiblingRates, sample_tree
 
 MODES = ("sampled", "topk")
 # at T > 0; top-k until sampled trees win at the default width too (docs/tree_verification.md,
@@ -208,44 +208,28 @@ class DraftTreeProposer(DraftModelProposer):
         """A sampled tree: the shape first (:class:`~.sampled_tree.SiblingRates`), then a depth at a
         time, each group drawn without replacement from q at its node (one draft forward per
         depth over the nodes that have children in the shape)."""
-        sampling, history = ctx.sampling, list(ctx.history)
         shape = self.rates.shape(budget, k, max_depth)
-        kids = tree.children(shape)
-        token: dict = {}  # shape node -> drawn token
-        row_of: dict = {}  # shape node -> its group's q row (index into rows)
-        rows: List[mx.array] = []
-        paths: dict = {-1: []}
         fed_of: dict = {-1: -1}
         fed_parents: List[int] = []
-        level, logits = [-1], root
-        while True:
-            processed = sampling.processed_rows(logits, [history + paths[n] for n in level])
-            q = sampling.distribution(processed).astype(mx.float32)
-            drawn = draw_groups(q, [len(kids[n]) for n in level])
-            nxt = []
-            for j, (n, group) in enumerate(zip(level, drawn)):
-                for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
-                    token[c], row_of[c] = t, len(rows) + j
-                    paths[c] = paths[n] + [t]
-                    if c in kids:
-                        nxt.append(c)
-            rows.extend(q[j] for j in range(len(level)))
-            if not nxt:
-                break
+
+        def logits_of(level: List[int], paths, token) -> mx.array:
+            if level == [-1]:
+                return root
             first = 1 + len(fed_parents)
-            for c in nxt:
+            for c in level:
                 fed_of[c] = len(fed_parents)
                 fed_parents.append(fed_of[shape[c]])
-            feed = mx.array([[token[c] for c in nxt]], dtype=mx.uint32)
+            feed = mx.array([[token[c] for c in level]], dtype=mx.uint32)
             out, _ = tree.tree_forward(self.adapter, feed, self.cache, (), fed_parents, first=first)
-            self.nodes_fed += len(nxt)
+            self.nodes_fed += len(level)
             self.forwards += 1
-            level, logits = nxt, out[0]
-        chosen = [c for c in range(len(shape)) if c in token]  # breadth-first, groups in draw order
-        index = {c: j for j, c in enumerate(chosen)}
-        parents = tuple(-1 if shape[c] < 0 else index[shape[c]] for c in chosen)
-        tokens = [token[c] for c in chosen]
-        q = mx.stack([rows[row_of[c]] for c in chosen]) if chosen else None
+            return out[0]
+
+        drawn = sample_tree(shape, ctx.sampling, ctx.history, logits_of)
+        if drawn is None:
+            self.last = (ctx.pending, mx.array([], dtype=mx.uint32))
+            return Draft.empty()
+        parents, tokens, q = drawn
         self.sampled = (parents, tokens)
         self.last = (ctx.pending, mx.array(tokens, dtype=mx.uint32))
-        return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents) if chosen else Draft.empty()
+        return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents)

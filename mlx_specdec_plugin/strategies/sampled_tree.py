@@ -29,7 +29,7 @@ is cut to them, a decision made from ``q`` alone, before the draw.
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
@@ -147,3 +147,37 @@ def draw_groups(q: mx.array, sizes: Sequence[int]) -> List[List[int]]:
         ranked = sorted(zip(v, i), key=lambda t: -t[0])
         out.append([int(t) for _, t in ranked[: min(size, int(n))]])
     return out
+
+
+# logits_of(level, paths, token): raw drafter logits (n, V) at the nodes of ``level`` (shape node ids,
+# ``-1`` the root), given every drawn node's path and token so far
+LevelLogits = Callable[[List[int], Dict[int, List[int]], Dict[int, int]], mx.array]
+
+
+def sample_tree(shape_: Sequence[int], sampling, history: Sequence[int], logits_of: LevelLogits):
+    """Draw a sampled tree of shape ``shape_`` a depth at a time: each level's rows through the
+    user's sampling chain (each node's own path as its history), each group drawn without
+    replacement (:func:`draw_groups`). Returns ``(parents, tokens, q)`` with ``q (n, V)`` each
+    node's group row, or ``None`` when nothing was drawn."""
+    kids = tree.children(shape_)
+    token: Dict[int, int] = {}
+    rows: Dict[int, mx.array] = {}
+    paths: Dict[int, List[int]] = {-1: []}
+    level = [-1]
+    while level:
+        raw = logits_of(level, paths, token)
+        q = sampling.distribution(sampling.processed_rows(raw, [list(history) + paths[n] for n in level]))
+        q = q.astype(mx.float32)
+        nxt = []
+        for j, (n, group) in enumerate(zip(level, draw_groups(q, [len(kids[n]) for n in level]))):
+            for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
+                token[c], rows[c], paths[c] = t, q[j], paths[n] + [t]
+                if c in kids:
+                    nxt.append(c)
+        level = nxt
+    chosen = [c for c in range(len(shape_)) if c in token]  # breadth-first, groups in draw order
+    if not chosen:
+        return None
+    index = {c: j for j, c in enumerate(chosen)}
+    parents = tuple(-1 if shape_[c] < 0 else index[shape_[c]] for c in chosen)
+    return parents, [token[c] for c in chosen], mx.stack([rows[c] for c in chosen])

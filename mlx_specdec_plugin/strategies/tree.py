@@ -40,7 +40,7 @@ from .dflash import BlockProposer
 from .draft_model import is_mlx_lm_model
 from .draft_tree import DEFAULT_MODE, MODES, DraftTreeProposer
 from .dspark import DSparkProposer
-from .sampled_tree import SiblingRates, draw_groups
+from .sampled_tree import SiblingRates, sample_tree
 
 OPTIONS = (
     StrategyOption("max_children", int, None, "children per node at most (default: the node budget)"),
@@ -161,32 +161,18 @@ class BlockTreeProposer:
     def _sampled(self, ctx: DraftContext, base: mx.array, budget: int, g: int) -> Draft:
         """The shape first, then a depth at a time each group drawn without replacement from q at
         its node (the block row of its depth, Markov-corrected by its parent's token)."""
-        sampling, history = ctx.sampling, list(ctx.history)
         k = min(budget, self.max_children or budget)
-        shape = self.rates.shape(budget, k, g)
-        kids = tree.children(shape)
-        token: Dict[int, int] = {}
-        rows: Dict[int, mx.array] = {}
-        paths: Dict[int, List[int]] = {-1: []}
-        level, d = [-1], 0
-        while level:
-            raw = mx.stack([self._row(base, d, paths[n][-1] if paths[n] else ctx.pending) for n in level])
-            q = sampling.distribution(sampling.processed_rows(raw, [history + paths[n] for n in level])).astype(mx.float32)
-            nxt = []
-            for j, (n, group) in enumerate(zip(level, draw_groups(q, [len(kids[n]) for n in level]))):
-                for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
-                    token[c], rows[c], paths[c] = t, q[j], paths[n] + [t]
-                    if c in kids:
-                        nxt.append(c)
-            level, d = nxt, d + 1
-        chosen = [c for c in range(len(shape)) if c in token]
-        if not chosen:
+
+        def logits_of(level: List[int], paths, token) -> mx.array:
+            d = len(paths[level[0]])  # one depth per level
+            return mx.stack([self._row(base, d, paths[n][-1] if paths[n] else ctx.pending) for n in level])
+
+        drawn = sample_tree(self.rates.shape(budget, k, g), ctx.sampling, ctx.history, logits_of)
+        if drawn is None:
             return Draft.empty()
-        index = {c: j for j, c in enumerate(chosen)}
-        parents = tuple(-1 if shape[c] < 0 else index[shape[c]] for c in chosen)
-        tokens = [token[c] for c in chosen]
+        parents, tokens, q = drawn
         self.sampled = (parents, tokens)
-        return Draft(mx.array(tokens, dtype=mx.uint32), mx.stack([rows[c] for c in chosen]), False, parents)
+        return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents)
 
 
 class AssistantTreeProposer(assistant.AssistantProposer):
@@ -248,37 +234,23 @@ class AssistantTreeProposer(assistant.AssistantProposer):
         return Draft(mx.array(tokens, dtype=mx.uint32), None, True, parents)
 
     def _sampled(self, ctx, steps, root_f, root_logits, budget: int, k: int, max_depth: int) -> Draft:
-        sampling, history = ctx.sampling, list(ctx.history)
         shape = self.rates.shape(budget, k, max_depth)
-        kids = tree.children(shape)
-        token: Dict[int, int] = {}
-        rows: Dict[int, mx.array] = {}
-        paths: Dict[int, List[int]] = {-1: []}
         feat: Dict[int, mx.array] = {-1: root_f[0]}
-        level, logits = [-1], root_logits
-        while level:
-            q = sampling.distribution(sampling.processed_rows(logits, [history + paths[n] for n in level]))
-            q = q.astype(mx.float32)
-            nxt = []
-            for j, (n, group) in enumerate(zip(level, draw_groups(q, [len(kids[n]) for n in level]))):
-                for c, t in zip(kids[n], group):  # a group cut to q's support drops its tail
-                    token[c], rows[c], paths[c] = t, q[j], paths[n] + [t]
-                    if c in kids:
-                        nxt.append(c)
-            if not nxt:
-                break
-            f, logits = steps([token[c] for c in nxt], mx.stack([feat[shape[c]] for c in nxt]))
-            for j, c in enumerate(nxt):
+
+        def logits_of(level: List[int], paths, token) -> mx.array:
+            if level == [-1]:
+                return root_logits
+            f, logits = steps([token[c] for c in level], mx.stack([feat[shape[c]] for c in level]))
+            for j, c in enumerate(level):
                 feat[c] = f[j]
-            level = nxt
-        chosen = [c for c in range(len(shape)) if c in token]
-        if not chosen:
+            return logits
+
+        drawn = sample_tree(shape, ctx.sampling, ctx.history, logits_of)
+        if drawn is None:
             return Draft.empty()
-        index = {c: j for j, c in enumerate(chosen)}
-        parents = tuple(-1 if shape[c] < 0 else index[shape[c]] for c in chosen)
-        tokens = [token[c] for c in chosen]
+        parents, tokens, q = drawn
         self.sampled = (parents, tokens)
-        return Draft(mx.array(tokens, dtype=mx.uint32), mx.stack([rows[c] for c in chosen]), False, parents)
+        return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents)
 
 
 def build(target: TargetAdapter, draft, options: StrategyOptions):
