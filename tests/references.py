@@ -4,6 +4,10 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm.generate import generate_step
 
+from mlx_specdec_plugin import SpecStats
+from mlx_specdec_plugin.generate import prepare
+from mlx_specdec_plugin.loop import speculative_generate_step
+
 
 def greedy_tokens(model, tok, prompt: str, max_tokens: int) -> list:
     """mlx-lm's own greedy ``generate_step`` on ``prompt``: the token ids, cut before the first EOS."""
@@ -24,3 +28,12 @@ def feed_prefix(model, cache, tokens) -> None:
         model(mx.array([tokens[start : min(start + 4, len(tokens) - 2)]]), cache=cache)
     for t in tokens[-2:]:
         model(mx.array([[t]]), cache=cache)
+
+
+def tree_tokens(target, draft, prompt, k: int, max_tokens: int = 40):
+    """``(tokens, stats)`` of greedy ``tree`` decoding after ``prompt`` (ids) with ``k`` nodes a round."""
+    t, proposer, spec, sampling, _, _ = prepare(target, draft, draft_strategy="tree", num_draft_tokens=k)
+    stats = SpecStats()
+    out = [x for x, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept, num_draft_tokens=k,
+                                                     max_tokens=max_tokens, sampling=sampling, stats=stats)]
+    return out, stats

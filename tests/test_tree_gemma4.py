@@ -12,11 +12,9 @@ import mlx.core as mx
 import mlx_lm
 import pytest
 from mlx_lm.generate import generate_step
-from references import close, feed_prefix
+from references import close, feed_prefix, tree_tokens
 
-from mlx_specdec_plugin import SpecStats, caches, load_drafter, tree
-from mlx_specdec_plugin.generate import prepare
-from mlx_specdec_plugin.loop import speculative_generate_step
+from mlx_specdec_plugin import caches, load_drafter, tree
 from mlx_specdec_plugin.target import TargetAdapter
 from mlx_specdec_plugin.testing.drafters import write_gemma4_dspark
 from mlx_specdec_plugin.testing.tiny import make_tiny_model, save_tiny_model, tiny_config
@@ -67,11 +65,7 @@ def test_greedy_draft_model_tree_is_plain_decoding(gemma):
     draft = make_tiny_model(tiny_config("llama", vocab_size=258), seed=2, sharpness=3)
     for prompt in ([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], [7, 7, 1, 2]):
         ref = [int(t) for t, _ in generate_step(mx.array(prompt), target, max_tokens=40)]
-        t, proposer, spec, sampling, _, _ = prepare(target, draft, draft_strategy="tree", num_draft_tokens=6)
-        stats = SpecStats()
-        out = [tok for tok, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept,
-                                                             num_draft_tokens=6, max_tokens=40,
-                                                             sampling=sampling, stats=stats)]
+        out, stats = tree_tokens(target, draft, prompt, 6)
         assert out == ref and stats.proposed > 0
 
 
@@ -82,11 +76,7 @@ def test_gemma4_dspark_tree_is_plain_decoding(tmp_path):
     ds = write_gemma4_dspark(tmp_path / "ds", tmp_path / "g4", target_layer_ids=(0, 2), seed=5)
     prompt = tok.encode("the cat sat on the mat. the cat sat on the")
     ref = [int(t) for t, _ in generate_step(mx.array(prompt), model, max_tokens=40)]
-    t, proposer, spec, sampling, _, _ = prepare(model, load_drafter(ds, model), draft_strategy="tree",
-                                                num_draft_tokens=8)
-    stats = SpecStats()
-    out = [x for x, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept, num_draft_tokens=8,
-                                                     max_tokens=40, sampling=sampling, stats=stats)]
+    out, stats = tree_tokens(model, load_drafter(ds, model), prompt, 8)
     assert out == ref and stats.proposed > 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import mlx.core as mx
 import pytest
 from mlx_lm.generate import generate_step
-from references import close, feed_prefix
+from references import close, feed_prefix, tree_tokens
 from mlx_lm.models.cache import KVCache, RotatingKVCache
 
 from mlx_specdec_plugin import SpecStats, caches, tree
@@ -109,9 +109,5 @@ def test_block_drafter_tree_on_sliding_windows_is_plain_decoding(tmp_path):
     ds = write_dspark(tmp_path / "ds", tmp_path / "t", target_layer_ids=(0, 2), seed=11)
     prompt = tok.encode("the cat sat on the mat. the cat sat on the")
     ref = [int(t) for t, _ in generate_step(mx.array(prompt), model, max_tokens=40)]
-    t, proposer, spec, sampling, _, _ = prepare(model, load_drafter(ds, model), draft_strategy="tree",
-                                                num_draft_tokens=8)
-    stats = SpecStats()
-    out = [x for x, _, _ in speculative_generate_step(mx.array(prompt), t, proposer, spec.accept, num_draft_tokens=8,
-                                                     max_tokens=40, sampling=sampling, stats=stats)]
+    out, stats = tree_tokens(model, load_drafter(ds, model), prompt, 8)
     assert out == ref and stats.proposed > 0
