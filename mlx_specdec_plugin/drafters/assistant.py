@@ -169,11 +169,14 @@ def _kv_geometry(layer: nn.Module) -> Tuple[int, int]:
     return int(attn.n_kv_heads), int(attn.head_dim)
 
 
-def target_kv_layers(target_model: nn.Module) -> Dict[str, int]:
+def target_kv_layers(target_model: nn.Module, owners: Optional[int] = None) -> Dict[str, int]:
     """Per layer type, the index of the target's last cache-owning layer of that type (whose keys
-    and values the KV-shared layers after it reuse): the layer an assistant layer of that type reads."""
+    and values the KV-shared layers after it reuse): the layer an assistant layer of that type reads.
+    ``owners``: how many layers own a cache (the length of the target's cache list; default: a
+    fresh cache is made to count them)."""
     layers = list(target_model.layers)
-    owners = len(TargetAdapter(target_model).make_cache())
+    if owners is None:
+        owners = len(TargetAdapter(target_model).make_cache())
     return {l.layer_type: i for i, l in enumerate(layers[:owners])}
 
 
@@ -239,7 +242,7 @@ class AssistantDrafter:
         layer's rows (a sliding layer's newest ``window - 1``); and the position of the last
         committed token (the draft queries' position)."""
         out, position = {}, None
-        for kind, i in target_kv_layers(self.target_model).items():
+        for kind, i in target_kv_layers(self.target_model, len(cache)).items():
             c = cache[i]
             out[kind] = caches.committed_kv(c, self.window - 1 if kind == "sliding_attention" else None)
             position = caches.offset_of(c) - 1
