@@ -109,7 +109,6 @@ class DraftTreeProposer(DraftModelProposer):
         self.forwards = 0  # draft-model forwards of the last propose (root included)
         self.mode = mode
         self.rates = SiblingRates(sibling_rate)
-        self.sampled: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # last sampled tree (parents, tokens)
 
     def rewind(self, n: int) -> bool:
         return False if self.nodes_fed else super().rewind(n)
@@ -123,9 +122,7 @@ class DraftTreeProposer(DraftModelProposer):
                     c.trim(self.nodes_fed)
             if not tokens or tokens[0] != self.last[0]:
                 raise ValueError("draft tree: the round's first committed token is not its root")
-            if self.sampled is not None:
-                self.rates.observe(*self.sampled, tokens[1:])
-                self.sampled = None
+            self.rates.commit(tokens)
             tokens, self.fed, self.nodes_fed = tokens[1:], 0, 0
         self.unfed.extend(tokens)
 
@@ -156,7 +153,7 @@ class DraftTreeProposer(DraftModelProposer):
         root = logits[0, -1:]
         self.fed, self.nodes_fed, self.forwards = 1, 0, 1
         self.last = (ctx.pending, None)
-        self.sampled = None
+        self.rates.drew(None, None)
         if self.mode == "sampled" and ctx.sampling.known and not ctx.sampling.greedy:
             return self._grow_sampled(ctx, root, budget, k, max_depth)
 
@@ -230,6 +227,6 @@ class DraftTreeProposer(DraftModelProposer):
             self.last = (ctx.pending, mx.array([], dtype=mx.uint32))
             return Draft.empty()
         parents, tokens, q = drawn
-        self.sampled = (parents, tokens)
+        self.rates.drew(parents, tokens)
         self.last = (ctx.pending, mx.array(tokens, dtype=mx.uint32))
         return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents)

@@ -93,6 +93,17 @@ class SiblingRates:
         self.fixed = fixed
         self.tried: List[int] = []
         self.kept: List[int] = []
+        self.pending: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # the open round's tree
+
+    def drew(self, parents: Optional[Tuple[int, ...]], tokens: Optional[List[int]]) -> None:
+        """This round's sampled tree (``None``: the round drew none), counted at :meth:`commit`."""
+        self.pending = None if parents is None else (parents, tokens)
+
+    def commit(self, tokens: Sequence[int]) -> None:
+        """The round's commit (the pending token, then the kept path): count the open tree, if any."""
+        if self.pending is not None:
+            self.observe(*self.pending, list(tokens)[1:])
+            self.pending = None
 
     def hazards(self, k: int) -> List[float]:
         if self.fixed is not None:

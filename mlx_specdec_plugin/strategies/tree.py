@@ -110,12 +110,9 @@ class BlockTreeProposer:
         self.markov = isinstance(block, DSparkProposer)
         self.mode = mode
         self.rates = SiblingRates(sibling_rate)
-        self.sampled: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # last sampled tree (parents, tokens)
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
-        if self.sampled is not None:  # the round's commit: the pending token, then the kept path
-            self.rates.observe(*self.sampled, list(tokens)[1:])
-            self.sampled = None
+        self.rates.commit(tokens)
         self.block.extend(tokens, hidden)
 
     def _row(self, base: mx.array, d: int, parent_token: int) -> mx.array:
@@ -130,7 +127,7 @@ class BlockTreeProposer:
             return Draft.empty()
         base, _ = self.block.base_logits(ctx.pending, g)
         sampling = ctx.sampling
-        self.sampled = None
+        self.rates.drew(None, None)
         if self.mode == "sampled" and sampling.known and not sampling.greedy:
             return self._sampled(ctx, base, max_tokens, g)
         k = min(max_tokens, self.max_children or max_tokens)
@@ -171,7 +168,7 @@ class BlockTreeProposer:
         if drawn is None:
             return Draft.empty()
         parents, tokens, q = drawn
-        self.sampled = (parents, tokens)
+        self.rates.drew(parents, tokens)
         return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents)
 
 
@@ -187,17 +184,14 @@ class AssistantTreeProposer(assistant.AssistantProposer):
         super().__init__(drafter, options)
         self.max_children, self.max_depth, self.mode = max_children, max_depth, mode
         self.rates = SiblingRates(sibling_rate)
-        self.sampled: Optional[Tuple[Tuple[int, ...], List[int]]] = None  # last sampled tree (parents, tokens)
 
     def extend(self, tokens: Sequence[int], hidden: Optional[mx.array]) -> None:
-        if self.sampled is not None:  # the round's commit: the pending token, then the kept path
-            self.rates.observe(*self.sampled, list(tokens)[1:])
-            self.sampled = None
+        self.rates.commit(tokens)
         super().extend(tokens, hidden)
 
     def propose(self, ctx: DraftContext, max_tokens: int) -> Draft:
         budget = int(max_tokens)
-        self.sampled = None
+        self.rates.drew(None, None)
         if budget < 1 or self._last is None:
             return Draft.empty()
         if ctx.cache is None:
@@ -249,7 +243,7 @@ class AssistantTreeProposer(assistant.AssistantProposer):
         if drawn is None:
             return Draft.empty()
         parents, tokens, q = drawn
-        self.sampled = (parents, tokens)
+        self.rates.drew(parents, tokens)
         return Draft(mx.array(tokens, dtype=mx.uint32), q, False, parents)
 
 
